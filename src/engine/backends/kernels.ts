@@ -1,0 +1,145 @@
+/**
+ * The one interface every compute backend implements.
+ *
+ * Conventions (the js backend in ./js.ts is the readable reference; native must agree with it):
+ * - All matrices are row-major, float32, contiguous unless a leading dimension says otherwise.
+ * - Sizes are element counts. Offsets are expressed by passing a `subarray` view.
+ * - Forward kernels WRITE their outputs.
+ * - Backward kernels ACCUMULATE (+=) into gradient buffers, so several consumers of one tensor
+ *   can add their contributions without temporaries. Callers pass zero-filled buffers for the
+ *   first contribution.
+ * - A `null` gradient buffer means "not needed": the kernel must skip that work entirely (this is
+ *   how frozen weights avoid their dW product).
+ * - Kernels validate sizes against the arrays they are given before touching memory and throw
+ *   an Error naming the kernel and the mismatch. They never read or write out of bounds.
+ *
+ * Layouts used by the transformer kernels:
+ * - Activations are [B, T, H, D] flattened, i.e. a [B*T, H*D] matrix (what a Linear produces).
+ * - Attention probabilities saved for backward are [B, H, T, T]; entries above the diagonal are 0.
+ * - RoPE tables `cos`/`sin` are [T, D/2]: angle(t, i) = t * theta^(-2i/D) (Hugging Face layout:
+ *   the first half of a head pairs with the second half, "rotate half").
+ */
+export interface Kernels {
+  /** "js" or "native". */
+  readonly name: 'js' | 'native';
+  /** GEMM provider: "onednn", "builtin" (native fallback blocked GEMM) or "js". */
+  readonly blas: string;
+  /** Threads the backend uses for its kernels (1 for js). */
+  getThreads(): number;
+  setThreads(n: number): void;
+
+  /**
+   * Batched GEMM: for b in [0, batch):
+   *   C_b = alpha * op(A_b) · op(B_b) + beta * C_b
+   * with op(A_b) M×K, op(B_b) K×N, C_b M×N (leading dimension ldc).
+   * A_b starts at A[b*strideA]; stored M×K with row stride lda (lda >= K) when !transA,
+   * or K×M with lda >= M when transA. Likewise B_b: K×N (ldb >= N) or N×K (ldb >= K) when transB.
+   * A stride of 0 broadcasts that operand over the batch. When beta == 0, C is not read
+   * (NaNs in C do not propagate).
+   */
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, strideA: number,
+    B: Float32Array, ldb: number, strideB: number,
+    beta: number, C: Float32Array, ldc: number, strideC: number, batch: number,
+  ): void;
+
+  /** out[i] = a[i] + b[i] for i < n. */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+  /** out[i] = a[i] * b[i]. */
+  mul(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+  /** out[i] = a[i] * s. */
+  scale(a: Float32Array, s: number, out: Float32Array, n: number): void;
+  /** y[i] += alpha * x[i]. */
+  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void;
+  /** out[i] += value. */
+  addScalar(out: Float32Array, value: number, n: number): void;
+  /** Sum of x[0..n) accumulated in float64. */
+  sum(x: Float32Array, n: number): number;
+  /** Sum of squares of x[0..n) accumulated in float64. */
+  sumSquares(x: Float32Array, n: number): number;
+  /** out[i] = 0. */
+  fill(out: Float32Array, value: number, n: number): void;
+
+  /**
+   * out[r, :] = weight[ids[r], :] for r < nIds. Throws (before writing anything) if any id is
+   * outside [0, vocab); the message names the first bad id and its position.
+   */
+  embeddingForward(weight: Float32Array, ids: Int32Array, out: Float32Array, nIds: number, vocab: number, dim: number): void;
+  /** dWeight[ids[r], :] += dout[r, :] (scatter-add; ids already validated by forward). */
+  embeddingBackward(dout: Float32Array, ids: Int32Array, dWeight: Float32Array, nIds: number, vocab: number, dim: number): void;
+
+  /**
+   * RMSNorm over rows: rstd[r] = 1 / sqrt(mean(x[r,:]^2) + eps) (mean accumulated in float32 like
+   * PyTorch's fp32 path or better), out[r, j] = x[r, j] * rstd[r] * weight[j].
+   */
+  rmsnormForward(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float32Array, rows: number, dim: number, eps: number): void;
+  /** Accumulates dx (if not null) and dWeight (if not null). */
+  rmsnormBackward(
+    dout: Float32Array, x: Float32Array, weight: Float32Array, rstd: Float32Array,
+    dx: Float32Array | null, dWeight: Float32Array | null, rows: number, dim: number,
+  ): void;
+
+  /**
+   * Rotary embedding on x [B, T, H, D] with tables cos/sin [T, D/2] (D even):
+   *   out1 = x1*c - x2*s ; out2 = x2*c + x1*s   where x1 = x[..., :D/2], x2 = x[..., D/2:].
+   */
+  ropeForward(x: Float32Array, cos: Float32Array, sin: Float32Array, out: Float32Array, B: number, T: number, H: number, D: number): void;
+  /** Inverse rotation of dout, accumulated into dx: dx1 += d1*c + d2*s ; dx2 += d2*c - d1*s. */
+  ropeBackward(dout: Float32Array, cos: Float32Array, sin: Float32Array, dx: Float32Array, B: number, T: number, H: number, D: number): void;
+
+  /**
+   * Causal multi-head attention. q, k, v, out: [B, T, H, D]; probs: [B, H, T, T] (written, with
+   * zeros above the diagonal). out[b,t,h,:] = sum_{s<=t} P[b,h,t,s] v[b,s,h,:],
+   * P = softmax_s(scale * q[b,t,h,:]·k[b,s,h,:]) over s <= t.
+   */
+  attentionForward(
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, probs: Float32Array,
+    B: number, T: number, H: number, D: number, scale: number,
+  ): void;
+  /** Accumulates into dq, dk, dv (each may be null when not needed). */
+  attentionBackward(
+    dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array,
+    dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
+    B: number, T: number, H: number, D: number, scale: number,
+  ): void;
+
+  /** out = silu(x) = x * sigmoid(x). */
+  siluForward(x: Float32Array, out: Float32Array, n: number): void;
+  /** dx += dout * silu'(x). */
+  siluBackward(dout: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
+  /** SwiGLU product: out = silu(gate) * up. */
+  swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  /** dGate += dout * up * silu'(gate); dUp += dout * silu(gate). Either may be null. */
+  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null, n: number): void;
+
+  /**
+   * Dropout mask from the counter-based generator (see ../rng.ts `hash32`):
+   *   mask[i] = hash32(key, i) >= threshold ? scale : 0
+   * where threshold = round(p * 2^32) clamped to [0, 2^32-1] and scale = 1/(1-p).
+   * Pure integer comparison, so js and native produce identical masks.
+   */
+  dropoutMask(mask: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+
+  /**
+   * Fused log-softmax + negative log-likelihood over rows of logits [rows, V].
+   * For each row r with targets[r] != ignoreIndex: losses[r] = lse[r] - logits[r, targets[r]];
+   * ignored rows get losses[r] = 0. lse[r] (log-sum-exp) is always written. Returns the number
+   * of non-ignored rows. Throws if a non-ignored target is outside [0, V).
+   */
+  crossEntropyForward(logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, V: number, ignoreIndex: number): number;
+  /** dLogits[r, :] += gradScale * (softmax(logits[r]) - onehot(targets[r])) for non-ignored rows. */
+  crossEntropyBackward(logits: Float32Array, targets: Int32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number): void;
+
+  /**
+   * One AdamW step in place (PyTorch semantics):
+   *   p *= (1 - lr*weightDecay); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+   *   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
+   * with bc1 = 1 - b1^step, bc2 = 1 - b2^step passed in by the caller.
+   * PyTorch computes denom = sqrt(v)/sqrt(bc2) + eps and step = lr/bc1; use that form.
+   */
+  adamwStep(
+    param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+  ): void;
+}
