@@ -1,0 +1,476 @@
+"""Generates the parity fixtures in test/fixtures/ from Hugging Face transformers + PyTorch.
+
+Run from the repository root, after tools/reference/setup_venv.sh:
+
+    tools/reference/.venv/bin/python tools/reference/make_fixtures.py
+
+Everything is seeded, so a rerun on the same torch/transformers versions rewrites the same
+numbers. README.md beside this file lists the conventions the TypeScript side must match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = REPO_ROOT / "test" / "fixtures"
+
+# Seeds. Each stream is a separate torch.Generator so that adding draws to one fixture does
+# not shift the numbers of another.
+SEED_WEIGHTS = 0
+SEED_FORWARD_IDS = 1234
+SEED_BATCHES = 5678
+SEED_LORA_A = 42
+
+VOCAB = 64
+BATCH = 2
+SEQ = 16
+N_UPDATES = 30
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_R = 4
+LORA_ALPHA = 8
+LORA_SCALE = LORA_ALPHA / LORA_R
+
+
+def tiny_config() -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=88,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        hidden_act="silu",
+        attn_implementation="eager",
+    )
+
+
+def is_norm_weight(name: str) -> bool:
+    return name.endswith("layernorm.weight") or name == "model.norm.weight"
+
+
+def build_model() -> LlamaForCausalLM:
+    """The tiny model with our own init: N(0, 0.02) for Linear/Embedding, 1 + N(0, 0.1) for norms.
+
+    Norm weights are perturbed away from 1 so that a port that ignores them fails parity.
+    Draws come from one generator seeded SEED_WEIGHTS, in named_parameters() order.
+    """
+    model = LlamaForCausalLM(tiny_config()).float()
+    assert model.config._attn_implementation == "eager"
+    gen = torch.Generator().manual_seed(SEED_WEIGHTS)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            if is_norm_weight(name):
+                p.copy_(1.0 + 0.1 * noise)
+            else:
+                p.copy_(0.02 * noise)
+    return model
+
+
+def random_ids(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, VOCAB, shape, generator=gen, dtype=torch.int64)
+
+
+def f32_state(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {prefix + k: v.detach().to(torch.float32).contiguous().clone()
+            for k, v in model.state_dict().items()
+            if not k.endswith("rotary_emb.inv_freq")}
+
+
+def save(name: str, tensors: dict[str, torch.Tensor]) -> None:
+    path = OUT_DIR / name
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size} bytes, {len(tensors)} tensors)")
+
+
+def save_json(name: str, obj: object) -> None:
+    path = OUT_DIR / name
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    print(f"wrote {path.relative_to(REPO_ROOT)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning-rate schedules (spec section 5), as LambdaLR multipliers of the base lr.
+
+def cos_env(p: float, m: float) -> float:
+    return m + (1.0 - m) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def cosine_restarts(n: int, w: int, wr: int, r: int, m: float) -> Callable[[int], float]:
+    if r <= 0 or n % r != 0 or w > r or w > n or not (0.0 < m <= 1.0):
+        raise ValueError(f"bad cosine_restarts config n={n} w={w} wr={wr} r={r} m={m}")
+
+    def lam(s: int) -> float:
+        if s < w:
+            return s / w
+        rs, rn = s % r, s // r
+        if rs < wr and s >= r:
+            return (rs / wr) * cos_env((rn * r + wr - w) / (n - w), m)
+        return cos_env((s - w) / (n - w), m)
+
+    return lam
+
+
+def cosine(n: int, w: int, m: float) -> Callable[[int], float]:
+    if w > n or not (0.0 < m <= 1.0):
+        raise ValueError(f"bad cosine config n={n} w={w} m={m}")
+
+    def lam(s: int) -> float:
+        if s < w:
+            return s / w
+        return cos_env((s - w) / (n - w), m)
+
+    return lam
+
+
+def check_schedule_test_vectors() -> None:
+    lam = cosine_restarts(n=1000, w=100, wr=50, r=250, m=0.1)
+    table = {0: 0.0, 1: 0.01, 99: 0.99, 100: 1.0, 249: 0.940494, 250: 0.0, 251: 0.017894,
+             275: 0.44736, 300: 0.89472, 500: 0.0, 501: 0.011, 999: 0.100003}
+    for s, want in table.items():
+        got = lam(s)
+        # The spec's table is rounded to about 6 significant digits.
+        assert abs(got - want) <= 5e-6 * max(1.0, abs(want)) + 1e-6, (s, got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture 1 + 2: weights and one forward/backward.
+
+def capture_activations(model: LlamaForCausalLM) -> tuple[dict[str, torch.Tensor], list]:
+    acts: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def fn(_mod, _inp, out):
+            t = out[0] if isinstance(out, tuple) else out
+            acts[name] = t.detach().clone()
+        return fn
+
+    handles = [model.model.embed_tokens.register_forward_hook(hook("act.embed"))]
+    for i, layer in enumerate(model.model.layers):
+        handles.append(layer.register_forward_hook(hook(f"act.layer.{i}")))
+    handles.append(model.model.norm.register_forward_hook(hook("act.norm")))
+    return acts, handles
+
+
+def make_model_and_forward() -> None:
+    model = build_model()
+    save("parity_model.safetensors", f32_state(model))
+    save_json("parity_model.config.json", json.loads(model.config.to_json_string()))
+
+    ids = random_ids(SEED_FORWARD_IDS, (BATCH, SEQ))
+    model.train()
+    acts, handles = capture_activations(model)
+    out = model(input_ids=ids, labels=ids)
+    for h in handles:
+        h.remove()
+    out.loss.backward()
+
+    # Recompute the loss by hand to pin down the convention (shift, mean over B*(T-1)).
+    manual = nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+    assert torch.allclose(manual, out.loss, rtol=0, atol=1e-6), (manual, out.loss)
+
+    tensors = {
+        "input_ids": ids.to(torch.int32),
+        "logits": out.logits.detach().float(),
+        "loss": out.loss.detach().reshape(1).float(),
+        **acts,
+    }
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        tensors[f"grad.{name}"] = p.grad.detach().clone()
+    save("parity_forward.safetensors", tensors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loops shared by the full-rank and ReLoRA trajectories.
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+WEIGHT_DECAY = 0.01
+CLIP = 1.0
+
+
+def make_batches() -> torch.Tensor:
+    """Arithmetic sequences mod VOCAB with a random start and a random stride in 1..3.
+
+    Uniform random tokens would leave nothing to learn (loss stuck at ln 64), so the
+    trajectories would not show whether training works; these sequences are learnable.
+    """
+    gen = torch.Generator().manual_seed(SEED_BATCHES)
+    start = torch.randint(0, VOCAB, (N_UPDATES, BATCH, 1), generator=gen, dtype=torch.int64)
+    stride = torch.randint(1, 4, (N_UPDATES, BATCH, 1), generator=gen, dtype=torch.int64)
+    pos = torch.arange(SEQ, dtype=torch.int64).reshape(1, 1, SEQ)
+    return (start + stride * pos) % VOCAB
+
+
+def train_step(model, optimizer, scheduler, params, ids) -> tuple[float, float, float]:
+    """One update: forward, backward, clip, AdamW step, scheduler step. Returns (loss, lr, norm)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm=CLIP)
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach()), float(lr), float(grad_norm)
+
+
+def make_adamw(params, lr: float) -> torch.optim.AdamW:
+    # foreach=False: the plain per-parameter loop, the formula documented in README.md.
+    return torch.optim.AdamW(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                             weight_decay=WEIGHT_DECAY, foreach=False)
+
+
+def losses_decrease(losses: list[float]) -> bool:
+    return sum(losses[-5:]) / 5 < losses[0] - 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture 3: full-rank trajectory.
+
+FULL_LR = 1e-2
+FULL_WARMUP = 5
+FULL_MIN_RATIO = 0.1
+
+
+def make_full_trajectory(batches: torch.Tensor) -> None:
+    model = build_model()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_adamw(params, FULL_LR)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine(N_UPDATES, FULL_WARMUP, FULL_MIN_RATIO))
+
+    losses, lrs, norms = [], [], []
+    for u in range(N_UPDATES):
+        loss, lr, norm = train_step(model, optimizer, scheduler, params, batches[u])
+        losses.append(loss)
+        lrs.append(lr)
+        norms.append(norm)
+    assert losses_decrease(losses), losses
+
+    tensors = {
+        "batches": batches.to(torch.int32),
+        "losses": torch.tensor(losses, dtype=torch.float32),
+        "lr": torch.tensor(lrs, dtype=torch.float32),
+        "grad_norm": torch.tensor(norms, dtype=torch.float32),
+        **f32_state(model, prefix="final."),
+    }
+    save("parity_full_traj.safetensors", tensors)
+    save_json("parity_full_traj.json", {
+        "initial_weights": "parity_model.safetensors",
+        "n_updates": N_UPDATES,
+        "optimizer": {"name": "adamw", "lr": FULL_LR, "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
+                      "weight_decay": WEIGHT_DECAY},
+        "clip_grad_norm": CLIP,
+        "schedule": {"name": "cosine", "warmup_steps": FULL_WARMUP, "num_training_steps": N_UPDATES,
+                     "min_lr_ratio": FULL_MIN_RATIO},
+        "losses": losses,
+        "lr": lrs,
+        "grad_norm": norms,
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture 4: ReLoRA trajectory.
+
+RELORA_LR = 2e-2
+RELORA_WARMUP = 2
+RELORA_RESTART_WARMUP = 2
+RELORA_CYCLE = 10
+RELORA_MIN_RATIO = 0.1
+PRUNE_RATIO = 0.9
+
+
+class ReLoRALinear(nn.Module):
+    """y = x·Wᵀ + s·((x·Aᵀ)·Bᵀ), W frozen. Submodule names give PEFT-style parameter names."""
+
+    def __init__(self, base: nn.Linear, r: int, scale: float, a_init: torch.Tensor):
+        super().__init__()
+        self.in_features = base.in_features
+        self.out_features = base.out_features
+        self.scale = scale
+        self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
+        self.lora_A = nn.Linear(self.in_features, r, bias=False)
+        self.lora_B = nn.Linear(r, self.out_features, bias=False)
+        with torch.no_grad():
+            self.lora_A.weight.copy_(a_init)
+            self.lora_B.weight.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight) + self.scale * self.lora_B(self.lora_A(x))
+
+    @torch.no_grad()
+    def merge_and_reinit(self, a_new: torch.Tensor) -> None:
+        self.weight += self.scale * (self.lora_B.weight @ self.lora_A.weight)
+        self.lora_A.weight.copy_(a_new)
+        self.lora_B.weight.zero_()
+
+
+def draw_a(gen: torch.Generator, r: int, fan_in: int) -> torch.Tensor:
+    """kaiming_uniform_(a=sqrt(5)) on an [r, in] tensor is U(-1/sqrt(in), 1/sqrt(in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return (torch.rand((r, fan_in), generator=gen, dtype=torch.float32) * 2.0 - 1.0) * bound
+
+
+def wrap_model(model: LlamaForCausalLM, gen: torch.Generator) -> dict[str, ReLoRALinear]:
+    """Replaces the target linears in place; returns them by module path, in model order."""
+    wrapped: dict[str, ReLoRALinear] = {}
+    targets = [(name, mod) for name, mod in model.named_modules()
+               if isinstance(mod, nn.Linear) and name.split(".")[-1] in LORA_TARGETS]
+    for name, mod in targets:
+        parent_name, child = name.rsplit(".", 1)
+        parent = model.get_submodule(parent_name)
+        layer = ReLoRALinear(mod, LORA_R, LORA_SCALE, draw_a(gen, LORA_R, mod.in_features))
+        setattr(parent, child, layer)
+        wrapped[name] = layer
+    return wrapped
+
+
+def magnitude_prune_(x: torch.Tensor, ratio: float) -> None:
+    """Zeroes entries with |x| <= quantile(|x|, ratio); the quantile is numpy's linear one in fp64."""
+    mag = x.detach().abs().double().cpu().numpy()
+    threshold = np.quantile(mag.reshape(-1), ratio, method="linear")
+    keep = torch.from_numpy(mag > threshold)
+    x.mul_(keep.to(x.dtype))
+
+
+def prune_lora_moments(optimizer: torch.optim.Optimizer, wrapped: dict[str, ReLoRALinear]) -> None:
+    for layer in wrapped.values():
+        for p in (layer.lora_A.weight, layer.lora_B.weight):
+            state = optimizer.state[p]
+            magnitude_prune_(state["exp_avg"], PRUNE_RATIO)
+            magnitude_prune_(state["exp_avg_sq"], PRUNE_RATIO)
+
+
+def should_merge(u: int) -> bool:
+    """Spec section 6: after 1-based update u, merge iff u > R and (u - 1) % R == 0."""
+    return u > RELORA_CYCLE and (u - 1) % RELORA_CYCLE == 0
+
+
+def make_relora_trajectory(batches: torch.Tensor) -> None:
+    model = build_model()
+    model.train()
+    probe = batches[0]
+    with torch.no_grad():
+        logits_plain = model(input_ids=probe).logits.clone()
+
+    gen = torch.Generator().manual_seed(SEED_LORA_A)
+    wrapped = wrap_model(model, gen)
+    with torch.no_grad():
+        wrap_diff = (model(input_ids=probe).logits - logits_plain).abs().max().item()
+    assert wrap_diff == 0.0, f"wrapping changed logits by {wrap_diff}"
+
+    a_init = {f"A_init.{name}": layer.lora_A.weight.detach().clone() for name, layer in wrapped.items()}
+
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable_names = [n for n, _ in trainable]
+    for name in trainable_names:
+        assert ("lora_" in name or "embed_tokens" in name or "norm" in name
+                or name == "lm_head.weight"), f"unexpected trainable {name}"
+    for name, layer in wrapped.items():
+        assert not layer.weight.requires_grad, name
+    params = [p for _, p in trainable]
+
+    optimizer = make_adamw(params, RELORA_LR)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_restarts(N_UPDATES, RELORA_WARMUP, RELORA_RESTART_WARMUP,
+                                   RELORA_CYCLE, RELORA_MIN_RATIO))
+
+    losses, lrs, norms, merges_after, merge_diffs = [], [], [], [], []
+    redraws: dict[str, torch.Tensor] = {}
+    for u in range(1, N_UPDATES + 1):
+        loss, lr, norm = train_step(model, optimizer, scheduler, params, batches[u - 1])
+        losses.append(loss)
+        lrs.append(lr)
+        norms.append(norm)
+        if should_merge(u):
+            k = len(merges_after) + 1
+            with torch.no_grad():
+                before = model(input_ids=probe).logits.clone()
+            for name, layer in wrapped.items():
+                a_new = draw_a(gen, LORA_R, layer.in_features)
+                redraws[f"A_merge{k}.{name}"] = a_new.clone()
+                layer.merge_and_reinit(a_new)
+            with torch.no_grad():
+                after = model(input_ids=probe).logits
+            diff = (after - before).abs().max().item()
+            print(f"merge {k}: max |logit change| {diff:.3g}, max |logit| {before.abs().max().item():.3g}")
+            assert diff < 1e-6 * max(1.0, before.abs().max().item()), f"merge {k} changed logits by {diff}"
+            merge_diffs.append(diff)
+            prune_lora_moments(optimizer, wrapped)
+            merges_after.append(u)
+    assert merges_after == [11, 21], merges_after
+    assert losses_decrease(losses), losses
+
+    # The optimizer step count keeps running through resets.
+    steps = {float(optimizer.state[p]["step"]) for p in params}
+    assert steps == {float(N_UPDATES)}, steps
+
+    tensors = {
+        "batches": batches.to(torch.int32),
+        "losses": torch.tensor(losses, dtype=torch.float32),
+        "lr": torch.tensor(lrs, dtype=torch.float32),
+        "grad_norm": torch.tensor(norms, dtype=torch.float32),
+        **a_init,
+        **redraws,
+        **f32_state(model, prefix="final."),
+    }
+    save("parity_relora_traj.safetensors", tensors)
+    save_json("parity_relora_traj.json", {
+        "initial_weights": "parity_model.safetensors",
+        "n_updates": N_UPDATES,
+        "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "scale": LORA_SCALE, "dropout": 0.0,
+                 "targets": list(LORA_TARGETS)},
+        "wrapped_modules": list(wrapped.keys()),
+        "trainable_parameters": trainable_names,
+        "optimizer": {"name": "adamw", "lr": RELORA_LR, "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
+                      "weight_decay": WEIGHT_DECAY},
+        "clip_grad_norm": CLIP,
+        "schedule": {"name": "cosine_restarts", "warmup_steps": RELORA_WARMUP,
+                     "restart_warmup_steps": RELORA_RESTART_WARMUP, "cycle_length": RELORA_CYCLE,
+                     "num_training_steps": N_UPDATES, "min_lr_ratio": RELORA_MIN_RATIO},
+        "optimizer_reset": f"magnitude:{PRUNE_RATIO}",
+        "merges_after": merges_after,
+        "merge_logit_max_abs_diff": merge_diffs,
+        "losses": losses,
+        "lr": lrs,
+        "grad_norm": norms,
+    })
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    check_schedule_test_vectors()
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    make_model_and_forward()
+    batches = make_batches()
+    make_full_trajectory(batches)
+    make_relora_trajectory(batches)
+    total = sum(f.stat().st_size for f in OUT_DIR.iterdir() if f.name.startswith("parity_"))
+    print(f"parity fixtures total: {total} bytes")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
