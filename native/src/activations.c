@@ -1,0 +1,81 @@
+/* SiLU and SwiGLU, forward and backward. */
+#include <math.h>
+#include <stdint.h>
+
+#include "args.h"
+#include "kernels.h"
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float siluf(float x) { return x / (1.0f + expf(-x)); }
+static inline float silu_gradf(float x) {
+  float s = sigmoidf(x);
+  return s * (1.0f + x * (1.0f - s));
+}
+
+/* Parses `count` arrays then n; arrays flagged in `nullable` may be null. */
+static int act_args(napi_env env, napi_callback_info info, const char *k, int count, const char *const *names,
+                    unsigned nullable, float **p, int64_t *n) {
+  napi_value a[6];
+  if (!args_get(env, info, k, (size_t)count + 1, a) || !arg_size(env, a[count], k, "n", n)) return 0;
+  for (int i = 0; i < count; i++) {
+    size_t len;
+    int ok = (nullable >> i) & 1u ? arg_f32_or_null(env, a[i], k, names[i], &p[i], &len)
+                                  : arg_f32(env, a[i], k, names[i], &p[i], &len);
+    if (!ok || (p[i] && !require_len(env, k, names[i], len, *n, "n"))) return 0;
+  }
+  return 1;
+}
+
+napi_value napi_silu_forward(napi_env env, napi_callback_info info) {
+  static const char *const names[] = {"x", "out"};
+  float *p[2];
+  int64_t n;
+  if (!act_args(env, info, "siluForward", 2, names, 0, p, &n)) return NULL;
+  const float *x = p[0];
+  float *out = p[1];
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) out[i] = siluf(x[i]);
+  return NULL;
+}
+
+napi_value napi_silu_backward(napi_env env, napi_callback_info info) {
+  static const char *const names[] = {"dout", "x", "dx"};
+  float *p[3];
+  int64_t n;
+  if (!act_args(env, info, "siluBackward", 3, names, 0, p, &n)) return NULL;
+  const float *g = p[0], *x = p[1];
+  float *dx = p[2];
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) dx[i] += g[i] * silu_gradf(x[i]);
+  return NULL;
+}
+
+napi_value napi_swiglu_forward(napi_env env, napi_callback_info info) {
+  static const char *const names[] = {"gate", "up", "out"};
+  float *p[3];
+  int64_t n;
+  if (!act_args(env, info, "swigluForward", 3, names, 0, p, &n)) return NULL;
+  const float *gate = p[0], *up = p[1];
+  float *out = p[2];
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) out[i] = siluf(gate[i]) * up[i];
+  return NULL;
+}
+
+napi_value napi_swiglu_backward(napi_env env, napi_callback_info info) {
+  static const char *const names[] = {"dout", "gate", "up", "dGate", "dUp"};
+  float *p[5];
+  int64_t n;
+  if (!act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n)) return NULL;
+  const float *g = p[0], *gate = p[1], *up = p[2];
+  float *dgate = p[3], *dup = p[4];
+  if (!dgate && !dup) return NULL;
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) {
+    float x = gate[i];
+    float s = sigmoidf(x);
+    if (dgate) dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
+    if (dup) dup[i] += g[i] * (x * s);
+  }
+  return NULL;
+}

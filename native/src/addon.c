@@ -1,0 +1,83 @@
+/*
+ * Module entry: exports one function per `Kernels` method plus build facts (blas, lapack) and
+ * thread control. All kernels share libgomp's thread pool, which oneDNN (built with the OpenMP
+ * runtime on Debian) uses too, so setThreads governs everything and only one pool ever exists.
+ */
+#include <node_api.h>
+#include <omp.h>
+
+#include "args.h"
+#include "gemm.h"
+#include "kernels.h"
+
+#ifdef RELORA_HAVE_LAPACK
+#define LAPACK_FOUND true
+#else
+#define LAPACK_FOUND false
+#endif
+
+static napi_value get_threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_int32(env, omp_get_max_threads(), &out);
+  return out;
+}
+
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  const char *k = "setThreads";
+  napi_value a[1];
+  int64_t n;
+  if (!args_get(env, info, k, 1, a) || !arg_size(env, a[0], k, "n", &n)) return NULL;
+  if (n < 1 || n > 4096) {
+    throw_error(env, k, "n must be an integer in [1, 4096], got %lld", (long long)n);
+    return NULL;
+  }
+  omp_set_num_threads((int)n);
+  return NULL;
+}
+
+#define FN(js, c) {js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value blas, lapack, name;
+  napi_create_string_utf8(env, relora_blas_name(), NAPI_AUTO_LENGTH, &blas);
+  napi_create_string_utf8(env, "native", NAPI_AUTO_LENGTH, &name);
+  napi_get_boolean(env, LAPACK_FOUND, &lapack);
+  napi_property_descriptor props[] = {
+      {"name", NULL, NULL, NULL, NULL, name, napi_enumerable, NULL},
+      {"blas", NULL, NULL, NULL, NULL, blas, napi_enumerable, NULL},
+      {"lapack", NULL, NULL, NULL, NULL, lapack, napi_enumerable, NULL},
+      FN("getThreads", get_threads),
+      FN("setThreads", set_threads),
+      FN("gemm", napi_gemm),
+      FN("benchGemmDirect", napi_bench_gemm_direct),
+      FN("add", napi_add),
+      FN("mul", napi_mul),
+      FN("scale", napi_scale),
+      FN("axpy", napi_axpy),
+      FN("addScalar", napi_add_scalar),
+      FN("sum", napi_sum),
+      FN("sumSquares", napi_sum_squares),
+      FN("fill", napi_fill),
+      FN("embeddingForward", napi_embedding_forward),
+      FN("embeddingBackward", napi_embedding_backward),
+      FN("rmsnormForward", napi_rmsnorm_forward),
+      FN("rmsnormBackward", napi_rmsnorm_backward),
+      FN("ropeForward", napi_rope_forward),
+      FN("ropeBackward", napi_rope_backward),
+      FN("attentionForward", napi_attention_forward),
+      FN("attentionBackward", napi_attention_backward),
+      FN("siluForward", napi_silu_forward),
+      FN("siluBackward", napi_silu_backward),
+      FN("swigluForward", napi_swiglu_forward),
+      FN("swigluBackward", napi_swiglu_backward),
+      FN("dropoutMask", napi_dropout_mask),
+      FN("crossEntropyForward", napi_cross_entropy_forward),
+      FN("crossEntropyBackward", napi_cross_entropy_backward),
+      FN("adamwStep", napi_adamw_step),
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
