@@ -1,0 +1,31 @@
+/** Causal multi-head self-attention as one fused op: softmax(q·kᵀ/√D + causal mask)·v. */
+import { K } from '../backend.ts';
+import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+
+/** q, k, v: [B, T, H*D] -> [B, T, H*D]. */
+export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number): Tensor {
+  if (q.shape.length !== 3) throw new Error(`attention: expected q as [B, T, H*D], got ${shapeStr(q.shape)}`);
+  for (const [n, t] of [['k', k], ['v', v]] as const) {
+    if (t.shape.length !== 3 || t.shape.some((d, i) => d !== q.shape[i])) {
+      throw new Error(`attention: ${n} ${shapeStr(t.shape)} must have the shape of q ${shapeStr(q.shape)}`);
+    }
+  }
+  const [B, T, HD] = q.shape;
+  if (!Number.isInteger(heads) || heads < 1 || HD % heads !== 0) throw new Error(`attention: width ${HD} is not divisible into ${heads} heads`);
+  const D = HD / heads;
+  const scale = 1 / Math.sqrt(D);
+  const out = Tensor.empty(q.shape, false);
+  const probs = Tensor.empty([B, heads, T, T], false);
+  K().attentionForward(q.data, k.data, v.data, out.data, probs.data, B, T, heads, D, scale);
+  if (recording(q, k, v)) {
+    out.requiresGrad = true;
+    out.node = {
+      op: 'attention',
+      inputs: [q, k, v],
+      backward(g) {
+        K().attentionBackward(g, q.data, k.data, v.data, probs.data, gradBuffer(q), gradBuffer(k), gradBuffer(v), B, T, heads, D, scale);
+      },
+    };
+  }
+  return out;
+}

@@ -1,0 +1,8 @@
+export { matmul, linear, type MatmulOptions } from './matmul.ts';
+export { add, mul, scale, sum, mean } from './elementwise.ts';
+export { embedding } from './embedding.ts';
+export { rmsnorm } from './rmsnorm.ts';
+export { rope, ropeTables, type RopeTables } from './rope.ts';
+export { causalAttention } from './attention.ts';
+export { silu, swiglu, dropout } from './activations.ts';
+export { crossEntropy, IGNORE_INDEX } from './loss.ts';

@@ -1,0 +1,87 @@
+/**
+ * Matrix products. C = op(A)·op(B) with transpose flags (never materialised) and an optional
+ * batch dimension. Backward skips the product for any operand that needs no gradient — this is
+ * what spares a frozen weight its dW = dYᵀ·X.
+ */
+import { K } from '../backend.ts';
+import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+}
+
+/**
+ * a: [M, K] (or [K, M] with transA), or [batch, ...] 3-D; b: [K, N] (or [N, K] with transB), 2-D or
+ * 3-D with the same batch. When b is 2-D and a has more dimensions (and !transA), the leading
+ * dimensions of a are folded into M (a Linear layer over [B, T, in]).
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error(`matmul: expected float32 operands, got ${a.dtype} and ${b.dtype}`);
+  if (b.shape.length !== 2 && b.shape.length !== 3) throw new Error(`matmul: b must be 2-D or 3-D, got shape ${shapeStr(b.shape)}`);
+  let batch = 1, M: number, Ka: number, outShape: number[];
+  const bBatched = b.shape.length === 3;
+  if (bBatched) {
+    if (a.shape.length !== 3 || a.shape[0] !== b.shape[0]) {
+      throw new Error(`matmul: batched b ${shapeStr(b.shape)} needs a 3-D a with the same batch, got a ${shapeStr(a.shape)}`);
+    }
+    batch = a.shape[0];
+    M = transA ? a.shape[2] : a.shape[1];
+    Ka = transA ? a.shape[1] : a.shape[2];
+  } else if (a.shape.length === 2 || transA) {
+    if (a.shape.length !== 2) throw new Error(`matmul: transA needs a 2-D a, got ${shapeStr(a.shape)}`);
+    M = transA ? a.shape[1] : a.shape[0];
+    Ka = transA ? a.shape[0] : a.shape[1];
+  } else {
+    if (a.shape.length < 1) throw new Error(`matmul: a must have at least 2 dimensions, got ${shapeStr(a.shape)}`);
+    Ka = a.shape[a.shape.length - 1];
+    M = a.size / Math.max(Ka, 1);
+  }
+  const bs = bBatched ? b.shape.slice(1) : b.shape;
+  const Kb = transB ? bs[1] : bs[0];
+  const N = transB ? bs[0] : bs[1];
+  if (Ka !== Kb) {
+    throw new Error(`matmul: inner dimensions differ: a ${shapeStr(a.shape)}${transA ? 'ᵀ' : ''} · b ${shapeStr(b.shape)}${transB ? 'ᵀ' : ''} (${Ka} vs ${Kb})`);
+  }
+  const Kd = Ka;
+  if (bBatched) outShape = [batch, M, N];
+  else if (a.shape.length === 2 || transA) outShape = [M, N];
+  else outShape = [...a.shape.slice(0, -1), N];
+
+  const lda = a.shape[a.shape.length - 1], ldb = bs[1];
+  const sA = bBatched ? a.shape[1] * a.shape[2] : 0, sB = bBatched ? bs[0] * bs[1] : 0, sC = M * N;
+  const out = Tensor.empty(outShape, false);
+  K().gemm(transA, transB, M, N, Kd, 1, a.data, lda, sA, b.data, ldb, sB, 0, out.data, N, sC, batch);
+
+  if (recording(a, b)) {
+    out.requiresGrad = true;
+    out.node = {
+      op: 'matmul',
+      inputs: [a, b],
+      backward(dC) {
+        const k = K();
+        const dA = gradBuffer(a);
+        if (dA) {
+          if (!transA) k.gemm(false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, 1, dA, lda, sA, batch);
+          else k.gemm(transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, 1, dA, lda, sA, batch);
+        }
+        const dB = gradBuffer(b);
+        if (dB) {
+          if (!transB) k.gemm(!transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, 1, dB, ldb, sB, batch);
+          else k.gemm(true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, 1, dB, ldb, sB, batch);
+        }
+      },
+    };
+  }
+  return out;
+}
+
+/** y = x · Wᵀ for W [out, in] (PyTorch's Linear without bias); x [..., in] -> [..., out]. */
+export function linear(x: Tensor, weight: Tensor): Tensor {
+  if (weight.shape.length !== 2) throw new Error(`linear: weight must be 2-D [out, in], got ${shapeStr(weight.shape)}`);
+  if (x.shape[x.shape.length - 1] !== weight.shape[1]) {
+    throw new Error(`linear: input ${shapeStr(x.shape)} has last dimension ${x.shape[x.shape.length - 1]}, weight ${shapeStr(weight.shape)} expects ${weight.shape[1]}`);
+  }
+  return matmul(x, weight, { transB: true });
+}

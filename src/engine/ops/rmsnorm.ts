@@ -1,0 +1,25 @@
+/** RMSNorm (LLaMA): x / sqrt(mean(x²) + eps) * weight, over the last dimension. */
+import { K } from '../backend.ts';
+import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+
+export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  const dim = x.shape[x.shape.length - 1];
+  if (weight.shape.length !== 1 || weight.shape[0] !== dim) {
+    throw new Error(`rmsnorm: weight ${shapeStr(weight.shape)} does not match the last dimension of x ${shapeStr(x.shape)}`);
+  }
+  const rows = x.size / dim;
+  const out = Tensor.empty(x.shape, false);
+  const rstd = Tensor.empty([rows], false);
+  K().rmsnormForward(x.data, weight.data, out.data, rstd.data, rows, dim, eps);
+  if (recording(x, weight)) {
+    out.requiresGrad = true;
+    out.node = {
+      op: 'rmsnorm',
+      inputs: [x, weight],
+      backward(g) {
+        K().rmsnormBackward(g, x.data, weight.data, rstd.data, gradBuffer(x), gradBuffer(weight), rows, dim);
+      },
+    };
+  }
+  return out;
+}

@@ -1,0 +1,52 @@
+/** Rotary position embedding, Hugging Face "rotate half" layout. */
+import { K } from '../backend.ts';
+import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+
+export interface RopeTables {
+  cos: Float32Array;
+  sin: Float32Array;
+  T: number;
+  headDim: number;
+}
+
+/**
+ * cos/sin tables [T, D/2] computed as Hugging Face does in float32:
+ * inv_freq[i] = 1 / theta^(2i/D); angle = float32(t) * inv_freq[i].
+ */
+export function ropeTables(T: number, headDim: number, theta: number): RopeTables {
+  if (headDim % 2 !== 0) throw new Error(`rope: head dimension ${headDim} must be even`);
+  const half = headDim / 2;
+  const invFreq = new Float32Array(half);
+  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, Math.fround((2 * i) / headDim));
+  const cos = new Float32Array(T * half), sin = new Float32Array(T * half);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(t * invFreq[i]);
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin, T, headDim };
+}
+
+/** x: [B, T, H*D] (or [B, T, H, D]); rotates each head by its position t. */
+export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
+  if (x.shape.length < 3) throw new Error(`rope: expected [B, T, H*D], got ${shapeStr(x.shape)}`);
+  const B = x.shape[0], T = x.shape[1], D = tables.headDim;
+  if (x.size !== B * T * heads * D) throw new Error(`rope: ${shapeStr(x.shape)} is not [B, T, ${heads} heads × ${D}]`);
+  if (T > tables.T) throw new Error(`rope: sequence length ${T} exceeds the table length ${tables.T}`);
+  const out = Tensor.empty(x.shape, false);
+  K().ropeForward(x.data, tables.cos, tables.sin, out.data, B, T, heads, D);
+  if (recording(x)) {
+    out.requiresGrad = true;
+    out.node = {
+      op: 'rope',
+      inputs: [x],
+      backward(g) {
+        const gx = gradBuffer(x);
+        if (gx) K().ropeBackward(g, tables.cos, tables.sin, gx, B, T, heads, D);
+      },
+    };
+  }
+  return out;
+}

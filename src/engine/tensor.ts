@@ -1,0 +1,272 @@
+/**
+ * Tensor: shape + contiguous storage (float32, or int32 for token ids) + what autodiff needs.
+ *
+ * Lifetime: tensors created inside `scope(fn)` are disposed when fn returns (except the ones it
+ * returns or marks with `keep()`); their buffers go back to the pool. Parameters are created
+ * outside any scope and live until disposed explicitly.
+ */
+import { acquire, release } from './pool.ts';
+
+export type DType = 'float32' | 'int32';
+type Data = Float32Array | Int32Array;
+
+/** Backward of the op that produced a tensor: reads out.grad, accumulates into its inputs. */
+export interface GradNode {
+  op: string;
+  inputs: Tensor[];
+  backward(gradOut: Float32Array): void;
+}
+
+class Storage {
+  constructor(public data: Data | null, public pooled: boolean) {}
+}
+
+const scopes: Set<Tensor>[] = [];
+let gradEnabled = true;
+
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function checkShape(shape: readonly number[]): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new Error(`Tensor: invalid shape ${shapeStr(shape)}: dimensions must be non-negative integers`);
+  }
+}
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly size: number;
+  requiresGrad: boolean;
+  grad: Tensor | null = null;
+  node: GradNode | null = null;
+  name: string | undefined;
+  private storage: Storage;
+  /** Views share their base's storage but never release it. */
+  private readonly ownsStorage: boolean;
+
+  private constructor(shape: readonly number[], dtype: DType, storage: Storage, requiresGrad: boolean, ownsStorage = true) {
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.size = shapeSize(shape);
+    this.storage = storage;
+    this.ownsStorage = ownsStorage;
+    this.requiresGrad = requiresGrad;
+    const top = scopes[scopes.length - 1];
+    if (top) top.add(this);
+  }
+
+  /** A float32 tensor from the pool; zero-filled unless `zero` is false (then contents are garbage). */
+  static empty(shape: readonly number[], zero = true): Tensor {
+    checkShape(shape);
+    return new Tensor(shape, 'float32', new Storage(acquire(shapeSize(shape), zero), true), false);
+  }
+
+  static zeros(shape: readonly number[]): Tensor {
+    return Tensor.empty(shape, true);
+  }
+
+  /** Wraps (does not copy) a Float32Array or Int32Array. */
+  static from(data: Float32Array | Int32Array | number[], shape?: readonly number[], dtype?: DType): Tensor {
+    const arr = Array.isArray(data) ? (dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data)) : data;
+    const sh = shape ?? [arr.length];
+    checkShape(sh);
+    if (shapeSize(sh) !== arr.length) {
+      throw new Error(`Tensor.from: shape ${shapeStr(sh)} holds ${shapeSize(sh)} elements but the data has ${arr.length}`);
+    }
+    const dt: DType = arr instanceof Int32Array ? 'int32' : 'float32';
+    return new Tensor(sh, dt, new Storage(arr, false), false);
+  }
+
+  static scalar(value: number): Tensor {
+    return Tensor.from(new Float32Array([value]), []);
+  }
+
+  get disposed(): boolean {
+    return this.storage.data === null;
+  }
+
+  /** Float32 contents. Throws for int32 tensors and disposed ones. */
+  get data(): Float32Array {
+    const d = this.storage.data;
+    if (d === null) throw new Error(`Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)} was used after it was disposed`);
+    if (!(d instanceof Float32Array)) throw new Error(`Tensor ${shapeStr(this.shape)} is int32; a float32 tensor was expected`);
+    return d;
+  }
+
+  /** Int32 contents (token ids). */
+  get ints(): Int32Array {
+    const d = this.storage.data;
+    if (d === null) throw new Error(`Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)} was used after it was disposed`);
+    if (!(d instanceof Int32Array)) throw new Error(`Tensor ${shapeStr(this.shape)} is float32; an int32 tensor was expected`);
+    return d;
+  }
+
+  item(): number {
+    if (this.size !== 1) throw new Error(`item(): tensor has shape ${shapeStr(this.shape)}, expected exactly one element`);
+    return this.dtype === 'int32' ? this.ints[0] : this.data[0];
+  }
+
+  /** A view with another shape over the same storage (no copy). Gradients flow through. */
+  view(shape: readonly number[]): Tensor {
+    checkShape(shape);
+    if (shapeSize(shape) !== this.size) {
+      throw new Error(`view: cannot view shape ${shapeStr(this.shape)} as ${shapeStr(shape)} (${this.size} vs ${shapeSize(shape)} elements)`);
+    }
+    void this.data; // throws if disposed
+    const out = new Tensor(shape, this.dtype, this.storage, false, false);
+    const input = this;
+    if (recording(input)) {
+      out.requiresGrad = true;
+      out.node = {
+        op: 'view',
+        inputs: [input],
+        backward(g) {
+          const gi = gradBuffer(input);
+          if (gi) for (let i = 0; i < g.length; i++) gi[i] += g[i];
+        },
+      };
+    }
+    return out;
+  }
+
+  /** Remove this tensor from the enclosing scope so it survives it. */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+
+  /** Return the buffer to the pool. Views of the same storage become unusable too. */
+  dispose(): void {
+    const st = this.storage;
+    if (this.ownsStorage) {
+      if (st.data && st.pooled && st.data instanceof Float32Array) release(st.data);
+      st.data = null;
+    } else {
+      this.storage = new Storage(null, false);
+    }
+    this.node = null;
+    if (this.grad) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  /** Reverse-mode autodiff from this scalar: accumulates .grad of every tensor that requires it. */
+  backward(): void {
+    if (this.size !== 1) throw new Error(`backward(): called on a tensor of shape ${shapeStr(this.shape)}; it must be a scalar`);
+    if (!this.requiresGrad) throw new Error('backward(): the tensor does not depend on anything that requires a gradient');
+    const order = topologicalOrder(this);
+    const g = gradBuffer(this)!;
+    g[0] += 1;
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      if (!t.node || !t.grad) continue;
+      t.node.backward(t.grad.data);
+      // An intermediate's gradient is dead once its producer has consumed it.
+      t.grad.dispose();
+      t.grad = null;
+      t.node = null;
+    }
+  }
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  const stack: [Tensor, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [t, expanded] = stack.pop()!;
+    if (expanded) {
+      order.push(t);
+      continue;
+    }
+    if (seen.has(t)) continue;
+    seen.add(t);
+    stack.push([t, true]);
+    if (t.node) for (const inp of t.node.inputs) if (inp.requiresGrad && !seen.has(inp)) stack.push([inp, false]);
+  }
+  return order;
+}
+
+/**
+ * The gradient buffer of `t` to accumulate into, created zero-filled on first use; null when `t`
+ * does not require a gradient (a frozen weight: the caller then skips that product entirely).
+ * A leaf's gradient (a parameter's) is kept outside scopes so it survives the step.
+ */
+export function gradBuffer(t: Tensor): Float32Array | null {
+  if (!t.requiresGrad) return null;
+  if (!t.grad) {
+    const isLeaf = t.node === null;
+    const g = isLeaf ? untracked(() => Tensor.zeros(t.shape)) : Tensor.zeros(t.shape);
+    g.name = t.name ? `${t.name}.grad` : undefined;
+    t.grad = g;
+  }
+  return t.grad.data;
+}
+
+/** True when an op on `inputs` must record a backward node. */
+export function recording(...inputs: Tensor[]): boolean {
+  return gradEnabled && inputs.some((t) => t.requiresGrad);
+}
+
+/** Run fn; dispose every tensor created inside except those returned (Tensor, array or object of them) and kept. */
+export function scope<T>(fn: () => T): T {
+  const mine = new Set<Tensor>();
+  scopes.push(mine);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const survivors = new Set<Tensor>();
+  collectTensors(result, survivors);
+  const parent = scopes[scopes.length - 1];
+  for (const t of mine) {
+    if (survivors.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>): void {
+  if (v instanceof Tensor) out.add(v);
+  else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
+  else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, out);
+}
+
+/** Create tensors that belong to no scope (parameters, optimizer state). */
+export function untracked<T>(fn: () => T): T {
+  const saved = scopes.splice(0, scopes.length);
+  try {
+    return fn();
+  } finally {
+    scopes.push(...saved);
+  }
+}
+
+/** Run fn without recording backward nodes (evaluation, merges). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** A trainable (or frozen) leaf tensor owned by a module. */
+export function parameter(shape: readonly number[], requiresGrad = true): Tensor {
+  const t = untracked(() => Tensor.zeros(shape));
+  t.requiresGrad = requiresGrad;
+  return t;
+}

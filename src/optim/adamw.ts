@@ -1,0 +1,92 @@
+/**
+ * AdamW over trainable parameters only (PyTorch semantics, spec section 4): β = (0.9, 0.999),
+ * eps 1e-8, decoupled weight decay, bias correction from the step count.
+ */
+import { K } from '../engine/backend.ts';
+import { parameter, type Tensor } from '../engine/tensor.ts';
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export interface AdamWState {
+  m: Tensor;
+  v: Tensor;
+}
+
+export class AdamW {
+  readonly params: [string, Tensor][];
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Number of optimizer steps taken (not reset at ReLoRA restarts). */
+  stepCount = 0;
+  readonly state = new Map<string, AdamWState>();
+
+  constructor(params: [string, Tensor][], opts: AdamWOptions) {
+    this.params = params.filter(([, t]) => t.requiresGrad);
+    this.lr = opts.lr;
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    if (!(this.lr >= 0)) throw new Error(`AdamW: lr must be >= 0, got ${opts.lr}`);
+    if (!(this.beta1 >= 0 && this.beta1 < 1)) throw new Error(`AdamW: beta1 must be in [0, 1), got ${this.beta1}`);
+    if (!(this.beta2 >= 0 && this.beta2 < 1)) throw new Error(`AdamW: beta2 must be in [0, 1), got ${this.beta2}`);
+    if (!(this.eps > 0)) throw new Error(`AdamW: eps must be > 0, got ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weight decay must be >= 0, got ${this.weightDecay}`);
+    for (const [name, t] of this.params) this.state.set(name, { m: parameter(t.shape, false), v: parameter(t.shape, false) });
+  }
+
+  /** One update with learning rate `lr` (the schedule's lr·λ). Parameters without a gradient are skipped. */
+  step(lr = this.lr): void {
+    this.stepCount++;
+    const bc1 = 1 - Math.pow(this.beta1, this.stepCount);
+    const bc2 = 1 - Math.pow(this.beta2, this.stepCount);
+    const k = K();
+    for (const [name, p] of this.params) {
+      if (!p.grad) continue;
+      const s = this.state.get(name)!;
+      k.adamwStep(p.data, p.grad.data, s.m.data, s.v.data, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+    }
+  }
+
+  /** Zero every gradient (keeping the buffers for the next step: no allocation). */
+  zeroGrad(): void {
+    const k = K();
+    for (const [, p] of this.params) if (p.grad) k.fill(p.grad.data, 0, p.size);
+  }
+
+  /** Bytes of optimizer state (two moments per trainable element). */
+  stateBytes(): number {
+    let n = 0;
+    for (const [, p] of this.params) n += 2 * p.size * 4;
+    return n;
+  }
+
+  dispose(): void {
+    for (const s of this.state.values()) {
+      s.m.dispose();
+      s.v.dispose();
+    }
+  }
+}
+
+/** Global L2 norm of the gradients; if above maxNorm, scale them by maxNorm / (norm + 1e-6) (PyTorch clip_grad_norm_). */
+export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+  const k = K();
+  let ss = 0;
+  for (const p of params) if (p.grad) ss += k.sumSquares(p.grad.data, p.size);
+  const norm = Math.sqrt(ss);
+  if (maxNorm > 0 && Number.isFinite(norm)) {
+    const coef = maxNorm / (norm + 1e-6);
+    if (coef < 1) for (const p of params) if (p.grad) k.scale(p.grad.data, coef, p.grad.data, p.size);
+  }
+  return norm;
+}

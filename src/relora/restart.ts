@@ -1,0 +1,42 @@
+/**
+ * A ReLoRA restart (spec sections 3, 4, 6): merge every LoRA factor into its frozen weight and
+ * re-draw it, then prune the Adam moments of the LoRA factors (each moment independently; the
+ * step count and every other parameter's state untouched).
+ */
+import type { RandomStream } from '../engine/rng.ts';
+import type { AdamW } from '../optim/adamw.ts';
+import type { LoraLinear } from './lora-linear.ts';
+import { pruneInPlace, type ResetKind } from './prune.ts';
+import type { RestartCounters } from './restarts.ts';
+
+export interface RestartStreams {
+  /** Re-draws of A at merges. */
+  init: RandomStream;
+  /** Random pruning masks. */
+  prune: RandomStream;
+}
+
+export function mergeAll(layers: Map<string, LoraLinear>, init: RandomStream): void {
+  for (const layer of layers.values()) layer.mergeAndReinit(init);
+}
+
+/** Prune the moments of every `…lora_A.weight` / `…lora_B.weight` the optimizer holds. Returns how many tensors. */
+export function resetLoraMoments(optimizer: AdamW, kind: ResetKind, rng: RandomStream): number {
+  let n = 0;
+  for (const [name, s] of optimizer.state) {
+    if (!/\.lora_[AB]\.weight$/.test(name)) continue;
+    pruneInPlace(s.m.data, kind, rng);
+    pruneInPlace(s.v.data, kind, rng);
+    n++;
+  }
+  return n;
+}
+
+export function restart(
+  layers: Map<string, LoraLinear>, optimizer: AdamW, kind: ResetKind, streams: RestartStreams, counters: RestartCounters,
+): void {
+  mergeAll(layers, streams.init);
+  counters.merges++;
+  resetLoraMoments(optimizer, kind, streams.prune);
+  counters.resets++;
+}
