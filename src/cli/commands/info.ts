@@ -1,0 +1,47 @@
+/** `relora info`: parameter counts and training-state bytes of a model and mode. */
+import type { Command } from 'commander';
+import { namedConfig } from '../../nn/config.ts';
+import { trainingFootprint } from '../../relora/accounting.ts';
+import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
+import { parseIntOption, UsageError } from '../errors.ts';
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let v = bytes, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('info')
+    .description('parameter counts and the bytes of parameters, gradients and optimizer state training holds')
+    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
+    .option('--mode <mode>', 'full, lora or relora', 'full')
+    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
+    .option('--vocab-size <v>', 'vocabulary size', parseIntOption('--vocab-size'))
+    .option('--json', 'print JSON')
+    .action((opts: { model: string; mode: string; rank: number; vocabSize?: number; json?: boolean }) => {
+      let fp;
+      try {
+        const cfg = namedConfig(opts.model, opts.vocabSize ? { vocabSize: opts.vocabSize } : {});
+        fp = trainingFootprint(cfg, parseMode(opts.mode), { ...DEFAULT_LORA, rank: opts.rank });
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(fp)}\n`);
+        return;
+      }
+      const rows: [string, string][] = [
+        ['model', `${opts.model} (${opts.mode}${opts.mode === 'full' ? '' : `, rank ${opts.rank}`})`],
+        ['parameters (total)', `${fp.params_total.toLocaleString('en-US')} (${(fp.params_total / 1e6).toFixed(1)}M)`],
+        ['parameters (trainable)', `${fp.params_trainable.toLocaleString('en-US')} (${(fp.params_trainable / 1e6).toFixed(1)}M)`],
+        ['parameter bytes', human(fp.bytes_params)],
+        ['gradient bytes', human(fp.bytes_grads)],
+        ['optimizer bytes', human(fp.bytes_optimizer)],
+        ['training state', human(fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer)],
+      ];
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)}${v}\n`);
+    });
+}

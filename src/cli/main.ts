@@ -1,0 +1,43 @@
+/** The `relora` command line: a thin shell over the library. */
+import { Command, CommanderError } from 'commander';
+import { parseBackendName, setBackend } from '../engine/backend.ts';
+import * as bench from './commands/bench.ts';
+import * as doctor from './commands/doctor.ts';
+import * as info from './commands/info.ts';
+import * as schedule from './commands/schedule.ts';
+import { fail, parseIntOption, UsageError } from './errors.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('relora')
+    .description('Pre-train LLaMA-style language models with ReLoRA')
+    .version('0.1.0')
+    .option('--backend <name>', 'compute backend: native, js or auto (env RELORA_BACKEND)')
+    .option('--threads <n>', 'threads for the native kernels (env RELORA_THREADS)', parseIntOption('--threads'))
+    .showHelpAfterError()
+    .hook('preAction', (cmd) => {
+      const o = cmd.optsWithGlobals() as { backend?: string; threads?: number };
+      try {
+        const name = parseBackendName(o.backend ?? process.env.RELORA_BACKEND ?? 'auto', o.backend ? '--backend' : 'RELORA_BACKEND');
+        setBackend(name, o.threads);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    });
+  program.enablePositionalOptions(false);
+  doctor.register(program);
+  bench.register(program);
+  info.register(program);
+  schedule.register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+    fail(e);
+  }
+}

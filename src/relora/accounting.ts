@@ -1,0 +1,47 @@
+/**
+ * What training holds in memory, computed from the config alone (no allocation): parameter
+ * counts and the bytes of parameters, gradients and AdamW state (two fp32 moments).
+ */
+import { countParameters, type LlamaConfig } from '../nn/config.ts';
+import type { ProjectionName } from '../nn/llama.ts';
+import { validateLoraOptions } from './lora-linear.ts';
+import type { TrainingMode, WrapOptions } from './wrap.ts';
+
+export interface TrainingFootprint {
+  params_total: number;
+  params_trainable: number;
+  bytes_params: number;
+  bytes_grads: number;
+  bytes_optimizer: number;
+}
+
+function projectionShape(cfg: LlamaConfig, p: ProjectionName): [number, number] {
+  const d = cfg.hiddenSize, f = cfg.intermediateSize;
+  if (p === 'gate_proj' || p === 'up_proj') return [d, f];
+  if (p === 'down_proj') return [f, d];
+  return [d, d];
+}
+
+export function trainingFootprint(cfg: LlamaConfig, mode: TrainingMode, lora: WrapOptions): TrainingFootprint {
+  const base = countParameters(cfg);
+  let total = base, trainable = base;
+  if (mode !== 'full') {
+    validateLoraOptions(lora);
+    let frozen = 0, factors = 0;
+    for (const p of lora.targetModules as ProjectionName[]) {
+      const [inF, outF] = projectionShape(cfg, p);
+      validateLoraOptions(lora, inF, outF, p);
+      frozen += inF * outF;
+      factors += lora.rank * (inF + outF);
+    }
+    total = base + cfg.numLayers * factors;
+    trainable = base - cfg.numLayers * frozen + cfg.numLayers * factors;
+  }
+  return {
+    params_total: total,
+    params_trainable: trainable,
+    bytes_params: total * 4,
+    bytes_grads: trainable * 4,
+    bytes_optimizer: trainable * 8,
+  };
+}
