@@ -252,8 +252,8 @@ FULL_WARMUP = 5
 FULL_MIN_RATIO = 0.1
 
 
-def make_full_trajectory(batches: torch.Tensor) -> None:
-    model = build_model()
+def run_full(batches: torch.Tensor, dtype: torch.dtype) -> tuple[list, list, list, dict]:
+    model = build_model().to(dtype)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_adamw(params, FULL_LR)
@@ -266,14 +266,21 @@ def make_full_trajectory(batches: torch.Tensor) -> None:
         losses.append(loss)
         lrs.append(lr)
         norms.append(norm)
+    return losses, lrs, norms, f32_state(model, prefix="final.")
+
+
+def make_full_trajectory(batches: torch.Tensor) -> None:
+    losses, lrs, norms, final = run_full(batches, torch.float32)
     assert losses_decrease(losses), losses
+    # See make_relora_trajectory: the fp64 rerun bounds what rounding alone can change.
+    fp64_diff = [abs(a - b) for a, b in zip(losses, run_full(batches, torch.float64)[0])]
 
     tensors = {
         "batches": batches.to(torch.int32),
         "losses": torch.tensor(losses, dtype=torch.float32),
         "lr": torch.tensor(lrs, dtype=torch.float32),
         "grad_norm": torch.tensor(norms, dtype=torch.float32),
-        **f32_state(model, prefix="final."),
+        **final,
     }
     save("parity_full_traj.safetensors", tensors)
     save_json("parity_full_traj.json", {
@@ -287,6 +294,7 @@ def make_full_trajectory(batches: torch.Tensor) -> None:
         "losses": losses,
         "lr": lrs,
         "grad_norm": norms,
+        "fp64_loss_abs_diff": fp64_diff,
     })
 
 
@@ -310,8 +318,9 @@ class ReLoRALinear(nn.Module):
         self.out_features = base.out_features
         self.scale = scale
         self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
-        self.lora_A = nn.Linear(self.in_features, r, bias=False)
-        self.lora_B = nn.Linear(r, self.out_features, bias=False)
+        dtype = base.weight.dtype
+        self.lora_A = nn.Linear(self.in_features, r, bias=False, dtype=dtype)
+        self.lora_B = nn.Linear(r, self.out_features, bias=False, dtype=dtype)
         with torch.no_grad():
             self.lora_A.weight.copy_(a_init)
             self.lora_B.weight.zero_()
@@ -367,8 +376,9 @@ def should_merge(u: int) -> bool:
     return u > RELORA_CYCLE and (u - 1) % RELORA_CYCLE == 0
 
 
-def make_relora_trajectory(batches: torch.Tensor) -> None:
-    model = build_model()
+def run_relora(batches: torch.Tensor, dtype: torch.dtype) -> dict:
+    """The ReLoRA trajectory; returns everything the fixture stores (see make_relora_trajectory)."""
+    model = build_model().to(dtype)
     model.train()
     probe = batches[0]
     with torch.no_grad():
@@ -380,7 +390,8 @@ def make_relora_trajectory(batches: torch.Tensor) -> None:
         wrap_diff = (model(input_ids=probe).logits - logits_plain).abs().max().item()
     assert wrap_diff == 0.0, f"wrapping changed logits by {wrap_diff}"
 
-    a_init = {f"A_init.{name}": layer.lora_A.weight.detach().clone() for name, layer in wrapped.items()}
+    a_init = {f"A_init.{name}": layer.lora_A.weight.detach().float().clone()
+              for name, layer in wrapped.items()}
 
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     trainable_names = [n for n, _ in trainable]
@@ -390,50 +401,79 @@ def make_relora_trajectory(batches: torch.Tensor) -> None:
     for name, layer in wrapped.items():
         assert not layer.weight.requires_grad, name
     params = [p for _, p in trainable]
+    lora_params = [(n, p) for n, p in trainable if "lora_" in n]
 
     optimizer = make_adamw(params, RELORA_LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, cosine_restarts(N_UPDATES, RELORA_WARMUP, RELORA_RESTART_WARMUP,
                                    RELORA_CYCLE, RELORA_MIN_RATIO))
 
+    def moments(prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.{key}.{n}": optimizer.state[p][key].detach().float().clone()
+                for n, p in lora_params for key in ("exp_avg", "exp_avg_sq")}
+
     losses, lrs, norms, merges_after, merge_diffs = [], [], [], [], []
     redraws: dict[str, torch.Tensor] = {}
+    snapshot: dict[str, torch.Tensor] = {}
     for u in range(1, N_UPDATES + 1):
         loss, lr, norm = train_step(model, optimizer, scheduler, params, batches[u - 1])
         losses.append(loss)
         lrs.append(lr)
         norms.append(norm)
-        if should_merge(u):
-            k = len(merges_after) + 1
-            with torch.no_grad():
-                before = model(input_ids=probe).logits.clone()
-            for name, layer in wrapped.items():
-                a_new = draw_a(gen, LORA_R, layer.in_features)
-                redraws[f"A_merge{k}.{name}"] = a_new.clone()
-                layer.merge_and_reinit(a_new)
-            with torch.no_grad():
-                after = model(input_ids=probe).logits
-            diff = (after - before).abs().max().item()
-            print(f"merge {k}: max |logit change| {diff:.3g}, max |logit| {before.abs().max().item():.3g}")
-            assert diff < 1e-6 * max(1.0, before.abs().max().item()), f"merge {k} changed logits by {diff}"
-            merge_diffs.append(diff)
-            prune_lora_moments(optimizer, wrapped)
-            merges_after.append(u)
+        if not should_merge(u):
+            continue
+        k = len(merges_after) + 1
+        with torch.no_grad():
+            before = model(input_ids=probe).logits.clone()
+        for name, layer in wrapped.items():
+            a_new = draw_a(gen, LORA_R, layer.in_features)
+            redraws[f"A_merge{k}.{name}"] = a_new.clone()
+            layer.merge_and_reinit(a_new)
+        with torch.no_grad():
+            after = model(input_ids=probe).logits
+        diff = (after - before).abs().max().item()
+        scale = before.abs().max().item()
+        assert diff < 1e-6 * max(1.0, scale), f"merge {k} changed logits by {diff} (max |logit| {scale})"
+        merge_diffs.append(diff)
+        if k == 1:
+            snapshot.update(moments("merge1.pre_prune"))
+        prune_lora_moments(optimizer, wrapped)
+        if k == 1:
+            snapshot.update(moments("merge1"))
+            snapshot.update(f32_state(model, prefix="merge1."))
+        merges_after.append(u)
     assert merges_after == [11, 21], merges_after
-    assert losses_decrease(losses), losses
 
     # The optimizer step count keeps running through resets.
     steps = {float(optimizer.state[p]["step"]) for p in params}
     assert steps == {float(N_UPDATES)}, steps
 
+    return {
+        "losses": losses, "lr": lrs, "grad_norm": norms, "merges_after": merges_after,
+        "merge_diffs": merge_diffs, "a_init": a_init, "redraws": redraws, "snapshot": snapshot,
+        "final": f32_state(model, prefix="final."), "wrapped": list(wrapped.keys()),
+        "trainable": trainable_names,
+    }
+
+
+def make_relora_trajectory(batches: torch.Tensor) -> None:
+    res = run_relora(batches, torch.float32)
+    # The same run in fp64 shows from which update on the trajectory is chaotic, i.e. where
+    # rounding differences (as between two correct implementations) stop being small.
+    ref64 = run_relora(batches, torch.float64)
+    fp64_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
+    first_cycle = res["losses"][: RELORA_CYCLE + 1]
+    assert losses_decrease(first_cycle), first_cycle
+
     tensors = {
         "batches": batches.to(torch.int32),
-        "losses": torch.tensor(losses, dtype=torch.float32),
-        "lr": torch.tensor(lrs, dtype=torch.float32),
-        "grad_norm": torch.tensor(norms, dtype=torch.float32),
-        **a_init,
-        **redraws,
-        **f32_state(model, prefix="final."),
+        "losses": torch.tensor(res["losses"], dtype=torch.float32),
+        "lr": torch.tensor(res["lr"], dtype=torch.float32),
+        "grad_norm": torch.tensor(res["grad_norm"], dtype=torch.float32),
+        **res["a_init"],
+        **res["redraws"],
+        **res["snapshot"],
+        **res["final"],
     }
     save("parity_relora_traj.safetensors", tensors)
     save_json("parity_relora_traj.json", {
@@ -441,8 +481,8 @@ def make_relora_trajectory(batches: torch.Tensor) -> None:
         "n_updates": N_UPDATES,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "scale": LORA_SCALE, "dropout": 0.0,
                  "targets": list(LORA_TARGETS)},
-        "wrapped_modules": list(wrapped.keys()),
-        "trainable_parameters": trainable_names,
+        "wrapped_modules": res["wrapped"],
+        "trainable_parameters": res["trainable"],
         "optimizer": {"name": "adamw", "lr": RELORA_LR, "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
                       "weight_decay": WEIGHT_DECAY},
         "clip_grad_norm": CLIP,
@@ -450,11 +490,12 @@ def make_relora_trajectory(batches: torch.Tensor) -> None:
                      "restart_warmup_steps": RELORA_RESTART_WARMUP, "cycle_length": RELORA_CYCLE,
                      "num_training_steps": N_UPDATES, "min_lr_ratio": RELORA_MIN_RATIO},
         "optimizer_reset": f"magnitude:{PRUNE_RATIO}",
-        "merges_after": merges_after,
-        "merge_logit_max_abs_diff": merge_diffs,
-        "losses": losses,
-        "lr": lrs,
-        "grad_norm": norms,
+        "merges_after": res["merges_after"],
+        "merge_logit_max_abs_diff": res["merge_diffs"],
+        "losses": res["losses"],
+        "lr": res["lr"],
+        "grad_norm": res["grad_norm"],
+        "fp64_loss_abs_diff": fp64_diff,
     })
 
 
