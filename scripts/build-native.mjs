@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global process, console */
 /**
  * Builds the native compute backend (native/ → native/build/Release/relora_native.node).
  *

@@ -41,11 +41,11 @@ static int typed_array(napi_env env, napi_value v, const char *kernel, const cha
   if (is_ta && napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) == napi_ok && type == want) {
     return 1;
   }
-  return throw_error(env, kernel, "%s must be a %s", name, want_name);
+  return throw_error(env, kernel, "%s must be %s", name, want_name);
 }
 
 int arg_f32(napi_env env, napi_value v, const char *kernel, const char *name, float **data, size_t *len) {
-  return typed_array(env, v, kernel, name, napi_float32_array, "Float32Array", (void **)data, len);
+  return typed_array(env, v, kernel, name, napi_float32_array, "a Float32Array", (void **)data, len);
 }
 
 int arg_f32_or_null(napi_env env, napi_value v, const char *kernel, const char *name, float **data, size_t *len) {
@@ -55,11 +55,11 @@ int arg_f32_or_null(napi_env env, napi_value v, const char *kernel, const char *
     *len = 0;
     return 1;
   }
-  return typed_array(env, v, kernel, name, napi_float32_array, "Float32Array or null", (void **)data, len);
+  return typed_array(env, v, kernel, name, napi_float32_array, "a Float32Array or null", (void **)data, len);
 }
 
 int arg_i32(napi_env env, napi_value v, const char *kernel, const char *name, int32_t **data, size_t *len) {
-  return typed_array(env, v, kernel, name, napi_int32_array, "Int32Array", (void **)data, len);
+  return typed_array(env, v, kernel, name, napi_int32_array, "an Int32Array", (void **)data, len);
 }
 
 int arg_double(napi_env env, napi_value v, const char *kernel, const char *name, double *out) {

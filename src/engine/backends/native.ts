@@ -1,0 +1,123 @@
+/**
+ * The native backend: a thin wrapper over the N-API addon built from native/ by
+ * scripts/build-native.mjs. Every kernel is the addon's own function (no per-call JS work
+ * beyond the call itself); the addon validates sizes and throws Errors like the js backend.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { Kernels } from './kernels.ts';
+
+/** What the compiled addon exports (see native/src/addon.c). */
+interface NativeAddon extends Omit<Kernels, 'name'> {
+  readonly name: 'native';
+  /** Whether LAPACK was found at build time (detected for later use; not called yet). */
+  readonly lapack: boolean;
+  benchGemmDirect(transA: boolean, transB: boolean, M: number, N: number, K: number, reps: number): number;
+}
+
+const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'relora_native.node');
+
+let addon: NativeAddon | null = null;
+let kernels: Kernels | null = null;
+let loadError: string | null = null;
+let attempted = false;
+
+/** The package root: the nearest ancestor of this file whose package.json is named "relora"
+ * (works both from src/ under tsx and from the compiled dist/). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'relora') return dir;
+      } catch {
+        // An unreadable package.json is not ours; keep walking up.
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json named "relora" above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+function loadAddon(): NativeAddon | null {
+  if (attempted) return addon;
+  attempted = true;
+  try {
+    const root = packageRoot();
+    const file = join(root, ADDON_RELATIVE_PATH);
+    if (!existsSync(file)) {
+      loadError = `${file} does not exist (build it with "node scripts/build-native.mjs"; needs a C compiler, and libdnnl-dev for oneDNN GEMM)`;
+      return null;
+    }
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (err) {
+    loadError = `loading the native addon failed: ${err instanceof Error ? err.message : String(err)}`;
+    addon = null;
+  }
+  return addon;
+}
+
+/** The native kernels, or null when the addon is missing or fails to load (see nativeLoadError). */
+export function loadNativeKernels(): Kernels | null {
+  if (kernels) return kernels;
+  const a = loadAddon();
+  if (!a) return null;
+  kernels = {
+    name: 'native',
+    blas: a.blas,
+    getThreads: a.getThreads,
+    setThreads: a.setThreads,
+    gemm: a.gemm,
+    add: a.add,
+    mul: a.mul,
+    scale: a.scale,
+    axpy: a.axpy,
+    addScalar: a.addScalar,
+    sum: a.sum,
+    sumSquares: a.sumSquares,
+    fill: a.fill,
+    embeddingForward: a.embeddingForward,
+    embeddingBackward: a.embeddingBackward,
+    rmsnormForward: a.rmsnormForward,
+    rmsnormBackward: a.rmsnormBackward,
+    ropeForward: a.ropeForward,
+    ropeBackward: a.ropeBackward,
+    attentionForward: a.attentionForward,
+    attentionBackward: a.attentionBackward,
+    siluForward: a.siluForward,
+    siluBackward: a.siluBackward,
+    swigluForward: a.swigluForward,
+    swigluBackward: a.swigluBackward,
+    dropoutMask: a.dropoutMask,
+    crossEntropyForward: a.crossEntropyForward,
+    crossEntropyBackward: a.crossEntropyBackward,
+    adamwStep: a.adamwStep,
+  };
+  return kernels;
+}
+
+/** Why loadNativeKernels() returned null; null when it has not failed. */
+export function nativeLoadError(): string | null {
+  loadAddon();
+  return loadError;
+}
+
+/** Whether the addon was built with LAPACK available (false when the addon is absent). */
+export function nativeHasLapack(): boolean {
+  return loadAddon()?.lapack ?? false;
+}
+
+/**
+ * GFLOP/s of the GEMM library called directly from C on C-allocated M×K and K×N buffers
+ * (one warm-up, then `reps` timed calls): the yardstick for the overhead of `gemm` from JS.
+ */
+export function benchGemmDirect(transA: boolean, transB: boolean, M: number, N: number, K: number, reps: number): number {
+  const a = loadAddon();
+  if (!a) throw new Error(`benchGemmDirect: native backend unavailable: ${loadError ?? 'unknown reason'}`);
+  return a.benchGemmDirect(transA, transB, M, N, K, reps);
+}

@@ -1,0 +1,519 @@
+/**
+ * The native backend agrees with the js reference on every kernel: random shapes including odd
+ * sizes and size 1, all transpose combinations, batch/stride/broadcast GEMM, null gradients,
+ * accumulation into non-zero gradients, and size validation that throws instead of crashing.
+ *
+ * A missing addon is a failure, not a skip: `npm install` builds it, and CI installs libdnnl-dev.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { jsKernels as js } from '../src/engine/backends/js.ts';
+import type { Kernels } from '../src/engine/backends/kernels.ts';
+import { benchGemmDirect, loadNativeKernels, nativeLoadError } from '../src/engine/backends/native.ts';
+import { dropThreshold, hash32, RandomStream } from '../src/engine/rng.ts';
+
+const loaded = loadNativeKernels();
+const ONEDNN_INSTALLED = existsSync('/usr/include/oneapi/dnnl/dnnl.h') &&
+  (existsSync('/usr/lib/x86_64-linux-gnu/libdnnl.so') || existsSync('/usr/lib/aarch64-linux-gnu/libdnnl.so') || existsSync('/usr/lib/libdnnl.so'));
+
+/** Fails loudly (with the loader's reason) when the addon did not build or load. */
+function nat(): Kernels {
+  if (!loaded) assert.fail(`native addon not available: ${nativeLoadError()}`);
+  return loaded;
+}
+
+let seed = 1;
+function rand(n: number, low = -1, high = 1): Float32Array {
+  const out = new Float32Array(n);
+  new RandomStream(seed++).uniform(out, low, high);
+  return out;
+}
+
+function randIds(n: number, vocab: number): Int32Array {
+  const u = rand(n, 0, 1);
+  return Int32Array.from(u, (x) => Math.min(vocab - 1, Math.floor(x * vocab)));
+}
+
+/** Element-wise: |a - e| <= rtol * |e| + atol for every element. */
+function assertClose(actual: Float32Array, expected: Float32Array, rtol: number, atol: number, label: string): void {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(e) ? !Number.isNaN(a) : !(Math.abs(a - e) <= rtol * Math.abs(e) + atol)) {
+      assert.fail(`${label}: element ${i} is ${a}, expected ${e}`);
+    }
+  }
+}
+
+/** Norm-wise, for reductions whose rounding grows with their length (GEMM, attention). */
+function assertNormClose(actual: Float32Array, expected: Float32Array, tol: number, label: string): void {
+  assert.equal(actual.length, expected.length, `${label}: length`);
+  let scale = 1;
+  for (const e of expected) if (!Number.isNaN(e)) scale = Math.max(scale, Math.abs(e));
+  for (let i = 0; i < expected.length; i++) {
+    // NaN only where both leave the input's NaN padding alone.
+    if (Number.isNaN(expected[i]) ? !Number.isNaN(actual[i]) : !(Math.abs(actual[i] - expected[i]) <= tol * scale)) {
+      assert.fail(`${label}: element ${i} is ${actual[i]}, expected ${expected[i]} (tolerance ${tol * scale})`);
+    }
+  }
+}
+
+const ELEM_RTOL = 1e-5;
+const ELEM_ATOL = 1e-6;
+const GEMM_TOL = 1e-4;
+
+describe('native backend', () => {
+  it('is built and loads (with oneDNN when it is installed)', () => {
+    const k = nat();
+    assert.equal(k.name, 'native');
+    assert.ok(k.blas === 'onednn' || k.blas === 'builtin', `blas is ${k.blas}`);
+    if (ONEDNN_INSTALLED) assert.equal(k.blas, 'onednn', 'oneDNN is installed but the addon was built without it');
+  });
+
+  it('sets and reports threads, rejecting nonsense', () => {
+    const k = nat();
+    const before = k.getThreads();
+    assert.ok(before >= 1);
+    k.setThreads(1);
+    assert.equal(k.getThreads(), 1);
+    k.setThreads(before);
+    assert.equal(k.getThreads(), before);
+    assert.throws(() => k.setThreads(0), /setThreads/);
+    assert.throws(() => k.setThreads(1.5), /setThreads/);
+  });
+});
+
+describe('native gemm', () => {
+  type Case = { M: number; N: number; K: number; pad: number };
+  const shapes: Case[] = [
+    { M: 1, N: 1, K: 1, pad: 0 }, { M: 1, N: 9, K: 4, pad: 2 }, { M: 7, N: 1, K: 13, pad: 1 },
+    { M: 5, N: 6, K: 1, pad: 0 }, { M: 17, N: 33, K: 65, pad: 3 }, { M: 130, N: 67, K: 257, pad: 5 },
+  ];
+
+  function run(k: Kernels, tA: boolean, tB: boolean, c: Case, alpha: number, beta: number, batch: number,
+    strides: { a?: number; b?: number; c?: number }, A: Float32Array, B: Float32Array, C0: Float32Array): Float32Array {
+    const { M, N, K, pad } = c;
+    const lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    const C = C0.slice();
+    k.gemm(tA, tB, M, N, K, alpha, A, lda, strides.a ?? 0, B, ldb, strides.b ?? 0, beta, C, ldc, strides.c ?? 0, batch);
+    return C;
+  }
+
+  function sizes(tA: boolean, tB: boolean, c: Case) {
+    const { M, N, K, pad } = c;
+    const aSize = (tA ? K * (M + pad) : M * (K + pad));
+    const bSize = (tB ? N * (K + pad) : K * (N + pad));
+    const cSize = M * (N + pad);
+    return { aSize, bSize, cSize };
+  }
+
+  for (const tA of [false, true]) {
+    for (const tB of [false, true]) {
+      it(`agrees with js, transA=${tA} transB=${tB}, odd shapes and leading dimensions`, () => {
+        for (const c of shapes) {
+          const { aSize, bSize, cSize } = sizes(tA, tB, c);
+          const A = rand(aSize), B = rand(bSize), C0 = rand(cSize);
+          for (const [alpha, beta] of [[1, 0], [0.5, 1], [-1.25, 0.75]]) {
+            const expected = run(js, tA, tB, c, alpha, beta, 1, {}, A, B, C0);
+            const actual = run(nat(), tA, tB, c, alpha, beta, 1, {}, A, B, C0);
+            assertNormClose(actual, expected, GEMM_TOL, `gemm ${JSON.stringify(c)} alpha=${alpha} beta=${beta}`);
+          }
+        }
+      });
+    }
+  }
+
+  it('does not read C when beta is 0 (NaNs in C do not propagate)', () => {
+    for (const [tA, tB] of [[false, false], [true, true]]) {
+      const c = { M: 19, N: 23, K: 31, pad: 1 };
+      const { aSize, bSize, cSize } = sizes(tA, tB, c);
+      const A = rand(aSize), B = rand(bSize), C0 = new Float32Array(cSize).fill(NaN);
+      const actual = run(nat(), tA, tB, c, 1, 0, 1, {}, A, B, C0);
+      for (let i = 0; i < c.M; i++) {
+        for (let j = 0; j < c.N; j++) assert.ok(Number.isFinite(actual[i * (c.N + 1) + j]), `C[${i},${j}] is ${actual[i * (c.N + 1) + j]}`);
+      }
+      const expected = run(js, tA, tB, c, 1, 0, 1, {}, A, B, C0);
+      assertNormClose(actual, expected, GEMM_TOL, 'gemm beta=0 over NaN');
+    }
+  });
+
+  it('handles K = 0 (C = beta*C) and empty products', () => {
+    const C0 = rand(12);
+    const A = new Float32Array(0), B = new Float32Array(0);
+    const C = C0.slice();
+    nat().gemm(false, false, 3, 4, 0, 1, A, 0, 0, B, 4, 0, 0.5, C, 4, 0, 1);
+    assertClose(C, C0.map((x) => x * 0.5), ELEM_RTOL, ELEM_ATOL, 'K=0');
+    const D = C0.slice();
+    nat().gemm(false, false, 0, 4, 3, 1, A, 3, 0, B, 4, 0, 0, D, 4, 0, 1);
+    assert.deepEqual(D, C0, 'M=0 leaves C untouched');
+  });
+
+  it('agrees with js on batches: strided, broadcast operands, small and large products', () => {
+    const cases: { c: Case; batch: number }[] = [
+      { c: { M: 16, N: 12, K: 20, pad: 1 }, batch: 7 }, // small: one product per thread
+      { c: { M: 150, N: 140, K: 130, pad: 0 }, batch: 2 }, // large: the library's own threads
+    ];
+    for (const { c, batch } of cases) {
+      for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        const { aSize, bSize, cSize } = sizes(tA, tB, c);
+        const sa = aSize + 3, sb = bSize + 2, sc = cSize + 4;
+        for (const bcast of ['none', 'A', 'B'] as const) {
+          const strides = { a: bcast === 'A' ? 0 : sa, b: bcast === 'B' ? 0 : sb, c: sc };
+          const A = rand(sa * batch), B = rand(sb * batch), C0 = rand(sc * batch);
+          const expected = run(js, tA, tB, c, 0.75, 0.5, batch, strides, A, B, C0);
+          const actual = run(nat(), tA, tB, c, 0.75, 0.5, batch, strides, A, B, C0);
+          assertNormClose(actual, expected, GEMM_TOL, `batched gemm ${JSON.stringify(c)} x${batch} tA=${tA} tB=${tB} broadcast ${bcast}`);
+        }
+      }
+    }
+  });
+
+  it('runs overlapping C batches in order (stride 0 with beta 1 sums the products)', () => {
+    const c = { M: 9, N: 11, K: 5, pad: 0 }, batch = 6;
+    const A = rand(c.M * c.K * batch), B = rand(c.K * c.N * batch), C0 = rand(c.M * c.N);
+    const strides = { a: c.M * c.K, b: c.K * c.N, c: 0 };
+    const expected = run(js, false, false, c, 1, 1, batch, strides, A, B, C0);
+    const actual = run(nat(), false, false, c, 1, 1, batch, strides, A, B, C0);
+    assertNormClose(actual, expected, GEMM_TOL, 'accumulating batch');
+  });
+
+  it('throws on bad sizes and types instead of touching memory', () => {
+    const k = nat();
+    const A = new Float32Array(12), B = new Float32Array(12), C = new Float32Array(9);
+    assert.throws(() => k.gemm(false, false, 3, 3, 4, 1, A.subarray(1), 4, 0, B, 3, 0, 0, C, 3, 0, 1), /gemm: A has 11 elements/);
+    assert.throws(() => k.gemm(false, false, 3, 3, 4, 1, A, 4, 0, B, 3, 0, 0, C.subarray(1), 3, 0, 1), /gemm: C has 8/);
+    assert.throws(() => k.gemm(false, false, 3, 3, 4, 1, A, 4, 0, B, 3, 0, 0, C, 3, 9, 2), /gemm: C/);
+    assert.throws(() => k.gemm(false, false, 3, 3, 4, 1, A, 3, 0, B, 3, 0, 0, C, 3, 0, 1), /leading dimension of A/);
+    assert.throws(() => k.gemm(false, true, 3, 3, 4, 1, A, 4, 0, B, 3, 0, 0, C, 3, 0, 1), /leading dimension of B/);
+    assert.throws(() => k.gemm(false, false, 3.5, 3, 4, 1, A, 4, 0, B, 3, 0, 0, C, 3, 0, 1), /gemm: M must be a non-negative integer/);
+    assert.throws(() => k.gemm(false, false, -1, 3, 4, 1, A, 4, 0, B, 3, 0, 0, C, 3, 0, 1), /gemm: M/);
+    const wrong = new Float64Array(12) as unknown as Float32Array;
+    assert.throws(() => k.gemm(false, false, 3, 3, 4, 1, wrong, 4, 0, B, 3, 0, 0, C, 3, 0, 1), /gemm: A must be a Float32Array/);
+    assert.throws(() => (k.gemm as (...args: unknown[]) => void)(false, false, 3, 3), /gemm: expected 17 arguments/);
+  });
+
+  it('benchGemmDirect measures a positive rate', () => {
+    nat();
+    const gflops = benchGemmDirect(false, true, 64, 48, 32, 3);
+    assert.ok(Number.isFinite(gflops) && gflops > 0, `got ${gflops}`);
+    assert.throws(() => benchGemmDirect(false, false, 0, 4, 4, 1), /benchGemmDirect/);
+  });
+});
+
+describe('native elementwise kernels', () => {
+  const lengths = [0, 1, 7, 100_003]; // the last one takes the multithreaded path
+
+  it('add, mul, scale, axpy, addScalar, fill agree with js', () => {
+    for (const n of lengths) {
+      const a = rand(n), b = rand(n), y0 = rand(n);
+      const both = (f: (k: Kernels, out: Float32Array) => void, label: string, init = y0): void => {
+        const e = init.slice(), g = init.slice();
+        f(js, e);
+        f(nat(), g);
+        assertClose(g, e, ELEM_RTOL, ELEM_ATOL, `${label} n=${n}`);
+      };
+      both((k, out) => k.add(a, b, out, n), 'add');
+      both((k, out) => k.mul(a, b, out, n), 'mul');
+      both((k, out) => k.scale(a, -1.7, out, n), 'scale');
+      both((k, out) => k.axpy(0.3, a, out, n), 'axpy');
+      both((k, out) => k.addScalar(out, 2.5, n), 'addScalar');
+      both((k, out) => k.fill(out, -4.25, n), 'fill');
+    }
+  });
+
+  it('sum and sumSquares agree with js (float64 accumulation)', () => {
+    for (const n of lengths) {
+      const x = rand(n, -2, 3);
+      assert.ok(Math.abs(nat().sum(x, n) - js.sum(x, n)) <= 1e-9 * (1 + Math.abs(js.sum(x, n))), `sum n=${n}`);
+      assert.ok(Math.abs(nat().sumSquares(x, n) - js.sumSquares(x, n)) <= 1e-9 * (1 + js.sumSquares(x, n)), `sumSquares n=${n}`);
+    }
+    assert.equal(nat().sum(Float32Array.of(1, 2, 3, 100), 3), 6, 'n limits the range');
+  });
+
+  it('only touch the first n elements', () => {
+    const out = new Float32Array(5);
+    nat().fill(out, 1, 3);
+    assert.deepEqual([...out], [1, 1, 1, 0, 0]);
+  });
+
+  it('throw when n exceeds an array', () => {
+    const k = nat();
+    const x = new Float32Array(4), short = new Float32Array(3);
+    assert.throws(() => k.add(x, short, x, 4), /add: b has 3 elements/);
+    assert.throws(() => k.mul(x, x, short, 4), /mul: out/);
+    assert.throws(() => k.scale(short, 2, x, 4), /scale: a/);
+    assert.throws(() => k.axpy(1, x, short, 4), /axpy: y/);
+    assert.throws(() => k.addScalar(short, 1, 4), /addScalar: out/);
+    assert.throws(() => k.fill(short, 0, 4), /fill: out/);
+    assert.throws(() => k.sum(short, 4), /sum: x/);
+    assert.throws(() => k.sumSquares(short, 4), /sumSquares: x/);
+    assert.throws(() => k.add(x, x, x, -1), /add: n must be a non-negative integer/);
+  });
+});
+
+describe('native embedding', () => {
+  it('forward and backward agree with js (repeated ids accumulate)', () => {
+    for (const [nIds, vocab, dim] of [[1, 1, 1], [13, 5, 7], [600, 97, 130]]) {
+      const weight = rand(vocab * dim), ids = randIds(nIds, vocab);
+      ids[0] = vocab - 1;
+      const e = new Float32Array(nIds * dim), g = new Float32Array(nIds * dim);
+      js.embeddingForward(weight, ids, e, nIds, vocab, dim);
+      nat().embeddingForward(weight, ids, g, nIds, vocab, dim);
+      assert.deepEqual(g, e, 'forward is an exact copy');
+      const dout = rand(nIds * dim), dw0 = rand(vocab * dim);
+      const de = dw0.slice(), dg = dw0.slice();
+      js.embeddingBackward(dout, ids, de, nIds, vocab, dim);
+      nat().embeddingBackward(dout, ids, dg, nIds, vocab, dim);
+      assertClose(dg, de, ELEM_RTOL, ELEM_ATOL, `embeddingBackward ${nIds}x${vocab}x${dim}`);
+    }
+  });
+
+  it('throws on an out-of-range id before writing anything', () => {
+    const k = nat();
+    const weight = rand(4 * 3), out = new Float32Array(3 * 3).fill(7);
+    assert.throws(() => k.embeddingForward(weight, Int32Array.of(1, 4, 0), out, 3, 4, 3), /embeddingForward: token id 4 at position 1 is outside \[0, 4\)/);
+    assert.throws(() => k.embeddingForward(weight, Int32Array.of(-1, 0, 0), out, 3, 4, 3), /token id -1 at position 0/);
+    assert.ok(out.every((x) => x === 7), 'out was written');
+    const dw = new Float32Array(12);
+    assert.throws(() => k.embeddingBackward(rand(9), Int32Array.of(0, 9, 1), dw, 3, 4, 3), /embeddingBackward: token id 9/);
+    assert.ok(dw.every((x) => x === 0), 'dWeight was written');
+    assert.throws(() => k.embeddingForward(weight, Int32Array.of(0, 1), out, 3, 4, 3), /ids has 2 elements/);
+    assert.throws(() => k.embeddingForward(weight.subarray(1), Int32Array.of(0, 1, 2), out, 3, 4, 3), /weight has 11/);
+    assert.throws(() => k.embeddingForward(weight, Float32Array.of(0, 1, 2) as unknown as Int32Array, out, 3, 4, 3), /ids must be an Int32Array/);
+  });
+});
+
+describe('native rmsnorm', () => {
+  it('forward and backward agree with js, with and without each gradient', () => {
+    for (const [rows, dim] of [[1, 1], [3, 7], [67, 129], [300, 256]]) {
+      const x = rand(rows * dim, -3, 3), w = rand(dim, 0.5, 1.5), eps = 1e-5;
+      const oe = new Float32Array(rows * dim), og = new Float32Array(rows * dim);
+      const re = new Float32Array(rows), rg = new Float32Array(rows);
+      js.rmsnormForward(x, w, oe, re, rows, dim, eps);
+      nat().rmsnormForward(x, w, og, rg, rows, dim, eps);
+      assertClose(rg, re, ELEM_RTOL, ELEM_ATOL, `rstd ${rows}x${dim}`);
+      assertClose(og, oe, ELEM_RTOL, ELEM_ATOL, `rmsnorm out ${rows}x${dim}`);
+      const dout = rand(rows * dim), dx0 = rand(rows * dim), dw0 = rand(dim);
+      for (const [wantDx, wantDw] of [[true, true], [true, false], [false, true], [false, false]]) {
+        const dxe = wantDx ? dx0.slice() : null, dxg = wantDx ? dx0.slice() : null;
+        const dwe = wantDw ? dw0.slice() : null, dwg = wantDw ? dw0.slice() : null;
+        js.rmsnormBackward(dout, x, w, re, dxe, dwe, rows, dim);
+        nat().rmsnormBackward(dout, x, w, re, dxg, dwg, rows, dim);
+        if (dxe && dxg) assertClose(dxg, dxe, 1e-4, 1e-5, `rmsnorm dx ${rows}x${dim}`);
+        if (dwe && dwg) assertNormClose(dwg, dwe, 1e-5, `rmsnorm dWeight ${rows}x${dim}`);
+      }
+    }
+  });
+
+  it('throws on short buffers', () => {
+    const k = nat();
+    assert.throws(() => k.rmsnormForward(rand(6), rand(3), new Float32Array(6), new Float32Array(1), 2, 3, 1e-5), /rmsnormForward: rstd has 1 elements but rows needs 2/);
+    assert.throws(() => k.rmsnormBackward(rand(6), rand(6), rand(3), rand(2), new Float32Array(5), null, 2, 3), /rmsnormBackward: dx has 5/);
+    assert.throws(() => k.rmsnormBackward(rand(6), rand(6), rand(2), rand(2), null, null, 2, 3), /rmsnormBackward: weight/);
+  });
+});
+
+describe('native rope', () => {
+  function tables(T: number, D: number): { cos: Float32Array; sin: Float32Array } {
+    const half = D / 2, cos = new Float32Array(T * half), sin = new Float32Array(T * half);
+    for (let t = 0; t < T; t++) {
+      for (let i = 0; i < half; i++) {
+        const angle = t * 10000 ** (-2 * i / D);
+        cos[t * half + i] = Math.cos(angle);
+        sin[t * half + i] = Math.sin(angle);
+      }
+    }
+    return { cos, sin };
+  }
+
+  it('forward and backward agree with js', () => {
+    for (const [B, T, H, D] of [[1, 1, 1, 2], [2, 5, 3, 6], [3, 33, 4, 16]]) {
+      const n = B * T * H * D, { cos, sin } = tables(T, D), x = rand(n);
+      const e = new Float32Array(n), g = new Float32Array(n);
+      js.ropeForward(x, cos, sin, e, B, T, H, D);
+      nat().ropeForward(x, cos, sin, g, B, T, H, D);
+      assertClose(g, e, ELEM_RTOL, ELEM_ATOL, `rope forward ${[B, T, H, D]}`);
+      const dout = rand(n), dx0 = rand(n), de = dx0.slice(), dg = dx0.slice();
+      js.ropeBackward(dout, cos, sin, de, B, T, H, D);
+      nat().ropeBackward(dout, cos, sin, dg, B, T, H, D);
+      assertClose(dg, de, ELEM_RTOL, ELEM_ATOL, `rope backward ${[B, T, H, D]}`);
+    }
+  });
+
+  it('throws on an odd head dimension or short tables', () => {
+    const k = nat();
+    assert.throws(() => k.ropeForward(rand(6), rand(3), rand(3), new Float32Array(6), 1, 2, 1, 3), /ropeForward: head dimension D=3 must be even/);
+    assert.throws(() => k.ropeBackward(rand(8), rand(3), rand(4), new Float32Array(8), 1, 2, 1, 4), /ropeBackward: cos has 3/);
+  });
+});
+
+describe('native attention', () => {
+  const shapes = [[1, 1, 1, 1], [2, 5, 3, 4], [3, 17, 1, 7], [1, 150, 2, 8], [2, 64, 4, 16]];
+
+  it('forward agrees with js; probabilities are causal rows summing to 1', () => {
+    for (const [B, T, H, D] of shapes) {
+      const n = B * T * H * D, q = rand(n, -2, 2), k = rand(n, -2, 2), v = rand(n), scale = 1 / Math.sqrt(D);
+      const oe = new Float32Array(n), pe = new Float32Array(B * H * T * T);
+      const og = new Float32Array(n).fill(NaN), pg = new Float32Array(B * H * T * T).fill(NaN);
+      js.attentionForward(q, k, v, oe, pe, B, T, H, D, scale);
+      nat().attentionForward(q, k, v, og, pg, B, T, H, D, scale);
+      assertNormClose(og, oe, GEMM_TOL, `attention out ${[B, T, H, D]}`);
+      assertNormClose(pg, pe, GEMM_TOL, `attention probs ${[B, T, H, D]}`);
+      for (let r = 0; r < B * H * T; r++) {
+        const t = r % T;
+        let s = 0;
+        for (let j = 0; j < T; j++) {
+          if (j > t) assert.equal(pg[r * T + j], 0, `probs above the diagonal at row ${r}`);
+          s += pg[r * T + j];
+        }
+        assert.ok(Math.abs(s - 1) < 1e-5, `row ${r} sums to ${s}`);
+      }
+    }
+  });
+
+  it('backward agrees with js, accumulating, for every subset of gradients', () => {
+    for (const [B, T, H, D] of shapes) {
+      const n = B * T * H * D, q = rand(n, -2, 2), k = rand(n, -2, 2), v = rand(n), scale = 1 / Math.sqrt(D);
+      const out = new Float32Array(n), probs = new Float32Array(B * H * T * T);
+      js.attentionForward(q, k, v, out, probs, B, T, H, D, scale);
+      const dout = rand(n), init = [rand(n), rand(n), rand(n)];
+      for (let mask = 0; mask < 8; mask++) {
+        const want = [mask & 1, mask & 2, mask & 4].map(Boolean);
+        const e = init.map((g, i) => (want[i] ? g.slice() : null));
+        const g = init.map((x, i) => (want[i] ? x.slice() : null));
+        js.attentionBackward(dout, q, k, v, probs, e[0], e[1], e[2], B, T, H, D, scale);
+        nat().attentionBackward(dout, q, k, v, probs, g[0], g[1], g[2], B, T, H, D, scale);
+        for (let i = 0; i < 3; i++) {
+          if (want[i]) assertNormClose(g[i]!, e[i]!, GEMM_TOL, `attention ${['dq', 'dk', 'dv'][i]} ${[B, T, H, D]} mask ${mask}`);
+        }
+      }
+    }
+  });
+
+  it('throws on short buffers', () => {
+    const k = nat();
+    const n = 2 * 3 * 1 * 4;
+    assert.throws(() => k.attentionForward(rand(n), rand(n), rand(n), new Float32Array(n), new Float32Array(17), 2, 3, 1, 4, 0.5), /attentionForward: probs has 17 elements but B\*H\*T\*T needs 18/);
+    assert.throws(() => k.attentionForward(rand(n), rand(n - 1), rand(n), new Float32Array(n), new Float32Array(18), 2, 3, 1, 4, 0.5), /attentionForward: k has 23/);
+    assert.throws(() => k.attentionBackward(rand(n), rand(n), rand(n), rand(n), rand(18), null, new Float32Array(3), null, 2, 3, 1, 4, 0.5), /attentionBackward: dk has 3/);
+  });
+});
+
+describe('native activations', () => {
+  const n = 50_001;
+  const x = rand(n, -8, 8);
+  x[0] = 0; x[1] = -100; x[2] = 100; x[3] = -90;
+
+  it('silu forward and backward agree with js', () => {
+    const e = new Float32Array(n), g = new Float32Array(n);
+    js.siluForward(x, e, n);
+    nat().siluForward(x, g, n);
+    assertClose(g, e, ELEM_RTOL, ELEM_ATOL, 'silu');
+    const dout = rand(n), d0 = rand(n), de = d0.slice(), dg = d0.slice();
+    js.siluBackward(dout, x, de, n);
+    nat().siluBackward(dout, x, dg, n);
+    assertClose(dg, de, ELEM_RTOL, ELEM_ATOL, 'silu backward');
+  });
+
+  it('swiglu forward and backward agree with js, with null gradients', () => {
+    const up = rand(n), e = new Float32Array(n), g = new Float32Array(n);
+    js.swigluForward(x, up, e, n);
+    nat().swigluForward(x, up, g, n);
+    assertClose(g, e, ELEM_RTOL, ELEM_ATOL, 'swiglu');
+    const dout = rand(n), g0 = rand(n), u0 = rand(n);
+    for (const [wantGate, wantUp] of [[true, true], [true, false], [false, true], [false, false]]) {
+      const ge = wantGate ? g0.slice() : null, gg = wantGate ? g0.slice() : null;
+      const ue = wantUp ? u0.slice() : null, ug = wantUp ? u0.slice() : null;
+      js.swigluBackward(dout, x, up, ge, ue, n);
+      nat().swigluBackward(dout, x, up, gg, ug, n);
+      if (ge && gg) assertClose(gg, ge, ELEM_RTOL, ELEM_ATOL, 'swiglu dGate');
+      if (ue && ug) assertClose(ug, ue, ELEM_RTOL, ELEM_ATOL, 'swiglu dUp');
+    }
+  });
+
+  it('throws on short buffers', () => {
+    const k = nat();
+    assert.throws(() => k.siluForward(rand(3), new Float32Array(2), 3), /siluForward: out has 2/);
+    assert.throws(() => k.swigluBackward(rand(3), rand(3), rand(3), null, new Float32Array(2), 3), /swigluBackward: dUp has 2/);
+  });
+});
+
+describe('native dropout mask', () => {
+  it('is bit-identical to js and to hash32', () => {
+    for (const n of [1, 1000, 100_003]) {
+      for (const p of [0, 0.1, 0.5, 0.999]) {
+        const key = hash32(12345, n) ;
+        const threshold = dropThreshold(p), scale = 1 / (1 - p);
+        const e = new Float32Array(n), g = new Float32Array(n);
+        js.dropoutMask(e, n, key, threshold, scale);
+        nat().dropoutMask(g, n, key, threshold, scale);
+        assert.deepEqual(g, e, `dropout n=${n} p=${p}`);
+        for (const i of [0, n - 1]) assert.equal(g[i], hash32(key, i) >= threshold ? Math.fround(scale) : 0);
+      }
+    }
+    const all = new Float32Array(64);
+    nat().dropoutMask(all, 64, 7, 2 ** 32 - 1, 3);
+    const ref = new Float32Array(64);
+    js.dropoutMask(ref, 64, 7, 2 ** 32 - 1, 3);
+    assert.deepEqual(all, ref, 'threshold 2^32-1');
+  });
+
+  it('throws when n exceeds the mask', () => {
+    assert.throws(() => nat().dropoutMask(new Float32Array(3), 4, 1, 0, 1), /dropoutMask: mask has 3/);
+  });
+});
+
+describe('native cross entropy', () => {
+  it('forward and backward agree with js, with ignored rows', () => {
+    for (const [rows, V] of [[1, 1], [5, 7], [40, 1001]]) {
+      const logits = rand(rows * V, -6, 6), targets = randIds(rows, V), ignore = -100;
+      if (rows > 2) targets[1] = ignore;
+      const le = new Float32Array(rows), lg = new Float32Array(rows), se = new Float32Array(rows), sg = new Float32Array(rows);
+      const ce = js.crossEntropyForward(logits, targets, le, se, rows, V, ignore);
+      const cg = nat().crossEntropyForward(logits, targets, lg, sg, rows, V, ignore);
+      assert.equal(cg, ce, 'counted rows');
+      assertClose(sg, se, ELEM_RTOL, ELEM_ATOL, `lse ${rows}x${V}`);
+      assertClose(lg, le, 1e-5, 1e-5, `losses ${rows}x${V}`);
+      const d0 = rand(rows * V), de = d0.slice(), dg = d0.slice();
+      js.crossEntropyBackward(logits, targets, se, de, rows, V, ignore, 1 / ce);
+      nat().crossEntropyBackward(logits, targets, sg, dg, rows, V, ignore, 1 / ce);
+      assertClose(dg, de, ELEM_RTOL, 1e-6, `dLogits ${rows}x${V}`);
+    }
+  });
+
+  it('throws on a bad target before writing', () => {
+    const k = nat();
+    const losses = new Float32Array(2).fill(9), lse = new Float32Array(2).fill(9);
+    assert.throws(() => k.crossEntropyForward(rand(6), Int32Array.of(0, 3), losses, lse, 2, 3, -100), /crossEntropyForward: target 3 at row 1 is outside \[0, 3\)/);
+    assert.deepEqual([...losses, ...lse], [9, 9, 9, 9]);
+    const d = new Float32Array(6);
+    assert.throws(() => k.crossEntropyBackward(rand(6), Int32Array.of(-5, 0), rand(2), d, 2, 3, -100, 1), /crossEntropyBackward: target -5 at row 0/);
+    assert.ok(d.every((x) => x === 0));
+    assert.throws(() => k.crossEntropyForward(rand(5), Int32Array.of(0, 1), losses, lse, 2, 3, -100), /logits has 5/);
+  });
+});
+
+describe('native adamw', () => {
+  it('agrees with js over several steps', () => {
+    for (const n of [1, 33, 70_001]) {
+      const pe = rand(n), pg = pe.slice(), me = new Float32Array(n), mg = new Float32Array(n);
+      const ve = new Float32Array(n), vg = new Float32Array(n);
+      const [lr, b1, b2, eps, wd] = [1e-3, 0.9, 0.999, 1e-8, 0.1];
+      for (let step = 1; step <= 3; step++) {
+        const grad = rand(n);
+        const bc1 = 1 - b1 ** step, bc2 = 1 - b2 ** step;
+        js.adamwStep(pe, grad, me, ve, n, lr, b1, b2, eps, wd, bc1, bc2);
+        nat().adamwStep(pg, grad, mg, vg, n, lr, b1, b2, eps, wd, bc1, bc2);
+      }
+      assertClose(pg, pe, ELEM_RTOL, ELEM_ATOL, `param n=${n}`);
+      assertClose(mg, me, ELEM_RTOL, ELEM_ATOL, `m n=${n}`);
+      assertClose(vg, ve, ELEM_RTOL, 1e-9, `v n=${n}`);
+    }
+  });
+
+  it('throws on short state', () => {
+    assert.throws(() => nat().adamwStep(rand(4), rand(4), new Float32Array(4), new Float32Array(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001), /adamwStep: v has 3/);
+  });
+});
