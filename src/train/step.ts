@@ -1,0 +1,38 @@
+/**
+ * One optimizer update: forward + backward over the micro-batches (gradient accumulation, each
+ * micro-batch's loss weighted 1/n), global-norm clipping, AdamW step. Everything the step
+ * allocates is scoped, so memory stays flat across steps.
+ */
+import { scale } from '../engine/ops/elementwise.ts';
+import { scope, type Tensor } from '../engine/tensor.ts';
+import type { LlamaForCausalLM } from '../nn/llama.ts';
+import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
+
+export interface StepResult {
+  /** Mean loss over the micro-batches. */
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** False when the loss or the gradient was not finite and the update was skipped. */
+  applied: boolean;
+}
+
+export function trainStep(model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number): StepResult {
+  if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
+  optimizer.zeroGrad();
+  model.train();
+  let loss = 0;
+  const n = microBatches.length;
+  for (const ids of microBatches) {
+    loss += scope(() => {
+      const l = model.loss(ids);
+      (n === 1 ? l : scale(l, 1 / n)).backward();
+      return l.item();
+    });
+  }
+  loss /= n;
+  const gradNorm = clipGradNorm(optimizer.params.map(([, t]) => t), clipNorm);
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, applied: false };
+  optimizer.step(lr);
+  return { loss, gradNorm, applied: true };
+}
