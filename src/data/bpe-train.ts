@@ -1,0 +1,234 @@
+/**
+ * Training a byte-level BPE vocabulary, the way the Hugging Face BPE trainer does it:
+ * count pre-token "words" once, then run BPE over the unique words weighted by their counts,
+ * keeping pair counts up to date incrementally and picking the most frequent pair from a
+ * max-heap (stale heap entries are refreshed when they reach the top: a pair's count only
+ * ever falls, except for pairs that contain the newest token, which are pushed again).
+ *
+ * Ids: 0 is the EOS token `<|endoftext|>` (the Hugging Face trainer places special tokens first),
+ * 1..256 are the 256 byte symbols in code-point order of their byte-level characters (the trainer's
+ * sorted initial alphabet), and each merge that makes a new string adds the next id.
+ * Ties between equally frequent pairs go to the pair with the smaller (left id, right id); with
+ * the same ids as the Hugging Face trainer this yields the same merges in the same order.
+ */
+import { BYTE_TO_UNICODE, pretokenizeRegex } from './byte-level.ts';
+import { ByteLevelBpe, DEFAULT_EOS_TOKEN } from './bpe.ts';
+
+export interface BpeTrainOptions {
+  /** Final vocabulary size including the EOS token and the 256 bytes; at least 257. */
+  vocabSize: number;
+  /** Pairs seen fewer times than this are never merged (training may then stop early). Default 2. */
+  minFrequency?: number;
+  /** Called every `progressEvery` merges with the vocabulary size so far. */
+  onProgress?: (vocabSize: number, target: number) => void;
+  progressEvery?: number;
+}
+
+const ID_LIMIT = 1 << 21;
+const key = (a: number, b: number): number => a * ID_LIMIT + b;
+
+/** Counts GPT-2 pre-tokens across documents. */
+export class WordCounter {
+  readonly counts = new Map<string, number>();
+  private readonly re = pretokenizeRegex();
+
+  add(text: string): void {
+    const re = this.re;
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      const w = m[0];
+      this.counts.set(w, (this.counts.get(w) ?? 0) + 1);
+    }
+  }
+}
+
+/** Trains on documents (held or streamed); only the word counts are kept in memory. */
+export async function trainByteLevelBpe(
+  documents: Iterable<string> | AsyncIterable<string>,
+  options: BpeTrainOptions,
+): Promise<ByteLevelBpe> {
+  const counter = new WordCounter();
+  for await (const doc of documents) counter.add(doc);
+  return trainByteLevelBpeFromCounts(counter.counts, options);
+}
+
+export function trainByteLevelBpeFromCounts(wordCounts: Map<string, number>, options: BpeTrainOptions): ByteLevelBpe {
+  const { vocabSize, minFrequency = 2 } = options;
+  if (!Number.isInteger(vocabSize) || vocabSize < 257 || vocabSize > ID_LIMIT) {
+    throw new Error(`BPE training: vocabSize must be an integer in [257, ${ID_LIMIT}] (EOS + 256 bytes + merges), got ${vocabSize}`);
+  }
+  if (!Number.isInteger(minFrequency) || minFrequency < 1) {
+    throw new Error(`BPE training: minFrequency must be a positive integer, got ${minFrequency}`);
+  }
+
+  const alphabet = [...BYTE_TO_UNICODE].sort((x, y) => x.codePointAt(0)! - y.codePointAt(0)!);
+  const idOfByte = BYTE_TO_UNICODE.map((c) => 1 + alphabet.indexOf(c));
+
+  // Words as symbol-id arrays; each merge rewrites the words that contain its pair.
+  const utf8 = new TextEncoder();
+  const words: number[][] = [];
+  const freq: number[] = [];
+  for (const [w, c] of wordCounts) {
+    const bytes = utf8.encode(w);
+    const ids = new Array<number>(bytes.length);
+    for (let i = 0; i < bytes.length; i++) ids[i] = idOfByte[bytes[i]!]!;
+    words.push(ids);
+    freq.push(c);
+  }
+
+  const pairCount = new Map<number, number>();
+  const wordsWithPair = new Map<number, Set<number>>();
+  const addPair = (k: number, delta: number, wordIndex: number): void => {
+    pairCount.set(k, (pairCount.get(k) ?? 0) + delta);
+    if (delta > 0) {
+      let set = wordsWithPair.get(k);
+      if (set === undefined) wordsWithPair.set(k, (set = new Set()));
+      set.add(wordIndex);
+    }
+  };
+  for (let w = 0; w < words.length; w++) {
+    const s = words[w]!;
+    for (let i = 0; i + 1 < s.length; i++) addPair(key(s[i]!, s[i + 1]!), freq[w]!, w);
+  }
+
+  const heap = new CountHeap();
+  for (const [k, c] of pairCount) heap.push(c, k);
+
+  // Token strings by id, for the vocab and merges of the result.
+  const tokens: string[] = [DEFAULT_EOS_TOKEN, ...alphabet];
+  const idOfToken = new Map(tokens.map((t, id) => [t, id]));
+  const merges: Array<[string, string]> = [];
+  const progressEvery = options.progressEvery ?? 1000;
+
+  while (tokens.length < vocabSize && heap.size > 0) {
+    const { count, key: k } = heap.pop();
+    const current = pairCount.get(k) ?? 0;
+    if (current !== count) {
+      if (current > 0) heap.push(current, k);
+      continue;
+    }
+    if (count < minFrequency) break;
+    const a = Math.floor(k / ID_LIMIT);
+    const b = k - a * ID_LIMIT;
+    // Two different pairs can spell the same string ("a"+"bc", "ab"+"c"); like the Hugging Face
+    // trainer, the second merge then yields the existing token.
+    const merged = tokens[a]! + tokens[b]!;
+    let x = idOfToken.get(merged);
+    if (x === undefined) {
+      x = tokens.length;
+      tokens.push(merged);
+      idOfToken.set(merged, x);
+    }
+    merges.push([tokens[a]!, tokens[b]!]);
+
+    const touched = new Set<number>();
+    for (const w of wordsWithPair.get(k) ?? []) {
+      const s = words[w]!;
+      const c = freq[w]!;
+      const out: number[] = [];
+      let i = 0;
+      // Left to right, non-overlapping; the neighbour on the left is the already rewritten symbol,
+      // so adjacent occurrences ("abab") are counted correctly.
+      while (i < s.length) {
+        if (i + 1 < s.length && s[i] === a && s[i + 1] === b) {
+          if (out.length > 0) {
+            const p = out[out.length - 1]!;
+            addPair(key(p, a), -c, w);
+            addPair(key(p, x), c, w);
+            touched.add(key(p, x));
+          }
+          if (i + 2 < s.length) {
+            const n = s[i + 2]!;
+            addPair(key(b, n), -c, w);
+            addPair(key(x, n), c, w);
+            touched.add(key(x, n));
+          }
+          out.push(x);
+          i += 2;
+        } else {
+          out.push(s[i]!);
+          i++;
+        }
+      }
+      words[w] = out;
+    }
+    pairCount.delete(k);
+    wordsWithPair.delete(k);
+    for (const t of touched) {
+      const c = pairCount.get(t) ?? 0;
+      if (c > 0) heap.push(c, t);
+    }
+    if (options.onProgress && merges.length % progressEvery === 0) options.onProgress(tokens.length, vocabSize);
+  }
+
+  const vocab: Record<string, number> = {};
+  tokens.forEach((t, id) => {
+    vocab[t] = id;
+  });
+  return new ByteLevelBpe({
+    vocab,
+    merges,
+    addedTokens: [{ id: 0, content: DEFAULT_EOS_TOKEN, special: true }],
+    eosId: 0,
+  });
+}
+
+/** Max-heap of (count, pair key): larger count first, then smaller key. */
+class CountHeap {
+  private counts: number[] = [];
+  private keys: number[] = [];
+
+  get size(): number {
+    return this.counts.length;
+  }
+
+  private before(i: number, j: number): boolean {
+    const ci = this.counts[i]!;
+    const cj = this.counts[j]!;
+    return ci > cj || (ci === cj && this.keys[i]! < this.keys[j]!);
+  }
+
+  private swap(i: number, j: number): void {
+    const c = this.counts[i]!;
+    this.counts[i] = this.counts[j]!;
+    this.counts[j] = c;
+    const k = this.keys[i]!;
+    this.keys[i] = this.keys[j]!;
+    this.keys[j] = k;
+  }
+
+  push(count: number, k: number): void {
+    this.counts.push(count);
+    this.keys.push(k);
+    let i = this.counts.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.before(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  pop(): { count: number; key: number } {
+    const top = { count: this.counts[0]!, key: this.keys[0]! };
+    const lc = this.counts.pop()!;
+    const lk = this.keys.pop()!;
+    const n = this.counts.length;
+    if (n > 0) {
+      this.counts[0] = lc;
+      this.keys[0] = lk;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < n && this.before(l, m)) m = l;
+        if (r < n && this.before(r, m)) m = r;
+        if (m === i) break;
+        this.swap(i, m);
+        i = m;
+      }
+    }
+    return top;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * GPT-2's byte-level conventions, shared by BPE training, encoding and decoding.
+ *
+ * Every byte is shown as one printable Unicode character so that vocabulary entries and merges
+ * are plain strings in tokenizer.json (a space becomes "Ġ", a newline "Ċ"). Text is first cut into
+ * "words" by GPT-2's pre-tokenisation regex; BPE merges never cross a word boundary.
+ */
+
+/** GPT-2's pre-tokenisation pattern, exactly as the Hugging Face ByteLevel pre-tokenizer uses it. */
+export const GPT2_PRETOKENIZE_PATTERN =
+  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/** A fresh global regex for the pattern (a /g regex carries lastIndex state, so never share one). */
+export function pretokenizeRegex(): RegExp {
+  return new RegExp(GPT2_PRETOKENIZE_PATTERN, 'gu');
+}
+
+/** Splits text into GPT-2 pre-tokens ("words"); concatenating them gives back the text. */
+export function pretokenize(text: string): string[] {
+  return text.match(pretokenizeRegex()) ?? [];
+}
+
+function buildByteToUnicode(): string[] {
+  // Printable Latin-1 bytes map to themselves; the rest are shifted to code points 256 and up,
+  // in byte order, so that no byte maps to whitespace or a control character.
+  const printable: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) printable.push(b);
+  for (let b = 0xae; b <= 0xff; b++) printable.push(b);
+  const isPrintable = new Set(printable);
+  const table: string[] = new Array(256);
+  let shifted = 0;
+  for (let b = 0; b < 256; b++) {
+    table[b] = String.fromCodePoint(isPrintable.has(b) ? b : 256 + shifted++);
+  }
+  return table;
+}
+
+/** BYTE_TO_UNICODE[b] is the character that stands for byte b. */
+export const BYTE_TO_UNICODE: readonly string[] = buildByteToUnicode();
+
+/** The inverse of BYTE_TO_UNICODE. */
+export const UNICODE_TO_BYTE: ReadonlyMap<string, number> = new Map(BYTE_TO_UNICODE.map((c, b) => [c, b]));
+
+/** The byte-level string of some UTF-8 bytes (what appears in vocab and merges). */
+export function bytesToSymbols(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += BYTE_TO_UNICODE[bytes[i]!];
+  return s;
+}
+
+/** The bytes behind a byte-level string; throws on a character that stands for no byte. */
+export function symbolsToBytes(symbols: string): Uint8Array {
+  const chars = Array.from(symbols);
+  const out = new Uint8Array(chars.length);
+  for (let i = 0; i < chars.length; i++) {
+    const b = UNICODE_TO_BYTE.get(chars[i]!);
+    if (b === undefined) {
+      throw new Error(`byte-level token ${JSON.stringify(symbols)}: character ${JSON.stringify(chars[i])} stands for no byte`);
+    }
+    out[i] = b;
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+/**
+ * A Corpus is a named, re-readable stream of documents with a fingerprint that changes whenever
+ * its content might have changed; token caches are keyed by that fingerprint.
+ */
+import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { BROWN_TEXT_VERSION, brownCorpusVersion, DEFAULT_BROWN_VALIDATION_EVERY, loadBrownCorpus } from './brown.ts';
+import { readJsonlFile } from './jsonl.ts';
+import { readParquetFile } from './parquet.ts';
+import { dataFormatOf, resolveDataFiles } from './sources.ts';
+import { readTextFile, type TextFileMode } from './text-files.ts';
+
+export interface Corpus {
+  /** For messages: what the data is ("brown:train", "3 files under data/…"). */
+  readonly name: string;
+  /** Changes whenever the documents might: paths, sizes, modification times, read options. */
+  readonly fingerprint: string;
+  /** The documents, streamed; may be iterated more than once. */
+  documents(): AsyncIterable<string>;
+}
+
+export interface FileCorpusOptions {
+  /** JSONL field / Parquet column holding the text. Default "text". */
+  textField?: string;
+  /** .txt files: one document per file (default) or documents separated by blank lines. */
+  txtMode?: TextFileMode;
+  /** Base for relative sources. Default: the working directory. */
+  cwd?: string;
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** Documents from the files behind `sources` (files, folders, globs), read in file order. */
+export async function fileCorpus(sources: readonly string[], options: FileCorpusOptions = {}): Promise<Corpus> {
+  const textField = options.textField ?? 'text';
+  const txtMode = options.txtMode ?? 'file';
+  if (textField.length === 0) throw new Error('data textField: must not be empty');
+  const files = await resolveDataFiles(sources, options.cwd);
+  const identity = [];
+  for (const f of files) {
+    const s = await stat(f);
+    identity.push({ path: f, size: s.size, mtimeMs: s.mtimeMs });
+  }
+  const fingerprint = sha256(JSON.stringify({ kind: 'files', files: identity, textField, txtMode }));
+  const name = files.length === 1 ? files[0]! : `${files.length} files (${sources.join(', ')})`;
+  return {
+    name,
+    fingerprint,
+    async *documents() {
+      for (const f of files) {
+        const format = dataFormatOf(f);
+        if (format === 'txt') yield* readTextFile(f, txtMode);
+        else if (format === 'jsonl') yield* readJsonlFile(f, textField);
+        else yield* readParquetFile(f, textField);
+      }
+    },
+  };
+}
+
+/** One split of the shipped Brown corpus (see brown.ts). */
+export function brownCorpus(split: 'train' | 'validation', validationEvery = DEFAULT_BROWN_VALIDATION_EVERY): Corpus {
+  return {
+    name: `brown:${split}`,
+    fingerprint: sha256(JSON.stringify({ kind: 'brown', version: brownCorpusVersion(), split, validationEvery, textVersion: BROWN_TEXT_VERSION })),
+    async *documents() {
+      yield* loadBrownCorpus({ validationEvery })[split];
+    },
+  };
+}
+
+/** Documents already in memory (tests, small experiments). */
+export function memoryCorpus(name: string, docs: readonly string[]): Corpus {
+  return {
+    name,
+    fingerprint: sha256(JSON.stringify({ kind: 'memory', docs })),
+    async *documents() {
+      yield* docs;
+    },
+  };
+}

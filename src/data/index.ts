@@ -1,0 +1,23 @@
+/** Data: corpora, tokenizers, packing, token cache and sampling order. */
+export { loadBrownCorpus, loadBrownDocuments, stripBrownTags, detokenize, isBrownValidation, BROWN_DOCUMENT_COUNT } from './brown.ts';
+export type { BrownDocument, BrownSplit } from './brown.ts';
+export { brownCorpus, fileCorpus, memoryCorpus } from './corpus.ts';
+export type { Corpus, FileCorpusOptions } from './corpus.ts';
+export { resolveDataFiles, dataFormatOf, DATA_EXTENSIONS } from './sources.ts';
+export type { DataFormat } from './sources.ts';
+export { readTextFile } from './text-files.ts';
+export type { TextFileMode } from './text-files.ts';
+export { readJsonlFile } from './jsonl.ts';
+export { readParquetFile, parquetColumns } from './parquet.ts';
+export type { Tokenizer } from './tokenizer.ts';
+export { ByteLevelBpe, DEFAULT_EOS_TOKEN, byteLevelBpeFromJSON } from './bpe.ts';
+export { trainByteLevelBpe, trainByteLevelBpeFromCounts, WordCounter } from './bpe-train.ts';
+export type { BpeTrainOptions } from './bpe-train.ts';
+export { HfTokenizer } from './hf-tokenizer.ts';
+export { loadTokenizer, saveTokenizer, tokenizerFromJSON } from './tokenizer-files.ts';
+export type { TokenizerImplementation } from './tokenizer-files.ts';
+export { packSequences, withEos, sequenceCount } from './packing.ts';
+export { TokenDataset, buildTokenCache, tokenCacheKey, tokenizerHash, dtypeForVocab } from './token-cache.ts';
+export type { TokenCacheMeta, TokenCacheOptions, TokenDtype } from './token-cache.ts';
+export { SequenceSampler, epochPermutation } from './sampler.ts';
+export type { SamplerState, SequenceSamplerOptions } from './sampler.ts';
