@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 export const BROWN_DOCUMENT_COUNT = 500;
 export const DEFAULT_BROWN_VALIDATION_EVERY = 20;
 /** Bump whenever the text that stripBrownTags produces changes (it keys token caches). */
-export const BROWN_TEXT_VERSION = 1;
+export const BROWN_TEXT_VERSION = 2;
 
 export interface BrownDocument {
   /** File name in the package, e.g. "ca01". */
@@ -70,8 +70,10 @@ export function detokenize(words: string[]): string {
   let previous = '';
   for (const w of words) {
     if (SENTENCE_END.has(w) && (previous === w || (w === '.' && previous.endsWith('.')))) continue;
+    // Inch marks are written 1/8'' and the tagging follows them with a stray '' token.
+    if (w === "''" && previous.length > 2 && previous.endsWith("''")) continue;
     previous = w;
-    let text = w;
+    let text = w.length > 2 ? w.replaceAll("''", '"') : w;
     let glueBefore = NO_SPACE_BEFORE.has(w);
     let glueAfter = NO_SPACE_AFTER.has(w);
     if (w === '``' || w === "''") text = '"';
