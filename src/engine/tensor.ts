@@ -122,7 +122,7 @@ export class Tensor {
     }
     void this.data; // throws if disposed
     const out = new Tensor(shape, this.dtype, this.storage, false, false);
-    const input = this;
+    const input: Tensor = this; // eslint-disable-line @typescript-eslint/no-this-alias -- captured by the backward closure
     if (recording(input)) {
       out.requiresGrad = true;
       out.node = {
