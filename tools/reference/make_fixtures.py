@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -363,12 +364,29 @@ def magnitude_prune_(x: torch.Tensor, ratio: float) -> None:
     x.mul_(keep.to(x.dtype))
 
 
-def prune_lora_moments(optimizer: torch.optim.Optimizer, wrapped: dict[str, ReLoRALinear]) -> None:
+def prune_lora_moments(optimizer: torch.optim.Optimizer, wrapped: dict[str, ReLoRALinear],
+                       ratio: float) -> dict[str, int]:
+    """Prunes every lora moment; returns counts that show what the pruning did.
+
+    `pruned` counts nonzero moment entries that became 0. `hazard` counts entries whose
+    exp_avg was kept while exp_avg_sq became 0: there Adam's next step is lr·m̂/eps, which is
+    what makes a run chaotic (README, "How tight a test can be"); `hazard_lora_A` is the part
+    of it on lora_A, whose gradient is exactly 0 right after a merge.
+    """
+    counts = {"pruned": 0, "hazard": 0, "hazard_lora_A": 0}
     for layer in wrapped.values():
         for p in (layer.lora_A.weight, layer.lora_B.weight):
             state = optimizer.state[p]
-            magnitude_prune_(state["exp_avg"], PRUNE_RATIO)
-            magnitude_prune_(state["exp_avg_sq"], PRUNE_RATIO)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            nonzero_before = int((m != 0).sum()) + int((v != 0).sum())
+            magnitude_prune_(m, ratio)
+            magnitude_prune_(v, ratio)
+            counts["pruned"] += nonzero_before - int((m != 0).sum()) - int((v != 0).sum())
+            hazard = int(((m != 0) & (v == 0)).sum())
+            counts["hazard"] += hazard
+            if p is layer.lora_A.weight:
+                counts["hazard_lora_A"] += hazard
+    return counts
 
 
 def should_merge(u: int) -> bool:
@@ -376,8 +394,8 @@ def should_merge(u: int) -> bool:
     return u > RELORA_CYCLE and (u - 1) % RELORA_CYCLE == 0
 
 
-def run_relora(batches: torch.Tensor, dtype: torch.dtype) -> dict:
-    """The ReLoRA trajectory; returns everything the fixture stores (see make_relora_trajectory)."""
+def run_relora(batches: torch.Tensor, dtype: torch.dtype, prune_ratio: float) -> dict:
+    """The ReLoRA trajectory; returns everything the fixtures store (see make_relora_trajectory)."""
     model = build_model().to(dtype)
     model.train()
     probe = batches[0]
@@ -412,7 +430,7 @@ def run_relora(batches: torch.Tensor, dtype: torch.dtype) -> dict:
         return {f"{prefix}.{key}.{n}": optimizer.state[p][key].detach().float().clone()
                 for n, p in lora_params for key in ("exp_avg", "exp_avg_sq")}
 
-    losses, lrs, norms, merges_after, merge_diffs = [], [], [], [], []
+    losses, lrs, norms, merges_after, merge_diffs, prune_counts = [], [], [], [], [], []
     redraws: dict[str, torch.Tensor] = {}
     snapshot: dict[str, torch.Tensor] = {}
     for u in range(1, N_UPDATES + 1):
@@ -437,7 +455,7 @@ def run_relora(batches: torch.Tensor, dtype: torch.dtype) -> dict:
         merge_diffs.append(diff)
         if k == 1:
             snapshot.update(moments("merge1.pre_prune"))
-        prune_lora_moments(optimizer, wrapped)
+        prune_counts.append(prune_lora_moments(optimizer, wrapped, prune_ratio))
         if k == 1:
             snapshot.update(moments("merge1"))
             snapshot.update(f32_state(model, prefix="merge1."))
@@ -450,33 +468,28 @@ def run_relora(batches: torch.Tensor, dtype: torch.dtype) -> dict:
 
     return {
         "losses": losses, "lr": lrs, "grad_norm": norms, "merges_after": merges_after,
-        "merge_diffs": merge_diffs, "a_init": a_init, "redraws": redraws, "snapshot": snapshot,
+        "merge_diffs": merge_diffs, "prune_counts": prune_counts, "a_init": a_init,
+        "redraws": redraws, "snapshot": snapshot,
         "final": f32_state(model, prefix="final."), "wrapped": list(wrapped.keys()),
         "trainable": trainable_names,
     }
 
 
-def make_relora_trajectory(batches: torch.Tensor) -> None:
-    res = run_relora(batches, torch.float32)
-    # The same run in fp64 shows from which update on the trajectory is chaotic, i.e. where
-    # rounding differences (as between two correct implementations) stop being small.
-    ref64 = run_relora(batches, torch.float64)
-    fp64_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
-    first_cycle = res["losses"][: RELORA_CYCLE + 1]
-    assert losses_decrease(first_cycle), first_cycle
-
-    tensors = {
+def relora_tensors(batches: torch.Tensor, res: dict) -> dict[str, torch.Tensor]:
+    """What both ReLoRA fixtures store: the trajectory, the A draws and the final model."""
+    return {
         "batches": batches.to(torch.int32),
         "losses": torch.tensor(res["losses"], dtype=torch.float32),
         "lr": torch.tensor(res["lr"], dtype=torch.float32),
         "grad_norm": torch.tensor(res["grad_norm"], dtype=torch.float32),
         **res["a_init"],
         **res["redraws"],
-        **res["snapshot"],
-        **res["final"],
     }
-    save("parity_relora_traj.safetensors", tensors)
-    save_json("parity_relora_traj.json", {
+
+
+def relora_settings(res: dict, prune_ratio: float) -> dict:
+    """The JSON head both ReLoRA fixtures share; only `optimizer_reset` differs between them."""
+    return {
         "initial_weights": "parity_model.safetensors",
         "n_updates": N_UPDATES,
         "lora": {"r": LORA_R, "alpha": LORA_ALPHA, "scale": LORA_SCALE, "dropout": 0.0,
@@ -489,14 +502,107 @@ def make_relora_trajectory(batches: torch.Tensor) -> None:
         "schedule": {"name": "cosine_restarts", "warmup_steps": RELORA_WARMUP,
                      "restart_warmup_steps": RELORA_RESTART_WARMUP, "cycle_length": RELORA_CYCLE,
                      "num_training_steps": N_UPDATES, "min_lr_ratio": RELORA_MIN_RATIO},
-        "optimizer_reset": f"magnitude:{PRUNE_RATIO}",
+        "optimizer_reset": f"magnitude:{prune_ratio}",
         "merges_after": res["merges_after"],
         "merge_logit_max_abs_diff": res["merge_diffs"],
+    }
+
+
+def make_relora_trajectory(batches: torch.Tensor) -> dict:
+    res = run_relora(batches, torch.float32, PRUNE_RATIO)
+    # The same run in fp64 shows from which update on the trajectory is chaotic, i.e. where
+    # rounding differences (as between two correct implementations) stop being small.
+    ref64 = run_relora(batches, torch.float64, PRUNE_RATIO)
+    fp64_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
+    first_cycle = res["losses"][: RELORA_CYCLE + 1]
+    assert losses_decrease(first_cycle), first_cycle
+
+    tensors = {**relora_tensors(batches, res), **res["snapshot"], **res["final"]}
+    save("parity_relora_traj.safetensors", tensors)
+    save_json("parity_relora_traj.json", {
+        **relora_settings(res, PRUNE_RATIO),
         "losses": res["losses"],
         "lr": res["lr"],
         "grad_norm": res["grad_norm"],
         "fp64_loss_abs_diff": fp64_diff,
     })
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture 5: the same ReLoRA run with a pruning ratio that keeps it stable.
+#
+# Every ratio p < 1 zeroes at least the smallest exp_avg_sq entry of each lora_A while its
+# exp_avg mostly survives, so those runs all take lr·m̂/eps steps right after a merge. Run
+# `make_fixtures.py --sweep-prune` to see it: every candidate below 1 leaves 14 or more such
+# entries per merge, and its loss strays from the fp64 rerun by 0.04 to 0.5, or A grows so
+# large that merge 2 fails its logit check. p = 1 prunes every entry and leaves none; its fp64
+# rerun stays within 5e-7 in the loss.
+
+STABLE_PRUNE_RATIO = 1.0
+SWEEP_PRUNE_RATIOS = (0.99, 0.995, 0.999, 0.95, 0.9, 0.8, 0.5, 0.25, 0.05, 0.01, 0.0, 1.0)
+STABLE_LOSS_TOL = 1e-5
+# Looser than the loss bound on purpose: right after a restart Adam's first step on an entry
+# whose gradient is about 1e-8 is ≈ lr·sign(g), so fp32 rounding of g moves the layer-0
+# q/k LoRA factors by about 2.6e-5 once. That jump does not grow (the losses stay within 5e-7);
+# every other final tensor stays within about 1.3e-6. The JSON lists the figure per tensor.
+STABLE_FINAL_TOL = 1e-4
+
+
+def fp64_divergence(batches: torch.Tensor, prune_ratio: float) -> tuple[dict, list, dict]:
+    """Runs fp32 and fp64.
+
+    Returns the fp32 result, |loss diff| per update and max |diff| per final tensor.
+    """
+    res = run_relora(batches, torch.float32, prune_ratio)
+    ref64 = run_relora(batches, torch.float64, prune_ratio)
+    loss_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
+    final_diff = {k: (res["final"][k] - ref64["final"][k]).abs().max().item() for k in res["final"]}
+    return res, loss_diff, final_diff
+
+
+def make_relora_stable_trajectory(batches: torch.Tensor, chaotic: dict) -> None:
+    res, loss_diff, final_diff = fp64_divergence(batches, STABLE_PRUNE_RATIO)
+    assert max(loss_diff) <= STABLE_LOSS_TOL, loss_diff
+    assert max(final_diff.values()) <= STABLE_FINAL_TOL, final_diff
+    assert losses_decrease(res["losses"]), res["losses"]
+    # The fixture must exercise pruning, and differ from the chaotic one in nothing but p.
+    for k, counts in enumerate(res["prune_counts"], start=1):
+        assert counts["pruned"] > 0, f"merge {k} pruned nothing: {counts}"
+    assert res["merges_after"] == chaotic["merges_after"]
+    assert res["losses"][: RELORA_CYCLE + 1] == chaotic["losses"][: RELORA_CYCLE + 1]
+    for key in ("a_init", "redraws"):
+        assert res[key].keys() == chaotic[key].keys()
+        assert all(torch.equal(res[key][n], chaotic[key][n]) for n in res[key]), key
+
+    save("parity_relora_stable_traj.safetensors", {**relora_tensors(batches, res), **res["final"]})
+    save_json("parity_relora_stable_traj.json", {
+        **relora_settings(res, STABLE_PRUNE_RATIO),
+        "lora_moment_entries": 2 * sum(res["final"][f"final.{n}"].numel()
+                                       for n in res["trainable"] if "lora_" in n),
+        "pruned_entries_per_merge": [c["pruned"] for c in res["prune_counts"]],
+        "hazard_entries_per_merge": [c["hazard"] for c in res["prune_counts"]],
+        "hazard_lora_A_entries_per_merge": [c["hazard_lora_A"] for c in res["prune_counts"]],
+        "losses": res["losses"],
+        "lr": res["lr"],
+        "grad_norm": res["grad_norm"],
+        "fp64_loss_abs_diff": loss_diff,
+        "fp64_final_max_abs_diff": final_diff,
+    })
+
+
+def sweep_prune_ratios(batches: torch.Tensor) -> None:
+    """Prints, per candidate ratio, how far the fp64 rerun strays and what the pruning left."""
+    for ratio in SWEEP_PRUNE_RATIOS:
+        try:
+            res, loss_diff, final_diff = fp64_divergence(batches, ratio)
+        except AssertionError as err:
+            # A merge then changes the logits by more than rounding: A has already blown up.
+            print(f"magnitude:{ratio}: run failed a check ({err})")
+            continue
+        print(f"magnitude:{ratio}: max |loss diff| {max(loss_diff):.2g}, "
+              f"max |final diff| {max(final_diff.values()):.2g}, "
+              f"hazard entries per merge {[c['hazard'] for c in res['prune_counts']]}")
 
 
 def main() -> None:
@@ -504,10 +610,14 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     check_schedule_test_vectors()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    make_model_and_forward()
     batches = make_batches()
+    if "--sweep-prune" in sys.argv[1:]:
+        sweep_prune_ratios(batches)
+        return
+    make_model_and_forward()
     make_full_trajectory(batches)
-    make_relora_trajectory(batches)
+    chaotic = make_relora_trajectory(batches)
+    make_relora_stable_trajectory(batches, chaotic)
     total = sum(f.stat().st_size for f in OUT_DIR.iterdir() if f.name.startswith("parity_"))
     print(f"parity fixtures total: {total} bytes")
 
