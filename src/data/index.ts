@@ -1,4 +1,15 @@
-/** Data: corpora, tokenizers, packing, token cache and sampling order. */
+/**
+ * Data: corpora, tokenizers, packing, token cache and sampling order.
+ *
+ *   const corpus = sources ? await fileCorpus(sources, { textField }) : brownCorpus('train');
+ *   const tokenizer = tokenizerPath
+ *     ? await loadTokenizer(tokenizerPath)
+ *     : await trainByteLevelBpe(corpus.documents(), { vocabSize: 8000 });   // then saveTokenizer
+ *   const data = await TokenDataset.fromCorpus(corpus, tokenizer, { cacheDir });
+ *   const sampler = new SequenceSampler({ numSequences: data.numSequences(seqLen), seed });
+ *   for (const i of sampler.nextBatch(microBatch)) data.readSequence(i, seqLen);   // Int32Array
+ *   // checkpoint: sampler.state() -> {epoch, position}; resume: new SequenceSampler({…, state})
+ */
 export { loadBrownCorpus, loadBrownDocuments, stripBrownTags, detokenize, isBrownValidation, BROWN_DOCUMENT_COUNT } from './brown.ts';
 export type { BrownDocument, BrownSplit } from './brown.ts';
 export { brownCorpus, fileCorpus, memoryCorpus } from './corpus.ts';
