@@ -145,8 +145,12 @@ test('random pruning keeps about 1 − p of the entries, with independent masks 
   assert.ok(Math.abs(same - n / 2) < 5 * Math.sqrt(n / 4), `masks agree on ${same} of ${n}`);
 });
 
-test('pruneInPlace rejects a ratio outside [0, 1)', () => {
-  assert.throws(() => pruneInPlace(new Float32Array(3), { method: 'random', ratio: 1 }, new RandomStream(0)), /ratio must be in \[0, 1\), got 1/);
+test('pruneInPlace rejects a ratio outside [0, 1]; ratio 1 (a full reset, not offered to users) zeroes everything', () => {
+  assert.throws(() => pruneInPlace(new Float32Array(3), { method: 'random', ratio: 1.5 }, new RandomStream(0)), /ratio must be in \[0, 1\], got 1.5/);
+  assert.throws(() => pruneInPlace(new Float32Array(3), { method: 'magnitude', ratio: -0.1 }, new RandomStream(0)), /got -0.1/);
+  const x = Float32Array.from([0.5, -2, 3, 1e-9]);
+  assert.equal(pruneInPlace(x, { method: 'magnitude', ratio: 1 }, new RandomStream(0)), 4);
+  assert.ok(x.every((v) => v === 0));
 });
 
 test('magnitude pruning of a 5M-element tensor is fast', () => {

@@ -37,10 +37,12 @@ export function formatResetKind(kind: ResetKind): string {
  * (so the stream advances by one call, also for an empty tensor). Magnitude: entries with
  * |x| <= quantile(|x|, p) become 0. Returns the number of entries set to zero by this call
  * (entries that were already zero and stay zero count too).
+ * Users choose p in [0, 1) (parseResetKind); p = 1 (zero everything: the quantile is the
+ * maximum) is accepted here for a full reset, which the stable parity fixture uses.
  */
 export function pruneInPlace(x: Float32Array, kind: ResetKind, rng: RandomStream): number {
-  if (!(kind.ratio >= 0 && kind.ratio < 1)) {
-    throw new Error(`pruneInPlace: ratio must be in [0, 1), got ${kind.ratio}`);
+  if (!(kind.ratio >= 0 && kind.ratio <= 1)) {
+    throw new Error(`pruneInPlace: ratio must be in [0, 1], got ${kind.ratio}`);
   }
   if (kind.method === 'random') return pruneRandom(x, kind.ratio, rng);
   if (kind.method === 'magnitude') return pruneMagnitude(x, kind.ratio);
