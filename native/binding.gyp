@@ -24,7 +24,7 @@
         "src/adamw.c"
       ],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],
       "ldflags": ["-fopenmp"],
       "conditions": [

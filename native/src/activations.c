@@ -3,10 +3,11 @@
 #include <stdint.h>
 
 #include "args.h"
+#include "fast_exp.h"
 #include "kernels.h"
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float siluf(float x) { return x / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + relora_expf(-x)); }
+static inline float siluf(float x) { return x / (1.0f + relora_expf(-x)); }
 static inline float silu_gradf(float x) {
   float s = sigmoidf(x);
   return s * (1.0f + x * (1.0f - s));
@@ -33,7 +34,7 @@ napi_value napi_silu_forward(napi_env env, napi_callback_info info) {
   if (!act_args(env, info, "siluForward", 2, names, 0, p, &n)) return NULL;
   const float *x = p[0];
   float *out = p[1];
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
   for (int64_t i = 0; i < n; i++) out[i] = siluf(x[i]);
   return NULL;
 }
@@ -45,7 +46,7 @@ napi_value napi_silu_backward(napi_env env, napi_callback_info info) {
   if (!act_args(env, info, "siluBackward", 3, names, 0, p, &n)) return NULL;
   const float *g = p[0], *x = p[1];
   float *dx = p[2];
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
   for (int64_t i = 0; i < n; i++) dx[i] += g[i] * silu_gradf(x[i]);
   return NULL;
 }
@@ -57,7 +58,7 @@ napi_value napi_swiglu_forward(napi_env env, napi_callback_info info) {
   if (!act_args(env, info, "swigluForward", 3, names, 0, p, &n)) return NULL;
   const float *gate = p[0], *up = p[1];
   float *out = p[2];
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
   for (int64_t i = 0; i < n; i++) out[i] = siluf(gate[i]) * up[i];
   return NULL;
 }
@@ -69,13 +70,20 @@ napi_value napi_swiglu_backward(napi_env env, napi_callback_info info) {
   if (!act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n)) return NULL;
   const float *g = p[0], *gate = p[1], *up = p[2];
   float *dgate = p[3], *dup = p[4];
-  if (!dgate && !dup) return NULL;
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
-    float x = gate[i];
-    float s = sigmoidf(x);
-    if (dgate) dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
-    if (dup) dup[i] += g[i] * (x * s);
+  /* One loop per combination keeps each branch-free, so it vectorises. */
+  if (dgate && dup) {
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float x = gate[i], s = sigmoidf(x);
+      dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
+      dup[i] += g[i] * (x * s);
+    }
+  } else if (dgate) {
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dgate[i] += g[i] * up[i] * silu_gradf(gate[i]);
+  } else if (dup) {
+#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dup[i] += g[i] * siluf(gate[i]);
   }
   return NULL;
 }

@@ -11,10 +11,11 @@
 #include <stdlib.h>
 
 #include "args.h"
+#include "fast_exp.h"
 #include "gemm.h"
 #include "kernels.h"
 
-#define ROW_BLOCK 128
+#define ROW_BLOCK 256
 
 typedef struct {
   int64_t B, T, H, D;
@@ -40,18 +41,22 @@ static int attention_dims(napi_env env, napi_value *a, const char *k, int first,
 static int pairs_in_parallel(const attn_dims *d) { return d->B * d->H >= omp_get_max_threads(); }
 
 /* Softmax over s <= t of each row in [t0, t1) of the scaled scores P (row stride T), zeroing s > t. */
-static void causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1) {
+/* Kept out of line: inlined into the OpenMP region, GCC 12 stopped vectorising its exp loop. */
+__attribute__((noinline)) static void causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; t++) {
     float *row = P + t * T;
     float max = -INFINITY;
+#pragma omp simd reduction(max : max)
     for (int64_t s = 0; s <= t; s++) max = row[s] > max ? row[s] : max;
     double denom = 0.0;
+#pragma omp simd reduction(+ : denom)
     for (int64_t s = 0; s <= t; s++) {
-      float e = expf(row[s] - max);
+      float e = relora_expf(row[s] - max);
       row[s] = e;
       denom += e;
     }
     float inv = (float)(1.0 / denom);
+#pragma omp simd
     for (int64_t s = 0; s <= t; s++) row[s] *= inv;
     for (int64_t s = t + 1; s < T; s++) row[s] = 0.0f;
   }
@@ -145,8 +150,10 @@ napi_value napi_attention_backward(napi_env env, napi_callback_info info) {
         float *ds = dS + (t - t0) * T;
         const float *p = P + t * T;
         double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
         for (int64_t s = 0; s <= t; s++) dot += (double)ds[s] * (double)p[s];
         float fdot = (float)dot;
+#pragma omp simd
         for (int64_t s = 0; s <= t; s++) ds[s] = p[s] * (ds[s] - fdot) * d.scale;
         for (int64_t s = t + 1; s < t1; s++) ds[s] = 0.0f;
       }

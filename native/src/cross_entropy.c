@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "args.h"
+#include "fast_exp.h"
 #include "kernels.h"
 
 /* Parses the arguments both passes share and rejects bad targets before anything is written. */
@@ -43,9 +44,11 @@ napi_value napi_cross_entropy_forward(napi_env env, napi_callback_info info) {
   for (int64_t r = 0; r < rows; r++) {
     const float *x = logits + r * V;
     float max = -INFINITY;
+#pragma omp simd reduction(max : max)
     for (int64_t j = 0; j < V; j++) max = x[j] > max ? x[j] : max;
     double s = 0.0;
-    for (int64_t j = 0; j < V; j++) s += (double)expf(x[j] - max);
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < V; j++) s += (double)relora_expf(x[j] - max);
     double l = (double)max + log(s);
     lse[r] = (float)l;
     int32_t t = targets[r];
@@ -83,7 +86,8 @@ napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info) {
     const float *x = logits + r * V;
     float *d = dlogits + r * V;
     float l = lse[r];
-    for (int64_t j = 0; j < V; j++) d[j] += gs * expf(x[j] - l);
+#pragma omp simd
+    for (int64_t j = 0; j < V; j++) d[j] += gs * relora_expf(x[j] - l);
     d[t] -= gs;
   }
   return NULL;
