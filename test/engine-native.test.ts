@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 
 import { jsKernels as js } from '../src/engine/backends/js.ts';
 import type { Kernels } from '../src/engine/backends/kernels.ts';
-import { benchGemmDirect, loadNativeKernels, nativeLoadError } from '../src/engine/backends/native.ts';
+import { benchGemmDirect, loadNativeKernels, nativeBuiltinGemm, nativeLoadError } from '../src/engine/backends/native.ts';
 import { dropThreshold, hash32, RandomStream } from '../src/engine/rng.ts';
 
 const loaded = loadNativeKernels();
@@ -124,6 +124,34 @@ describe('native gemm', () => {
       });
     }
   }
+
+  it('built-in fallback GEMM agrees with js (all transposes, several cache blocks, beta 0 over NaN)', () => {
+    nat();
+    const builtin = nativeBuiltinGemm()!;
+    const viaBuiltin = { ...js, gemm: builtin } as Kernels;
+    // K = 300 and N = 1100 cross the kernel's 256-deep and 1024-wide blocks; M = 13 leaves a ragged 6-row panel.
+    const cases = [...shapes, { M: 13, N: 1100, K: 300, pad: 2 }];
+    for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const c of cases) {
+        const { aSize, bSize, cSize } = sizes(tA, tB, c);
+        const A = rand(aSize), B = rand(bSize), C0 = rand(cSize);
+        for (const [alpha, beta] of [[1, 0], [-0.5, 1.5]]) {
+          const expected = run(js, tA, tB, c, alpha, beta, 1, {}, A, B, C0);
+          const actual = run(viaBuiltin, tA, tB, c, alpha, beta, 1, {}, A, B, C0);
+          assertNormClose(actual, expected, GEMM_TOL, `builtin gemm ${JSON.stringify(c)} tA=${tA} tB=${tB} alpha=${alpha} beta=${beta}`);
+        }
+        const nan = run(viaBuiltin, tA, tB, c, 1, 0, 1, {}, A, B, new Float32Array(cSize).fill(NaN));
+        for (let i = 0; i < c.M; i++) {
+          for (let j = 0; j < c.N; j++) assert.ok(!Number.isNaN(nan[i * (c.N + c.pad) + j]), 'builtin read C with beta 0');
+        }
+      }
+    }
+    const batch = 5, c = { M: 8, N: 9, K: 10, pad: 0 };
+    const A = rand(80 * batch), B = rand(90), C0 = rand(72 * batch);
+    assertNormClose(run(viaBuiltin, false, false, c, 1, 0.5, batch, { a: 80, b: 0, c: 72 }, A, B, C0),
+      run(js, false, false, c, 1, 0.5, batch, { a: 80, b: 0, c: 72 }, A, B, C0), GEMM_TOL, 'builtin batched, B broadcast');
+    assert.throws(() => builtin(false, false, 3, 3, 4, 1, new Float32Array(11), 4, 0, new Float32Array(12), 3, 0, 0, new Float32Array(9), 3, 0, 1), /gemmBuiltin: A has 11/);
+  });
 
   it('does not read C when beta is 0 (NaNs in C do not propagate)', () => {
     for (const [tA, tB] of [[false, false], [true, true]]) {

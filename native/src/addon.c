@@ -50,6 +50,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("getThreads", get_threads),
       FN("setThreads", set_threads),
       FN("gemm", napi_gemm),
+      FN("gemmBuiltin", napi_gemm_builtin),
       FN("benchGemmDirect", napi_bench_gemm_direct),
       FN("add", napi_add),
       FN("mul", napi_mul),

@@ -21,9 +21,8 @@ static int64_t footprint(int64_t rows, int64_t cols, int64_t ld) {
 }
 
 /* Validates one operand; *span receives its per-batch footprint. */
-static int check_operand(napi_env env, const char *name, size_t len, int64_t rows, int64_t cols,
+static int check_operand(napi_env env, const char *k, const char *name, size_t len, int64_t rows, int64_t cols,
                          int64_t ld, int64_t stride, int64_t batch, int used, int64_t *span) {
-  const char *k = "gemm";
   if (ld < cols) {
     return throw_error(env, k, "leading dimension of %s is %lld but its rows have %lld columns",
                        name, (long long)ld, (long long)cols);
@@ -40,8 +39,18 @@ static int check_operand(napi_env env, const char *name, size_t len, int64_t row
   return 1;
 }
 
-napi_value napi_gemm(napi_env env, napi_callback_info info) {
-  const char *k = "gemm";
+/* The built-in kernel behind relora_sgemm's interface (it handles K = 0 and alpha = 0 itself). */
+static int builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc) {
+  relora_builtin_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return 0;
+}
+
+typedef int (*sgemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                        int64_t, float, float *, int64_t);
+
+static napi_value gemm_entry(napi_env env, napi_callback_info info, const char *k, sgemm_fn sgemm) {
   napi_value a[17];
   if (!args_get(env, info, k, 17, a)) return NULL;
   int transA, transB;
@@ -61,15 +70,14 @@ napi_value napi_gemm(napi_env env, napi_callback_info info) {
       !arg_size(env, a[15], k, "strideC", &sC) || !arg_size(env, a[16], k, "batch", &batch)) {
     return NULL;
   }
-  int writes_c = M > 0 && N > 0;
-  int reads_ab = writes_c && K > 0;
+  /* Nothing to compute: like the js reference, accept any leading dimensions. */
+  if (M == 0 || N == 0 || batch == 0) return NULL;
   int64_t spanA, spanB, spanC;
-  if (!check_operand(env, "A", nA, transA ? K : M, transA ? M : K, lda, sA, batch, reads_ab, &spanA) ||
-      !check_operand(env, "B", nB, transB ? N : K, transB ? K : N, ldb, sB, batch, reads_ab, &spanB) ||
-      !check_operand(env, "C", nC, M, N, ldc, sC, batch, writes_c, &spanC)) {
+  if (!check_operand(env, k, "A", nA, transA ? K : M, transA ? M : K, lda, sA, batch, K > 0, &spanA) ||
+      !check_operand(env, k, "B", nB, transB ? N : K, transB ? K : N, ldb, sB, batch, K > 0, &spanB) ||
+      !check_operand(env, k, "C", nC, M, N, ldc, sC, batch, 1, &spanC)) {
     return NULL;
   }
-  if (!writes_c || batch == 0) return NULL;
 
   /* Batches whose C blocks overlap must run in order (e.g. stride 0 accumulating with beta 1). */
   int independent = batch > 1 && sC >= spanC;
@@ -78,7 +86,7 @@ napi_value napi_gemm(napi_env env, napi_callback_info info) {
   if (per_thread) {
 #pragma omp parallel for schedule(dynamic)
     for (int64_t b = 0; b < batch; b++) {
-      int st = relora_sgemm(transA, transB, M, N, K, (float)alpha, A + b * sA, lda, B + b * sB, ldb,
+      int st = sgemm(transA, transB, M, N, K, (float)alpha, A + b * sA, lda, B + b * sB, ldb,
                             (float)beta, C + b * sC, ldc);
       if (st) {
 #pragma omp atomic write
@@ -87,12 +95,19 @@ napi_value napi_gemm(napi_env env, napi_callback_info info) {
     }
   } else {
     for (int64_t b = 0; b < batch && !status; b++) {
-      status = relora_sgemm(transA, transB, M, N, K, (float)alpha, A + b * sA, lda, B + b * sB, ldb,
+      status = sgemm(transA, transB, M, N, K, (float)alpha, A + b * sA, lda, B + b * sB, ldb,
                             (float)beta, C + b * sC, ldc);
     }
   }
   if (status) throw_error(env, k, "%s sgemm failed with status %d", relora_blas_name(), status);
   return NULL;
+}
+
+napi_value napi_gemm(napi_env env, napi_callback_info info) { return gemm_entry(env, info, "gemm", relora_sgemm); }
+
+/* Always the built-in kernel, whatever the build uses: lets tests cover the fallback everywhere. */
+napi_value napi_gemm_builtin(napi_env env, napi_callback_info info) {
+  return gemm_entry(env, info, "gemmBuiltin", builtin_sgemm);
 }
 
 static double now_seconds(void) {

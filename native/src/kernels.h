@@ -8,6 +8,7 @@
 #define RELORA_PAR_MIN 32768
 
 napi_value napi_gemm(napi_env env, napi_callback_info info);
+napi_value napi_gemm_builtin(napi_env env, napi_callback_info info);
 napi_value napi_bench_gemm_direct(napi_env env, napi_callback_info info);
 
 napi_value napi_add(napi_env env, napi_callback_info info);

@@ -16,6 +16,8 @@ interface NativeAddon extends Omit<Kernels, 'name'> {
   /** Whether LAPACK was found at build time (detected for later use; not called yet). */
   readonly lapack: boolean;
   benchGemmDirect(transA: boolean, transB: boolean, M: number, N: number, K: number, reps: number): number;
+  /** `gemm` forced onto the built-in kernel (the fallback when oneDNN is absent). */
+  gemmBuiltin: Kernels['gemm'];
 }
 
 const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'relora_native.node');
@@ -110,6 +112,12 @@ export function nativeLoadError(): string | null {
 /** Whether the addon was built with LAPACK available (false when the addon is absent). */
 export function nativeHasLapack(): boolean {
   return loadAddon()?.lapack ?? false;
+}
+
+/** The addon's built-in GEMM (same contract as Kernels.gemm) even in a oneDNN build, so tests
+ * cover the fallback everywhere; null when the addon is absent. */
+export function nativeBuiltinGemm(): Kernels['gemm'] | null {
+  return loadAddon()?.gemmBuiltin ?? null;
 }
 
 /**
