@@ -61,11 +61,13 @@ function main() {
     giveUp(`Node headers not found under ${nodedir}/include/node (they are not downloaded)`);
   }
 
-  let nodeGyp;
+  // Our own node-gyp dependency first; otherwise the copy npm bundles (npm exports its path to
+  // install scripts as npm_config_node_gyp).
+  let nodeGyp = process.env.npm_config_node_gyp;
   try {
     nodeGyp = createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js');
   } catch {
-    giveUp('node-gyp is not installed');
+    if (!nodeGyp || !existsSync(nodeGyp)) giveUp('node-gyp is not installed');
   }
 
   const forced = process.env.RELORA_BLAS;
