@@ -5,6 +5,7 @@
 #include "args.h"
 #include "fast_exp.h"
 #include "kernels.h"
+#include "simd.h"
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + relora_expf(-x)); }
 static inline float siluf(float x) { return x / (1.0f + relora_expf(-x)); }
@@ -27,15 +28,50 @@ static int act_args(napi_env env, napi_callback_info info, const char *k, int co
   return 1;
 }
 
+/* The element loops, one cloned function each (see simd.h); spans are contiguous ranges. */
+RELORA_CLONES static void silu_span(const float *x, float *out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) out[i] = siluf(x[i]);
+}
+
+RELORA_CLONES static void silu_backward_span(const float *g, const float *x, float *dx, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) dx[i] += g[i] * silu_gradf(x[i]);
+}
+
+RELORA_CLONES static void swiglu_span(const float *gate, const float *up, float *out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) out[i] = siluf(gate[i]) * up[i];
+}
+
+/* Either gradient may be null; one loop per combination keeps each branch-free. */
+RELORA_CLONES static void swiglu_backward_span(const float *g, const float *gate, const float *up, float *dgate,
+                                               float *dup, int64_t n) {
+  if (dgate && dup) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+      float x = gate[i], s = sigmoidf(x);
+      dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
+      dup[i] += g[i] * (x * s);
+    }
+  } else if (dgate) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dgate[i] += g[i] * up[i] * silu_gradf(gate[i]);
+  } else if (dup) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dup[i] += g[i] * siluf(gate[i]);
+  }
+}
+
+#define SPAN_LEN(b) ((n - (b)) < RELORA_SPAN ? (n - (b)) : RELORA_SPAN)
+
 napi_value napi_silu_forward(napi_env env, napi_callback_info info) {
   static const char *const names[] = {"x", "out"};
   float *p[2];
   int64_t n;
   if (!act_args(env, info, "siluForward", 2, names, 0, p, &n)) return NULL;
-  const float *x = p[0];
-  float *out = p[1];
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) out[i] = siluf(x[i]);
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) silu_span(p[0] + b, p[1] + b, SPAN_LEN(b));
   return NULL;
 }
 
@@ -44,10 +80,8 @@ napi_value napi_silu_backward(napi_env env, napi_callback_info info) {
   float *p[3];
   int64_t n;
   if (!act_args(env, info, "siluBackward", 3, names, 0, p, &n)) return NULL;
-  const float *g = p[0], *x = p[1];
-  float *dx = p[2];
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) dx[i] += g[i] * silu_gradf(x[i]);
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) silu_backward_span(p[0] + b, p[1] + b, p[2] + b, SPAN_LEN(b));
   return NULL;
 }
 
@@ -56,10 +90,8 @@ napi_value napi_swiglu_forward(napi_env env, napi_callback_info info) {
   float *p[3];
   int64_t n;
   if (!act_args(env, info, "swigluForward", 3, names, 0, p, &n)) return NULL;
-  const float *gate = p[0], *up = p[1];
-  float *out = p[2];
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) out[i] = siluf(gate[i]) * up[i];
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) swiglu_span(p[0] + b, p[1] + b, p[2] + b, SPAN_LEN(b));
   return NULL;
 }
 
@@ -68,22 +100,11 @@ napi_value napi_swiglu_backward(napi_env env, napi_callback_info info) {
   float *p[5];
   int64_t n;
   if (!act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n)) return NULL;
-  const float *g = p[0], *gate = p[1], *up = p[2];
   float *dgate = p[3], *dup = p[4];
-  /* One loop per combination keeps each branch-free, so it vectorises. */
-  if (dgate && dup) {
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-      float x = gate[i], s = sigmoidf(x);
-      dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
-      dup[i] += g[i] * (x * s);
-    }
-  } else if (dgate) {
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) dgate[i] += g[i] * up[i] * silu_gradf(gate[i]);
-  } else if (dup) {
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) dup[i] += g[i] * siluf(gate[i]);
+  if (!dgate && !dup) return NULL;
+#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) {
+    swiglu_backward_span(p[0] + b, p[1] + b, p[2] + b, dgate ? dgate + b : NULL, dup ? dup + b : NULL, SPAN_LEN(b));
   }
   return NULL;
 }

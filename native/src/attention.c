@@ -14,6 +14,7 @@
 #include "fast_exp.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "simd.h"
 
 #define ROW_BLOCK 256
 
@@ -41,20 +42,18 @@ static int attention_dims(napi_env env, napi_value *a, const char *k, int first,
 static int pairs_in_parallel(const attn_dims *d) { return d->B * d->H >= omp_get_max_threads(); }
 
 /* Softmax over s <= t of each row in [t0, t1) of the scaled scores P (row stride T), zeroing s > t. */
-/* Kept out of line: inlined into the OpenMP region, GCC 12 stopped vectorising its exp loop. */
-__attribute__((noinline)) static void causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1) {
+RELORA_CLONES static void causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; t++) {
     float *row = P + t * T;
     float max = -INFINITY;
 #pragma omp simd reduction(max : max)
     for (int64_t s = 0; s <= t; s++) max = row[s] > max ? row[s] : max;
+    /* Separate exp and sum loops: fused, GCC 12 left the loop scalar. */
+#pragma omp simd
+    for (int64_t s = 0; s <= t; s++) row[s] = relora_expf(row[s] - max);
     double denom = 0.0;
 #pragma omp simd reduction(+ : denom)
-    for (int64_t s = 0; s <= t; s++) {
-      float e = relora_expf(row[s] - max);
-      row[s] = e;
-      denom += e;
-    }
+    for (int64_t s = 0; s <= t; s++) denom += row[s];
     float inv = (float)(1.0 / denom);
 #pragma omp simd
     for (int64_t s = 0; s <= t; s++) row[s] *= inv;

@@ -5,6 +5,24 @@
 #include "args.h"
 #include "fast_exp.h"
 #include "kernels.h"
+#include "simd.h"
+
+/* log(sum(exp(x[0..V)))), shifted by the row maximum so nothing overflows. */
+RELORA_CLONES static double row_logsumexp(const float *x, int64_t V) {
+  float max = -INFINITY;
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 0; j < V; j++) max = x[j] > max ? x[j] : max;
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < V; j++) s += (double)relora_expf(x[j] - max);
+  return (double)max + log(s);
+}
+
+/* d[j] += gs * softmax(x)[j], with the row's log-sum-exp from the forward pass. */
+RELORA_CLONES static void row_softmax_grad(const float *x, float lse, float gs, float *d, int64_t V) {
+#pragma omp simd
+  for (int64_t j = 0; j < V; j++) d[j] += gs * relora_expf(x[j] - lse);
+}
 
 /* Parses the arguments both passes share and rejects bad targets before anything is written. */
 static int xent_args(napi_env env, napi_value *a, const char *k, float **logits, int32_t **targets,
@@ -42,20 +60,13 @@ napi_value napi_cross_entropy_forward(napi_env env, napi_callback_info info) {
   int64_t count = 0;
 #pragma omp parallel for reduction(+ : count) if (rows * V >= RELORA_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    const float *x = logits + r * V;
-    float max = -INFINITY;
-#pragma omp simd reduction(max : max)
-    for (int64_t j = 0; j < V; j++) max = x[j] > max ? x[j] : max;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < V; j++) s += (double)relora_expf(x[j] - max);
-    double l = (double)max + log(s);
+    double l = row_logsumexp(logits + r * V, V);
     lse[r] = (float)l;
     int32_t t = targets[r];
     if (t == ignore) {
       losses[r] = 0.0f;
     } else {
-      losses[r] = (float)(l - (double)x[t]);
+      losses[r] = (float)(l - (double)logits[r * V + t]);
       count++;
     }
   }
@@ -83,12 +94,8 @@ napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info) {
   for (int64_t r = 0; r < rows; r++) {
     int32_t t = targets[r];
     if (t == ignore) continue;
-    const float *x = logits + r * V;
-    float *d = dlogits + r * V;
-    float l = lse[r];
-#pragma omp simd
-    for (int64_t j = 0; j < V; j++) d[j] += gs * relora_expf(x[j] - l);
-    d[t] -= gs;
+    row_softmax_grad(logits + r * V, lse[r], gs, dlogits + r * V, V);
+    dlogits[r * V + t] -= gs;
   }
   return NULL;
 }

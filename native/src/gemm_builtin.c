@@ -6,6 +6,7 @@
  * and picked at load time, so the addon stays portable without assuming -march=native.
  */
 #include "gemm.h"
+#include "simd.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,6 @@
 /* Below this many multiply-adds, thread start-up costs more than it saves. */
 #define PARALLEL_MIN_FLOPS (64.0 * 64.0 * 64.0)
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 11
-#define RELORA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define RELORA_CLONES
-#endif
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
