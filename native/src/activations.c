@@ -63,6 +63,7 @@ RELORA_CLONES static void swiglu_backward_span(const float *g, const float *gate
   }
 }
 
+/* Small inputs call the span function directly: an OpenMP region costs more than they do. */
 #define SPAN_LEN(b) ((n - (b)) < RELORA_SPAN ? (n - (b)) : RELORA_SPAN)
 
 napi_value napi_silu_forward(napi_env env, napi_callback_info info) {
@@ -70,7 +71,11 @@ napi_value napi_silu_forward(napi_env env, napi_callback_info info) {
   float *p[2];
   int64_t n;
   if (!act_args(env, info, "siluForward", 2, names, 0, p, &n)) return NULL;
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  if (n < RELORA_PAR_MIN) {
+    silu_span(p[0], p[1], n);
+    return NULL;
+  }
+#pragma omp parallel for
   for (int64_t b = 0; b < n; b += RELORA_SPAN) silu_span(p[0] + b, p[1] + b, SPAN_LEN(b));
   return NULL;
 }
@@ -80,7 +85,11 @@ napi_value napi_silu_backward(napi_env env, napi_callback_info info) {
   float *p[3];
   int64_t n;
   if (!act_args(env, info, "siluBackward", 3, names, 0, p, &n)) return NULL;
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  if (n < RELORA_PAR_MIN) {
+    silu_backward_span(p[0], p[1], p[2], n);
+    return NULL;
+  }
+#pragma omp parallel for
   for (int64_t b = 0; b < n; b += RELORA_SPAN) silu_backward_span(p[0] + b, p[1] + b, p[2] + b, SPAN_LEN(b));
   return NULL;
 }
@@ -90,7 +99,11 @@ napi_value napi_swiglu_forward(napi_env env, napi_callback_info info) {
   float *p[3];
   int64_t n;
   if (!act_args(env, info, "swigluForward", 3, names, 0, p, &n)) return NULL;
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  if (n < RELORA_PAR_MIN) {
+    swiglu_span(p[0], p[1], p[2], n);
+    return NULL;
+  }
+#pragma omp parallel for
   for (int64_t b = 0; b < n; b += RELORA_SPAN) swiglu_span(p[0] + b, p[1] + b, p[2] + b, SPAN_LEN(b));
   return NULL;
 }
@@ -102,7 +115,11 @@ napi_value napi_swiglu_backward(napi_env env, napi_callback_info info) {
   if (!act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n)) return NULL;
   float *dgate = p[3], *dup = p[4];
   if (!dgate && !dup) return NULL;
-#pragma omp parallel for if (n >= RELORA_PAR_MIN)
+  if (n < RELORA_PAR_MIN) {
+    swiglu_backward_span(p[0], p[1], p[2], dgate, dup, n);
+    return NULL;
+  }
+#pragma omp parallel for
   for (int64_t b = 0; b < n; b += RELORA_SPAN) {
     swiglu_backward_span(p[0] + b, p[1] + b, p[2] + b, dgate ? dgate + b : NULL, dup ? dup + b : NULL, SPAN_LEN(b));
   }

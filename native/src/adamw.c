@@ -26,14 +26,13 @@ napi_value napi_adamw_step(napi_env env, napi_callback_info info) {
   /* Per-step constants in double, then the element loop in float like PyTorch's fp32 kernel. */
   float decay = (float)(1.0 - lr * wd), step = (float)(lr / bc1), inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
   float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2), feps = (float)eps;
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) {
+  RELORA_PAR_SIMD_FOR(i, n, {
     float gi = g[i];
     float mi = fb1 * m[i] + c1 * gi;
     float vi = fb2 * v[i] + c2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     p[i] = p[i] * decay - step * (mi / (sqrtf(vi) * inv_bc2_sqrt + feps));
-  }
+  });
   return NULL;
 }

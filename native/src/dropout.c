@@ -40,7 +40,6 @@ napi_value napi_dropout_mask(napi_env env, napi_callback_info info) {
   uint32_t ukey = to_uint32(key);
   float keep = (float)scale;
   /* Compare as doubles, exactly like JS (threshold may be 2^32 - 1, or not an integer at all). */
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) mask[i] = (double)hash32(ukey, (uint32_t)i) >= threshold ? keep : 0.0f;
+  RELORA_PAR_SIMD_FOR(i, n, mask[i] = (double)hash32(ukey, (uint32_t)i) >= threshold ? keep : 0.0f);
   return NULL;
 }

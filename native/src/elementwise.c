@@ -24,11 +24,9 @@ static napi_value binary_op(napi_env env, napi_callback_info info, const char *k
   const float *x = p[0], *y = p[1];
   float *out = p[2];
   if (is_mul) {
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * y[i];
+    RELORA_PAR_SIMD_FOR(i, n, out[i] = x[i] * y[i]);
   } else {
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+    RELORA_PAR_SIMD_FOR(i, n, out[i] = x[i] + y[i]);
   }
   return NULL;
 }
@@ -50,8 +48,7 @@ napi_value napi_scale(napi_env env, napi_callback_info info) {
     return NULL;
   }
   float sf = (float)s;
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) out[i] = x[i] * sf;
+  RELORA_PAR_SIMD_FOR(i, n, out[i] = x[i] * sf);
   return NULL;
 }
 
@@ -69,8 +66,7 @@ napi_value napi_axpy(napi_env env, napi_callback_info info) {
     return NULL;
   }
   float af = (float)alpha;
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) y[i] += af * x[i];
+  RELORA_PAR_SIMD_FOR(i, n, y[i] += af * x[i]);
   return NULL;
 }
 
@@ -87,8 +83,7 @@ napi_value napi_add_scalar(napi_env env, napi_callback_info info) {
     return NULL;
   }
   float v = (float)value;
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) out[i] += v;
+  RELORA_PAR_SIMD_FOR(i, n, out[i] += v);
   return NULL;
 }
 
@@ -105,9 +100,22 @@ napi_value napi_fill(napi_env env, napi_callback_info info) {
     return NULL;
   }
   float v = (float)value;
-#pragma omp parallel for simd if (n >= RELORA_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) out[i] = v;
+  RELORA_PAR_SIMD_FOR(i, n, out[i] = v);
   return NULL;
+}
+
+static double sum_span(const float *x, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; i++) acc += (double)x[i];
+  return acc;
+}
+
+static double sum_squares_span(const float *x, int64_t n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
+  return acc;
 }
 
 static napi_value reduce(napi_env env, napi_callback_info info, const char *k, int squares) {
@@ -120,12 +128,14 @@ static napi_value reduce(napi_env env, napi_callback_info info, const char *k, i
     return NULL;
   }
   double acc = 0.0;
-  if (squares) {
-#pragma omp parallel for simd reduction(+ : acc) if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
+  if (n < RELORA_PAR_MIN) {
+    acc = squares ? sum_squares_span(x, n) : sum_span(x, n);
   } else {
-#pragma omp parallel for simd reduction(+ : acc) if (n >= RELORA_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) acc += (double)x[i];
+#pragma omp parallel for reduction(+ : acc)
+    for (int64_t b = 0; b < n; b += RELORA_PAR_MIN) {
+      int64_t len = n - b < RELORA_PAR_MIN ? n - b : RELORA_PAR_MIN;
+      acc += squares ? sum_squares_span(x + b, len) : sum_span(x + b, len);
+    }
   }
   napi_value out;
   napi_create_double(env, acc, &out);
