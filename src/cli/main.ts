@@ -4,7 +4,9 @@ import { parseBackendName, setBackend } from '../engine/backend.ts';
 import * as bench from './commands/bench.ts';
 import * as doctor from './commands/doctor.ts';
 import * as info from './commands/info.ts';
+import * as report from './commands/report.ts';
 import * as schedule from './commands/schedule.ts';
+import * as trainCmd from './commands/train.ts';
 import { fail, parseIntOption, UsageError } from './errors.ts';
 
 export function buildProgram(): Command {
@@ -27,7 +29,9 @@ export function buildProgram(): Command {
   doctor.register(program);
   bench.register(program);
   info.register(program);
+  report.register(program);
   schedule.register(program);
+  trainCmd.register(program);
   return program;
 }
 

@@ -259,10 +259,15 @@ function tridiagonalise(a: Float64Array, n: number, d: Float64Array, e: Float64A
 function tridiagonalEigenvalues(d: Float64Array, e: Float64Array): void {
   const n = d.length;
   const EPS = Number.EPSILON;
+  // A sub-diagonal is also negligible below EPS·‖T‖: without this absolute floor, a cluster of
+  // (numerically) zero eigenvalues — a low-rank update's Gram matrix — never passes the relative test.
+  let norm = 0;
+  for (let i = 0; i < n; i++) norm = Math.max(norm, Math.abs(d[i]) + Math.abs(e[i]) + (i > 0 ? Math.abs(e[i - 1]) : 0));
+  const floor = EPS * norm;
   for (let l = 0; l < n; l++) {
     for (let sweep = 0; ; sweep++) {
       let m = l;
-      while (m < n - 1 && Math.abs(e[m]) > EPS * (Math.abs(d[m]) + Math.abs(d[m + 1]))) m++;
+      while (m < n - 1 && Math.abs(e[m]) > Math.max(floor, EPS * (Math.abs(d[m]) + Math.abs(d[m + 1])))) m++;
       if (m === l) break;
       if (sweep === 50) throw new Error(`symmetric eigenvalues: QL iteration did not converge for eigenvalue ${l} of ${n}`);
 

@@ -1,0 +1,146 @@
+/**
+ * `relora train`: every config key is also a flag (kebab-case); flags override the config file;
+ * the resolved config goes into the run folder.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { CONFIG_KEYS, ConfigError, resolveConfig, type TrainConfig } from '../../train/config.ts';
+import { makeRankHook } from '../../train/rank-hook.ts';
+import { readRunConfig, train, type TrainSummary } from '../../train/trainer.ts';
+import { UsageError } from '../errors.ts';
+
+const LIST_KEYS = new Set(['data', 'validation', 'target_modules', 'rank_sample']);
+const STRING_KEYS = new Set(['mode', 'scheduler', 'optimizer_reset', 'backend', 'text_field', 'txt_mode', 'tokenizer', 'out']);
+
+export const flagOf = (key: string): string => `--${key.replace(/_/g, '-')}`;
+const keyOfAttr = (attr: string): string => attr.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** A flag's text as a config value: numbers and JSON where they parse, lists split on commas. */
+function flagValue(key: string, text: string): unknown {
+  if (LIST_KEYS.has(key)) {
+    if (key === 'rank_sample' && ['default', 'all', 'none'].includes(text)) return text;
+    return text.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  if (STRING_KEYS.has(key)) return text;
+  if (key === 'model') return text.trim().startsWith('{') ? safeJson(key, text) : text;
+  if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text.trim())) return Number(text);
+  if (text === 'true' || text === 'false') return text === 'true';
+  return text;
+}
+
+function safeJson(key: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flagOf(key)}: not valid JSON: ${text}`);
+  }
+}
+
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--config ${path}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--config ${path}: not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new UsageError(`--config ${path}: expected a mapping of keys to values at the top level`);
+  return raw as Record<string, unknown>;
+}
+
+/** Add one option per config key to `cmd`. */
+export function addConfigOptions(cmd: Command): Command {
+  for (const key of CONFIG_KEYS) {
+    cmd.addOption(new Option(`${flagOf(key)} <value>`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads'].includes(key)));
+  }
+  return cmd;
+}
+
+/** Config file + flags → the raw object the schema validates (flags win). */
+export function rawConfigFrom(opts: Record<string, unknown>): Record<string, unknown> {
+  const raw: Record<string, unknown> = opts.config ? readConfigFile(String(opts.config)) : {};
+  for (const [attr, v] of Object.entries(opts)) {
+    const key = keyOfAttr(attr);
+    if (!(CONFIG_KEYS as string[]).includes(key) || v === undefined) continue;
+    raw[key] = flagValue(key, String(v));
+  }
+  return raw;
+}
+
+function timestamp(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+export function resolveTrainConfig(opts: Record<string, unknown>, source: string): TrainConfig {
+  const raw = rawConfigFrom(opts);
+  if (raw.out === undefined) raw.out = `runs/${String(raw.mode ?? 'relora')}-${timestamp()}`;
+  try {
+    return resolveConfig(raw, source);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+export function printSummary(s: TrainSummary, reportPath: string | null): void {
+  const out = process.stdout;
+  out.write(`\nfinal validation perplexity ${s.final_eval_ppl.toFixed(2)} (loss ${s.final_eval_loss.toFixed(4)}); unigram perplexity of the same tokens ${s.unigram_ppl.toFixed(1)}\n`);
+  out.write(`${s.steps} updates, ${s.tokens.toLocaleString('en-US')} tokens in ${(s.elapsed_s / 60).toFixed(1)} min (${Math.round(s.tokens_per_s)} tokens/s), ${s.merges} merges, ${s.resets} optimizer resets, peak RSS ${(s.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB\n`);
+  out.write(`run folder: ${s.run_dir}\n`);
+  if (reportPath) out.write(`report: ${reportPath}\n`);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description('train a LLaMA model (full, LoRA or ReLoRA); with no arguments, a small ReLoRA run on the shipped Brown corpus')
+    .option('--config <file>', 'YAML or JSON config file (flags override it)')
+    .option('--resume <run_dir>', 'continue the latest valid checkpoint of a run folder, with its saved config')
+    .option('--warm-start <checkpoint>', 'start the LoRA/ReLoRA phase from a full-rank checkpoint (folder or run folder)')
+    .option('--no-report', 'do not write report.html at the end');
+  addConfigOptions(cmd);
+  cmd.action(async (opts: Record<string, unknown>) => {
+    let cfg: TrainConfig;
+    let runDir: string;
+    if (opts.resume) {
+      runDir = resolve(String(opts.resume));
+      try {
+        cfg = readRunConfig(runDir);
+      } catch (e) {
+        throw new UsageError(`--resume: ${(e as Error).message}`);
+      }
+      const changed = Object.keys(opts).filter((a) => (CONFIG_KEYS as string[]).includes(keyOfAttr(a)) && !['backend', 'threads'].includes(keyOfAttr(a)));
+      if (changed.length || opts.config) throw new UsageError(`--resume uses the run's saved config; remove ${changed.map((a) => flagOf(keyOfAttr(a))).join(', ') || '--config'}`);
+      if (opts.backend) cfg.backend = opts.backend as TrainConfig['backend'];
+      if (opts.threads) cfg.threads = Number(opts.threads);
+    } else {
+      cfg = resolveTrainConfig(opts, opts.config ? String(opts.config) : 'flags');
+      runDir = resolve(cfg.out);
+    }
+    const summary = await train({
+      config: cfg,
+      runDir,
+      resume: Boolean(opts.resume),
+      warmStartFrom: opts.warmStart ? resolve(String(opts.warmStart)) : undefined,
+      rankHook: makeRankHook(cfg.rank_sample),
+      handleSignals: true,
+    });
+    let reportPath: string | null = null;
+    if (opts.report !== false) {
+      const { writeRunReport } = await import('../../train/report.ts');
+      reportPath = (await writeRunReport(runDir)).html;
+    }
+    printSummary(summary, reportPath);
+    if (summary.interrupted) process.exitCode = 130;
+  });
+}

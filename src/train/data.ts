@@ -1,0 +1,85 @@
+/**
+ * Everything the trainer reads: the tokenizer (trained or loaded), the tokenised training and
+ * validation sets (cached on disk), the fixed evaluation sequences.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { brownCorpus, fileCorpus, type Corpus } from '../data/corpus.ts';
+import { splitCorpus } from '../data/split.ts';
+import { trainByteLevelBpe } from '../data/bpe-train.ts';
+import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
+import { TokenDataset } from '../data/token-cache.ts';
+import type { TrainConfig } from './config.ts';
+
+export interface PreparedData {
+  tokenizer: Tokenizer;
+  train: TokenDataset;
+  validation: TokenDataset;
+  trainName: string;
+  validationName: string;
+}
+
+export function cacheDir(): string {
+  return process.env.RELORA_CACHE_DIR ?? join(homedir(), '.cache', 'relora');
+}
+
+async function corpora(cfg: TrainConfig): Promise<{ train: Corpus; validation: Corpus }> {
+  const opts = { textField: cfg.text_field, txtMode: cfg.txt_mode };
+  if (!cfg.data) {
+    if (cfg.validation) return { train: brownCorpus('train'), validation: await fileCorpus(cfg.validation, opts) };
+    return { train: brownCorpus('train'), validation: brownCorpus('validation') };
+  }
+  const train = await fileCorpus(cfg.data, opts);
+  if (cfg.validation) return { train, validation: await fileCorpus(cfg.validation, opts) };
+  return splitCorpus(train, cfg.val_fraction);
+}
+
+/**
+ * The tokenizer: `tokenizerPath` (a run's saved one, or the user's), else a byte-level BPE trained
+ * on the training corpus (cached by corpus fingerprint and vocabulary size).
+ */
+async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) => void, tokenizerPath?: string): Promise<Tokenizer> {
+  const path = tokenizerPath ?? cfg.tokenizer;
+  if (path) return loadTokenizer(path);
+  const key = createHash('sha256').update(`bpe|${train.fingerprint}|${cfg.tokenizer_vocab_size}`).digest('hex').slice(0, 24);
+  const cached = join(cacheDir(), 'tokenizers', `${key}.json`);
+  if (existsSync(cached)) return loadTokenizer(cached);
+  const t0 = Date.now();
+  log(`training a byte-level BPE tokenizer (vocabulary ${cfg.tokenizer_vocab_size}) on ${train.name} …`);
+  const tok = await trainByteLevelBpe(train.documents(), { vocabSize: cfg.tokenizer_vocab_size });
+  mkdirSync(join(cacheDir(), 'tokenizers'), { recursive: true });
+  await saveTokenizer(tok, cached);
+  log(`tokenizer trained in ${((Date.now() - t0) / 1000).toFixed(1)} s (${tok.vocabSize} tokens)`);
+  return tok;
+}
+
+export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string): Promise<PreparedData> {
+  const { train, validation } = await corpora(cfg);
+  const tokenizer = await tokenizerFor(cfg, train, log, tokenizerPath);
+  const dir = join(cacheDir(), 'tokens');
+  mkdirSync(dir, { recursive: true });
+  const progress = (what: string) => (p: { documents: number; tokens: number }) => log(`tokenising ${what}: ${p.documents} documents, ${p.tokens} tokens`);
+  const trainSet = await TokenDataset.fromCorpus(train, tokenizer, { cacheDir: dir, onProgress: progress('training data'), progressEvery: 5000 });
+  const valSet = await TokenDataset.fromCorpus(validation, tokenizer, { cacheDir: dir, onProgress: progress('validation data'), progressEvery: 5000 });
+  trainSet.numSequences(cfg.seq_len); // throws a clear error when shorter than one sequence
+  valSet.numSequences(cfg.seq_len);
+  return { tokenizer, train: trainSet, validation: valSet, trainName: train.name, validationName: validation.name };
+}
+
+/** Unigram perplexity of `tokens` under add-one-smoothed unigram frequencies of `train`: the bar a model must clear. */
+export function unigramPerplexity(train: TokenDataset, evalTokens: Int32Array, vocabSize: number): number {
+  const counts = new Float64Array(vocabSize).fill(1);
+  const chunk = 1 << 20;
+  let total = vocabSize;
+  for (let start = 0; start < train.numTokens; start += chunk) {
+    const ids = train.readTokens(start, Math.min(chunk, train.numTokens - start));
+    for (const id of ids) counts[id]++;
+    total += ids.length;
+  }
+  let nll = 0;
+  for (const id of evalTokens) nll -= Math.log(counts[id] / total);
+  return Math.exp(nll / evalTokens.length);
+}
