@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { parseBackendName, setBackend } from '../engine/backend.ts';
 import * as bench from './commands/bench.ts';
+import * as compare from './commands/compare.ts';
 import * as doctor from './commands/doctor.ts';
+import * as evalCmd from './commands/eval.ts';
 import * as info from './commands/info.ts';
 import * as report from './commands/report.ts';
 import * as schedule from './commands/schedule.ts';
@@ -32,6 +34,8 @@ export function buildProgram(): Command {
   report.register(program);
   schedule.register(program);
   trainCmd.register(program);
+  evalCmd.register(program);
+  compare.register(program);
   return program;
 }
 
