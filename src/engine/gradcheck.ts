@@ -66,6 +66,13 @@ export const gradcheckCases: Case[] = [
     inputs: { logits: [4, 7] },
     build: (x) => ops.crossEntropy(x.logits, ids([3, ops.IGNORE_INDEX, 0, 6], [4])),
   },
+  // Grouped-query K/V sharing: 2 key/value heads, each read by 3 query heads.
+  { op: 'repeatKV', inputs: { x: [B, T, 2 * D] }, build: (x) => weightedSum(ops.repeatKV(x.x, 2, 3), 16) },
+  {
+    op: 'attention(grouped kv)',
+    inputs: { q: [B, T, H * D], k: [B, T, D], v: [B, T, D] },
+    build: (x) => weightedSum(ops.causalAttention(x.q, ops.repeatKV(x.k, 1, H), ops.repeatKV(x.v, 1, H), H), 17),
+  },
 ];
 
 /** Run every case; eps and tolerance suit float32 arithmetic. */

@@ -2,11 +2,15 @@
  * LLaMA decoder, numerically the same as Hugging Face LlamaForCausalLM (spec section 2):
  * pre-norm RMSNorm, rotary embeddings (rotate half), causal multi-head attention, SwiGLU MLP,
  * final norm, untied lm_head, no biases. Parameter names are Hugging Face's.
+ *
+ * Beyond the spec, for models imported from Hugging Face: grouped-query attention
+ * (numKVHeads < numHeads; k_proj and v_proj are [numKVHeads·headDim, hidden]) and tied
+ * embeddings (lm_head shares the embedding tensor, listed once as model.embed_tokens.weight).
  */
 import * as ops from '../engine/ops/index.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { shapeStr, Tensor } from '../engine/tensor.ts';
-import { validateConfig, type LlamaConfig } from './config.ts';
+import { headDimOf, kvHeadsOf, validateConfig, type LlamaConfig } from './config.ts';
 import { Embedding, Linear, RMSNorm } from './layers.ts';
 import { Module } from './module.ts';
 
@@ -23,15 +27,19 @@ export type ProjectionName = (typeof PROJECTIONS)[number];
 export class Attention extends Module {
   constructor(readonly cfg: LlamaConfig) {
     super();
-    const d = cfg.hiddenSize;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'o_proj']) this.registerModule(n, new Linear(d, d));
+    const d = cfg.hiddenSize, kvDim = kvHeadsOf(cfg) * headDimOf(cfg);
+    this.registerModule('q_proj', new Linear(d, d));
+    this.registerModule('k_proj', new Linear(d, kvDim));
+    this.registerModule('v_proj', new Linear(d, kvDim));
+    this.registerModule('o_proj', new Linear(d, d));
   }
 
   forward(x: Tensor, tables: ops.RopeTables): Tensor {
-    const h = this.cfg.numHeads;
+    const h = this.cfg.numHeads, kvh = kvHeadsOf(this.cfg);
     const q = ops.rope(this.child<LinearLike>('q_proj').forward(x), tables, h);
-    const k = ops.rope(this.child<LinearLike>('k_proj').forward(x), tables, h);
-    const v = this.child<LinearLike>('v_proj').forward(x);
+    // Rotating before the repeat rotates each shared head once instead of once per group member.
+    const k = ops.repeatKV(ops.rope(this.child<LinearLike>('k_proj').forward(x), tables, kvh), kvh, h / kvh);
+    const v = ops.repeatKV(this.child<LinearLike>('v_proj').forward(x), kvh, h / kvh);
     return this.child<LinearLike>('o_proj').forward(ops.causalAttention(q, k, v, h));
   }
 }
@@ -102,9 +110,16 @@ export class LlamaForCausalLM extends Module {
   constructor(config: LlamaConfig) {
     super();
     this.config = validateConfig(config);
-    this.registerModule('model', new LlamaModel(config));
-    this.registerModule('lm_head', new Linear(config.hiddenSize, config.vocabSize));
-    this.tables = ops.ropeTables(config.maxSeqLen, config.hiddenSize / config.numHeads, config.ropeTheta);
+    const cfg = this.config;
+    const body = this.registerModule('model', new LlamaModel(cfg));
+    const head = this.registerModule('lm_head', new Linear(cfg.hiddenSize, cfg.vocabSize));
+    if (cfg.tieWordEmbeddings) {
+      // One tensor in two places: both uses accumulate into its single gradient, and
+      // namedParameters lists it once, under the embedding's name (as Hugging Face saves it).
+      head.weight.dispose();
+      head.setParameter('weight', body.child<Embedding>('embed_tokens').weight);
+    }
+    this.tables = ops.ropeTables(cfg.maxSeqLen, headDimOf(cfg), cfg.ropeTheta);
   }
 
   /** Every Linear and the Embedding ~ N(0, std); RMSNorm weights = 1. */

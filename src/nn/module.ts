@@ -54,11 +54,24 @@ export abstract class Module {
     return out;
   }
 
+  /**
+   * Every (name, parameter), depth first, in registration order. A tensor registered in two
+   * places (tied embeddings) is listed once, under its first name, so optimizers, state dicts,
+   * initialisation and dispose each see it once.
+   */
   namedParameters(prefix = ''): [string, Tensor][] {
     const out: [string, Tensor][] = [];
-    for (const [n, t] of this.paramSlots) out.push([prefix ? `${prefix}.${n}` : n, t]);
-    for (const [n, m] of this.childSlots) out.push(...m.namedParameters(prefix ? `${prefix}.${n}` : n));
+    this.collectParameters(prefix, new Set(), out);
     return out;
+  }
+
+  private collectParameters(prefix: string, seen: Set<Tensor>, out: [string, Tensor][]): void {
+    for (const [n, t] of this.paramSlots) {
+      if (seen.has(t)) continue;
+      seen.add(t);
+      out.push([prefix ? `${prefix}.${n}` : n, t]);
+    }
+    for (const [n, m] of this.childSlots) m.collectParameters(prefix ? `${prefix}.${n}` : n, seen, out);
   }
 
   parameters(): Tensor[] {

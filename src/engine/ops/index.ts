@@ -6,3 +6,4 @@ export { rope, ropeTables, type RopeTables } from './rope.ts';
 export { causalAttention } from './attention.ts';
 export { silu, swiglu, dropout } from './activations.ts';
 export { crossEntropy, IGNORE_INDEX } from './loss.ts';
+export { repeatKV } from './repeat-kv.ts';

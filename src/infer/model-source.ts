@@ -1,0 +1,194 @@
+/**
+ * Where `relora export` and `relora generate` get a model from: a run folder (its latest
+ * checkpoint), one checkpoint folder, or a Hugging Face LLaMA folder. Checkpoints of the LoRA
+ * and ReLoRA phases hold W, lora_A and lora_B separately; the model returned here has every
+ * LoRA factor merged (W + (alpha/r)·B·A), so it is a plain LLaMA.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { loadTokenizer } from '../data/tokenizer-files.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
+import { K } from '../engine/backend.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { loadHFModel } from '../io/hf-model.ts';
+import { SafetensorsFile } from '../io/safetensors.ts';
+import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
+import { LlamaForCausalLM } from '../nn/llama.ts';
+import { loraLayers } from '../relora/wrap.ts';
+import { promptPrefix } from './prompt.ts';
+import { listCheckpoints } from '../train/checkpoint.ts';
+import type { TrainConfig } from '../train/config.ts';
+import { modelConfigFor, readRunConfig } from '../train/trainer.ts';
+
+export interface ModelSource {
+  kind: 'huggingface' | 'checkpoint';
+  /** The folder the weights came from (the checkpoint folder for a run). */
+  dir: string;
+  model: LlamaForCausalLM;
+  tokenizer: Tokenizer | null;
+  /** tokenizer_config.json of a Hugging Face folder, to carry through an export. */
+  tokenizerConfig: Record<string, unknown> | null;
+  /** Ids end-of-sequence can take (config.json may list several). */
+  eosIds: number[];
+  /** Special tokens to put before a prompt (BOS for most Hugging Face LLaMA tokenizers). */
+  promptPrefix: number[];
+}
+
+/** A run folder keeps the exact model shape here (written by the trainer). */
+export const RUN_MODEL_CONFIG = 'model.json';
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: not readable JSON (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** A Hugging Face folder has a config.json with a model_type; a run's config.json has none. */
+export function isHuggingFaceFolder(dir: string): boolean {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p) || existsSync(join(dir, 'checkpoints'))) return false;
+  const raw = readJson(p);
+  return typeof raw === 'object' && raw !== null && 'model_type' in raw;
+}
+
+/** The checkpoint folder and its run folder for a run or checkpoint path. */
+export function resolveCheckpoint(path: string): { checkpointDir: string; runDir: string } {
+  const p = resolve(path);
+  if (existsSync(join(p, 'manifest.json'))) {
+    const runDir = dirname(dirname(p));
+    if (!existsSync(join(runDir, 'config.json'))) {
+      throw new Error(`${p}: is a checkpoint, but ${runDir} (two levels up) has no config.json; a checkpoint is read inside its run folder (RUN/checkpoints/step-N)`);
+    }
+    return { checkpointDir: p, runDir };
+  }
+  if (existsSync(join(p, 'config.json'))) {
+    const latest = join(p, 'latest');
+    let name = existsSync(latest) ? readFileSync(latest, 'utf8').trim() : '';
+    if (!name || !existsSync(join(p, 'checkpoints', name))) name = listCheckpoints(p)[0] ?? '';
+    if (!name) throw new Error(`${p}: run folder has no checkpoints (looked in ${join(p, 'checkpoints')})`);
+    return { checkpointDir: join(p, 'checkpoints', name), runDir: p };
+  }
+  throw new Error(`${p}: not a relora run folder, checkpoint folder or Hugging Face model folder (no config.json or manifest.json)`);
+}
+
+async function sha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Checks model.safetensors against the checkpoint's manifest (size, SHA-256). */
+async function verifyModelFile(checkpointDir: string): Promise<string> {
+  const file = join(checkpointDir, 'model.safetensors');
+  const manifestPath = join(checkpointDir, 'manifest.json');
+  const manifest = readJson(manifestPath) as { files?: { file: string; bytes: number; sha256: string }[] };
+  const entry = manifest.files?.find((f) => f.file === 'model.safetensors');
+  if (!entry) throw new Error(`${manifestPath}: does not list model.safetensors`);
+  if (!existsSync(file)) throw new Error(`${file}: is missing`);
+  const bytes = statSync(file).size;
+  if (bytes !== entry.bytes) throw new Error(`${file}: has ${bytes} bytes, its manifest says ${entry.bytes} (truncated or corrupted)`);
+  if ((await sha256(file)) !== entry.sha256) throw new Error(`${file}: does not match the checksum in ${manifestPath} (corrupted)`);
+  return file;
+}
+
+/** The model shape of a run: RUN/model.json when present, else derived from RUN/config.json. */
+export function runModelConfig(runDir: string, tokenizerVocab: number): LlamaConfig {
+  const exact = join(runDir, RUN_MODEL_CONFIG);
+  if (existsSync(exact)) return configFromJSON(readJson(exact), exact);
+  let cfg: TrainConfig;
+  try {
+    cfg = readRunConfig(runDir);
+    return modelConfigFor(cfg, tokenizerVocab);
+  } catch (e) {
+    throw new Error(`${join(runDir, 'config.json')}: cannot derive the model shape (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/**
+ * Loads a checkpoint's model with its LoRA factors merged. Tensors are read one at a time into
+ * the model's buffers; LoRA factors are read, merged and dropped one layer at a time.
+ */
+export async function loadCheckpointModel(path: string): Promise<ModelSource> {
+  const { checkpointDir, runDir } = resolveCheckpoint(path);
+  const tokPath = join(runDir, 'tokenizer.json');
+  const tokenizer = existsSync(tokPath) ? await loadTokenizer(tokPath) : null;
+  const cfg = runModelConfig(runDir, tokenizer?.vocabSize ?? 0);
+  const file = await verifyModelFile(checkpointDir);
+  const st = await SafetensorsFile.open(file);
+  const model = new LlamaForCausalLM(cfg);
+  try {
+    const params = new Map(model.namedParameters());
+    const loraModules = new Set<string>();
+    for (const name of st.names()) {
+      const m = /^(.*)\.lora_[AB]\.weight$/.exec(name);
+      if (m) loraModules.add(m[1]);
+      else if (!params.has(name)) throw new Error(`${file}: holds tensor ${JSON.stringify(name)}, which the model of ${runDir} does not have`);
+    }
+    for (const [name, t] of params) {
+      if (!st.has(name)) throw new Error(`${file}: tensor ${JSON.stringify(name)} is missing`);
+      const info = st.info(name);
+      if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) throw new Error(`${file}: tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], the model expects [${t.shape.join(', ')}]`);
+      st.readFloat32(name, t.data);
+    }
+    if (loraModules.size > 0) {
+      const runCfg = readRunConfig(runDir);
+      if (!(typeof runCfg.alpha === 'number' && runCfg.alpha > 0)) throw new Error(`${join(runDir, 'config.json')}: "alpha" is ${JSON.stringify(runCfg.alpha)}; the LoRA scaling needs it`);
+      for (const mod of loraModules) mergeFactors(st, file, mod, params.get(`${mod}.weight`), runCfg.alpha);
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    await st.close();
+  }
+  return { kind: 'checkpoint', dir: checkpointDir, model, tokenizer, tokenizerConfig: null, eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
+}
+
+/** W += (alpha / r)·B·A for one module, with the factors' shapes checked against W. */
+function mergeFactors(st: SafetensorsFile, file: string, mod: string, weight: Tensor | undefined, alpha: number): void {
+  if (!weight || weight.shape.length !== 2) throw new Error(`${file}: has LoRA factors for ${mod}, which is not a projection of this model`);
+  const [out, inF] = weight.shape;
+  const a = st.info(`${mod}.lora_A.weight`), b = st.info(`${mod}.lora_B.weight`);
+  const r = a.shape[0];
+  if (a.shape.length !== 2 || a.shape[1] !== inF || b.shape.length !== 2 || b.shape[0] !== out || b.shape[1] !== r) {
+    throw new Error(`${file}: LoRA factors of ${mod} have shapes A [${a.shape.join(', ')}] and B [${b.shape.join(', ')}]; W is [${out}, ${inF}], so A must be [r, ${inF}] and B [${out}, r]`);
+  }
+  const A = st.readFloat32(a.name), B = st.readFloat32(b.name);
+  K().gemm(false, false, out, inF, r, alpha / r, B, r, 0, A, inF, 0, 1, weight.data, inF, 0, 1);
+}
+
+/**
+ * A plain copy of an in-memory model whose LoRA layers are merged (the model itself is left as
+ * it is); the copy of a model without LoRA layers is just a copy.
+ */
+export function mergedCopy(model: LlamaForCausalLM): LlamaForCausalLM {
+  const copy = new LlamaForCausalLM(model.config);
+  const own = new Map(model.namedParameters());
+  const merged = new Map<string, Float32Array>();
+  for (const [path, layer] of loraLayers(model)) merged.set(`${path}.weight`, layer.mergedWeight());
+  for (const [name, t] of copy.namedParameters()) {
+    const src = merged.get(name) ?? own.get(name)?.data;
+    if (!src) throw new Error(`mergedCopy: the model has no parameter ${name}`);
+    t.data.set(src);
+  }
+  return copy;
+}
+
+/** Loads any supported model folder for generation or export. */
+export async function loadModelSource(path: string, opts: { maxSeqLen?: number } = {}): Promise<ModelSource> {
+  const p = resolve(path);
+  if (!existsSync(p)) throw new Error(`${p}: no such file or folder`);
+  if (!statSync(p).isDirectory()) throw new Error(`${p}: is a file; expected a run folder, a checkpoint folder or a Hugging Face model folder`);
+  if (isHuggingFaceFolder(p)) {
+    const hf = await loadHFModel(p, opts);
+    const eos = hf.hfConfig.eos_token_id;
+    const eosIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
+    if (eosIds.length === 0 && hf.tokenizer) eosIds.push(hf.tokenizer.eosId);
+    const prefix = promptPrefix(hf.tokenizer?.toJSON() ?? null, hf.tokenizerConfig, hf.hfConfig.bos_token_id);
+    return { kind: 'huggingface', dir: p, model: hf.model, tokenizer: hf.tokenizer, tokenizerConfig: hf.tokenizerConfig, eosIds, promptPrefix: prefix };
+  }
+  return loadCheckpointModel(p);
+}
