@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, resolveConfig, suggestKey } from '../src/train/config.ts';
+import { planPhases } from '../src/train/trainer.ts';
+import { restartsAfter } from '../src/relora/restarts.ts';
+
+function problems(raw: unknown): string[] {
+  try {
+    resolveConfig(raw);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+    return e.problems;
+  }
+  assert.fail('expected the config to be rejected');
+}
+
+test('the default config is a ReLoRA run with a warm start and at least 3 restarts', () => {
+  const c = resolveConfig({});
+  assert.equal(c.mode, 'relora');
+  assert.equal(c.scheduler, 'cosine_restarts');
+  assert.ok(c.warm_start_steps > 0);
+  const phases = planPhases(c);
+  assert.deepEqual(phases.map((p) => p.phase), ['full', 'relora']);
+  assert.ok(restartsAfter(phases[1].steps, c.cycle_length).length >= 3);
+  assert.equal(c.grad_accum, c.batch_size / c.micro_batch);
+});
+
+test('unknown keys are reported with the nearest known key', () => {
+  assert.deepEqual(problems({ warmup_step: 10 }), ['unknown key "warmup_step" (did you mean "warmup_steps"?)']);
+  assert.equal(suggestKey('seq-len'), 'seq_len');
+  assert.equal(suggestKey('micro_bach'), 'micro_batch');
+  assert.equal(suggestKey('zzzzzzzzzzzz'), null);
+});
+
+test('every problem is reported together: wrong types, ranges, and combinations', () => {
+  const p = problems({ rank: 'abc', dropout: 1.5, lr: -1, bogus: 1, micro_batch: 3, batch_size: 8 });
+  assert.ok(p.some((x) => x.startsWith('unknown key "bogus"')), p.join('\n'));
+  assert.ok(p.some((x) => x.startsWith('rank:')), p.join('\n'));
+  assert.ok(p.some((x) => x.startsWith('dropout:')), p.join('\n'));
+  assert.ok(p.some((x) => x.startsWith('lr:')), p.join('\n'));
+  const q = problems({ micro_batch: 3, batch_size: 8, steps: 1000, warm_start_steps: 100, cycle_length: 250, optimizer_reset: 'magnitude:1.2' });
+  assert.ok(q.some((x) => /batch_size 8 must be a multiple of micro_batch 3/.test(x)), q.join('\n'));
+  assert.ok(q.some((x) => /divisible by cycleLength/.test(x) && /900 updates/.test(x)), q.join('\n'));
+  assert.ok(q.some((x) => /optimizer_reset: .*\[0, 1\)/.test(x)), q.join('\n'));
+});
+
+test('combinations that cannot work are rejected with the values named', () => {
+  assert.ok(problems({ model: 'llama_7b' })[0].includes('known models: llama_9m'));
+  assert.ok(problems({ steps: 100, warm_start_steps: 100 }).some((x) => /warm_start_steps 100 must be less than steps 100/.test(x)));
+  assert.ok(problems({ mode: 'relora', scheduler: 'cosine' }).some((x) => /mode relora needs cosine_restarts/.test(x)));
+  assert.ok(problems({ steps: 10, tokens: 1000 }).some((x) => /steps or tokens, not both/.test(x)));
+  assert.ok(problems({ mode: 'full', warm_start_steps: 10 }).some((x) => /only meaningful with mode lora or relora/.test(x)));
+  assert.ok(problems({ steps: 180, warm_start_steps: 120, cycle_length: 60 }).some((x) => /no restart would happen/.test(x)));
+});
+
+test('a token budget is turned into whole updates; full mode has one phase', () => {
+  const c = resolveConfig({ mode: 'full', tokens: 2048 * 100 + 5, seq_len: 128, micro_batch: 4, batch_size: 16 });
+  assert.equal(c.steps, 100);
+  assert.equal(c.grad_accum, 4);
+  assert.deepEqual(planPhases(c).map((p) => [p.phase, p.steps]), [['full', 100]]);
+});
