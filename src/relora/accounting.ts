@@ -8,7 +8,10 @@ import { validateLoraOptions } from './lora-linear.ts';
 import type { TrainingMode, WrapOptions } from './wrap.ts';
 
 export interface TrainingFootprint {
+  /** Parameters of the model itself (what the spec's table and an exported model count). */
   params_total: number;
+  /** LoRA factors held on top of it (0 in full mode). */
+  params_lora: number;
   params_trainable: number;
   bytes_params: number;
   bytes_grads: number;
@@ -24,7 +27,7 @@ function projectionShape(cfg: LlamaConfig, p: ProjectionName): [number, number] 
 
 export function trainingFootprint(cfg: LlamaConfig, mode: TrainingMode, lora: WrapOptions): TrainingFootprint {
   const base = countParameters(cfg);
-  let total = base, trainable = base;
+  let lora_ = 0, trainable = base;
   if (mode !== 'full') {
     validateLoraOptions(lora);
     let frozen = 0, factors = 0;
@@ -34,13 +37,14 @@ export function trainingFootprint(cfg: LlamaConfig, mode: TrainingMode, lora: Wr
       frozen += inF * outF;
       factors += lora.rank * (inF + outF);
     }
-    total = base + cfg.numLayers * factors;
+    lora_ = cfg.numLayers * factors;
     trainable = base - cfg.numLayers * frozen + cfg.numLayers * factors;
   }
   return {
-    params_total: total,
+    params_total: base,
+    params_lora: lora_,
     params_trainable: trainable,
-    bytes_params: total * 4,
+    bytes_params: (base + lora_) * 4,
     bytes_grads: trainable * 4,
     bytes_optimizer: trainable * 8,
   };

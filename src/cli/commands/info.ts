@@ -36,8 +36,9 @@ export function register(program: Command): void {
       const rows: [string, string][] = [
         ['model', `${opts.model} (${opts.mode}${opts.mode === 'full' ? '' : `, rank ${opts.rank}`})`],
         ['parameters (total)', `${fp.params_total.toLocaleString('en-US')} (${(fp.params_total / 1e6).toFixed(1)}M)`],
+        ...(fp.params_lora ? [['LoRA factors', `${fp.params_lora.toLocaleString('en-US')} (${(fp.params_lora / 1e6).toFixed(1)}M, held besides the model)`] as [string, string]] : []),
         ['parameters (trainable)', `${fp.params_trainable.toLocaleString('en-US')} (${(fp.params_trainable / 1e6).toFixed(1)}M)`],
-        ['parameter bytes', human(fp.bytes_params)],
+        ['parameter bytes', `${human(fp.bytes_params)} (model + LoRA factors)`],
         ['gradient bytes', human(fp.bytes_grads)],
         ['optimizer bytes', human(fp.bytes_optimizer)],
         ['training state', human(fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer)],
