@@ -12,6 +12,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
+import { testHook } from './test-hooks.ts';
 import type { SamplerState } from '../data/sampler.ts';
 import type { RandomState } from '../engine/rng.ts';
 import type { Tensor } from '../engine/tensor.ts';
@@ -42,6 +43,9 @@ interface ManifestEntry {
   sha256: string;
 }
 
+/** The files every checkpoint holds (besides its manifest), in manifest order. */
+export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors', 'state.json'] as const;
+
 interface Manifest {
   version: number;
   step: number;
@@ -49,6 +53,7 @@ interface Manifest {
 }
 
 export const checkpointName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
+const stepOf = (name: string): number => Number(name.slice('step-'.length));
 
 function fsyncPath(path: string): void {
   let fd: number | null = null;
@@ -83,45 +88,73 @@ export interface CheckpointContent {
   state: TrainState;
 }
 
-/** Write a checkpoint atomically and point `latest` at it; then keep only the newest `keep`. */
+/** Errno codes that mean "no room left" (a full disk, or the user's quota). */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Write a checkpoint atomically and point `latest` at it; then keep only the newest `keep`.
+ * A failure at any point (a full disk included) leaves the previous checkpoint and `latest`
+ * as they were, removes the partial write and throws an error that says so.
+ */
 export async function saveCheckpoint(runDir: string, content: CheckpointContent, keep: number): Promise<string> {
   const dir = join(runDir, 'checkpoints');
   mkdirSync(dir, { recursive: true });
   const name = checkpointName(content.state.step);
   const tmp = join(dir, `.tmp-${name}-${process.pid}`);
+  const final = join(dir, name);
+  const previous = readLatestPointer(runDir);
+  const keptNote = previous ? `the previous checkpoint ${join(dir, previous)} is still valid` : 'no earlier checkpoint exists';
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
   try {
+    mkdirSync(tmp);
     await writeSafetensors(join(tmp, 'model.safetensors'), tensorsToWrite(content.model));
+    testHook(`checkpoint:${content.state.step}`);
     await writeSafetensors(join(tmp, 'optimizer.safetensors'), tensorsToWrite(content.optimizer));
     await atomicWriteFile(join(tmp, 'state.json'), `${JSON.stringify(content.state, null, 1)}\n`);
-    const files = ['model.safetensors', 'optimizer.safetensors', 'state.json'].map((file) => {
+    const files = CHECKPOINT_FILES.map((file) => {
       const p = join(tmp, file);
       return { file, bytes: statSync(p).size, sha256: sha256File(p) };
     });
     const manifest: Manifest = { version: CHECKPOINT_VERSION, step: content.state.step, files };
     await atomicWriteFile(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
     fsyncPath(tmp);
-    const final = join(dir, name);
-    if (existsSync(final)) rmSync(final, { recursive: true, force: true });
+    // A checkpoint of the same step from an earlier attempt (a resumed run redoes updates) is
+    // moved aside rather than deleted first, so no moment exists where neither copy is whole.
+    const aside = join(dir, `.old-${name}-${process.pid}`);
+    if (existsSync(final)) renameSync(final, aside);
     renameSync(tmp, final);
     fsyncPath(dir);
+    rmSync(aside, { recursive: true, force: true });
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOSPC') throw new Error(`checkpoint ${name}: the disk is full; the previous checkpoint is still valid (${join(runDir, 'latest')})`);
-    throw e;
+    if (err.code && NO_SPACE.has(err.code)) {
+      throw new Error(`checkpoint ${name} not written: the disk is full (${err.code}); ${keptNote}. Free some space and continue with --resume ${runDir}`, { cause: e });
+    }
+    throw new Error(`checkpoint ${name} not written: ${err.message}; ${keptNote}`, { cause: e });
   }
-  await atomicWriteFile(join(runDir, 'latest'), `${name}\n`);
+  try {
+    await atomicWriteFile(join(runDir, 'latest'), `${name}\n`);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new Error(`checkpoint ${name} was written, but ${join(runDir, 'latest')} could not be updated (${err.code ?? err.message}); ${keptNote}`, { cause: e });
+  }
   pruneCheckpoints(runDir, keep, name);
-  return join(dir, name);
+  return final;
+}
+
+function readLatestPointer(runDir: string): string | null {
+  const p = join(runDir, 'latest');
+  if (!existsSync(p)) return null;
+  const name = readFileSync(p, 'utf8').trim();
+  return /^step-\d+$/.test(name) ? name : null;
 }
 
 /** Checkpoint folder names, newest first. */
 export function listCheckpoints(runDir: string): string[] {
   const dir = join(runDir, 'checkpoints');
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort().reverse();
+  return readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort((a, b) => stepOf(b) - stepOf(a));
 }
 
 function pruneCheckpoints(runDir: string, keep: number, latest: string): void {
@@ -134,10 +167,40 @@ function pruneCheckpoints(runDir: string, keep: number, latest: string): void {
     }
     rmSync(join(runDir, 'checkpoints', n), { recursive: true, force: true });
   }
-  // Leftovers of writes that were interrupted.
-  for (const n of readdirSync(join(runDir, 'checkpoints'))) {
-    if (n.startsWith('.tmp-') && !n.endsWith(`-${process.pid}`)) rmSync(join(runDir, 'checkpoints', n), { recursive: true, force: true });
+  cleanInterruptedWrites(runDir);
+}
+
+/**
+ * Tidy up after writes that a crash interrupted (from other processes: this one's own are in
+ * use). A temporary folder is an incomplete checkpoint and goes. A folder moved aside is a
+ * complete older copy of a checkpoint that was being replaced: it is put back if the
+ * replacement never arrived, else removed.
+ */
+export function cleanInterruptedWrites(runDir: string): void {
+  const dir = join(runDir, 'checkpoints');
+  if (!existsSync(dir)) return;
+  for (const n of readdirSync(dir)) {
+    const m = /^\.(tmp|old)-(step-\d+)-(\d+)$/.exec(n);
+    if (!m || Number(m[3]) === process.pid) continue;
+    const p = join(dir, n);
+    if (m[1] === 'old' && !existsSync(join(dir, m[2]))) renameSync(p, join(dir, m[2]));
+    else rmSync(p, { recursive: true, force: true });
   }
+}
+
+/**
+ * Remove the checkpoints after `step`: a resumed run redoes those updates, and a checkpoint
+ * from the abandoned stretch (or one that failed verification) must not be taken for its
+ * newest state later. Returns the names removed.
+ */
+export function discardCheckpointsAfter(runDir: string, step: number): string[] {
+  const removed: string[] = [];
+  for (const n of listCheckpoints(runDir)) {
+    if (stepOf(n) <= step) continue;
+    rmSync(join(runDir, 'checkpoints', n), { recursive: true, force: true });
+    removed.push(n);
+  }
+  return removed;
 }
 
 export interface LoadedCheckpoint {
@@ -145,27 +208,52 @@ export interface LoadedCheckpoint {
   state: TrainState;
   model: Record<string, Float32Array>;
   optimizer: Record<string, Float32Array>;
+  /** Newer checkpoints that failed verification and were passed over (loadLatestCheckpoint). */
+  skipped?: string[];
+}
+
+function readManifest(dir: string): Manifest {
+  const manifestPath = join(dir, 'manifest.json');
+  if (!existsSync(manifestPath)) throw new Error(`checkpoint ${dir}: manifest.json is missing (incomplete checkpoint)`);
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  } catch {
+    throw new Error(`checkpoint file ${manifestPath} is not valid JSON (truncated or corrupted)`);
+  }
+  const m = manifest as Partial<Manifest> | null;
+  const entries = m && typeof m === 'object' && Array.isArray(m.files) ? m.files : null;
+  const entryOk = (f: unknown): f is ManifestEntry => {
+    const e = f as Partial<ManifestEntry> | null;
+    return !!e && typeof e.file === 'string' && Number.isSafeInteger(e.bytes) && typeof e.sha256 === 'string';
+  };
+  if (!entries || !entries.every(entryOk)) throw new Error(`checkpoint file ${manifestPath} does not have the expected fields (corrupted)`);
+  for (const file of CHECKPOINT_FILES) {
+    if (!entries.some((f) => f.file === file)) throw new Error(`checkpoint file ${manifestPath} does not list ${file} (corrupted)`);
+  }
+  const stray = entries.find((f) => !(CHECKPOINT_FILES as readonly string[]).includes(f.file));
+  if (stray) throw new Error(`checkpoint file ${manifestPath} lists an unexpected file "${stray.file}" (corrupted)`);
+  return m as Manifest;
 }
 
 /** Read and verify one checkpoint folder; throws naming the file that is missing or corrupt. */
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
-  const manifestPath = join(dir, 'manifest.json');
-  if (!existsSync(manifestPath)) throw new Error(`checkpoint ${dir}: manifest.json is missing (incomplete checkpoint)`);
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
-  } catch {
-    throw new Error(`checkpoint ${manifestPath}: not valid JSON`);
-  }
-  for (const f of manifest.files ?? []) {
+  const manifest = readManifest(dir);
+  for (const f of manifest.files) {
     const p = join(dir, f.file);
     if (!existsSync(p)) throw new Error(`checkpoint file ${p} is missing`);
     const bytes = statSync(p).size;
     if (bytes !== f.bytes) throw new Error(`checkpoint file ${p} has ${bytes} bytes, its manifest says ${f.bytes} (truncated or corrupted)`);
     if (sha256File(p) !== f.sha256) throw new Error(`checkpoint file ${p} does not match its checksum (corrupted)`);
   }
-  const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as TrainState;
-  if (state.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${dir}: version ${state.version}, this relora reads version ${CHECKPOINT_VERSION}`);
+  const statePath = join(dir, 'state.json');
+  let state: TrainState;
+  try {
+    state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainState;
+  } catch {
+    throw new Error(`checkpoint file ${statePath} is not valid JSON`);
+  }
+  if (state?.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${dir}: version ${state?.version}, this relora reads version ${CHECKPOINT_VERSION}`);
   const read = (file: string): Record<string, Float32Array> => {
     const st = parseSafetensors(readFileSync(join(dir, file)), join(dir, file));
     return Object.fromEntries(st.names().map((n) => [n, st.readFloat32(n)]));
@@ -174,20 +262,24 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
 }
 
 /**
- * The newest valid checkpoint of a run: `latest` first, then older ones. Problems with newer
- * ones are reported through `warn` (the caller says that it fell back).
+ * The newest valid checkpoint of a run: the one `latest` names, else (or when it fails
+ * verification) the next older valid one. Each one passed over is reported through `warn` and
+ * listed in `skipped`.
  */
 export function loadLatestCheckpoint(runDir: string, warn: (msg: string) => void): LoadedCheckpoint {
   const names = listCheckpoints(runDir);
-  const latestFile = join(runDir, 'latest');
-  const pointed = existsSync(latestFile) ? readFileSync(latestFile, 'utf8').trim() : null;
-  const order = pointed && names.includes(pointed) ? [pointed, ...names.filter((n) => n !== pointed)] : names;
+  const pointed = readLatestPointer(runDir);
+  // `latest` is the commit point: a newer folder is one whose pointer update never happened.
+  const order = pointed && names.includes(pointed) ? names.filter((n) => stepOf(n) <= stepOf(pointed)) : names;
   if (order.length === 0) throw new Error(`${runDir}: no checkpoints to resume from (looked in ${join(runDir, 'checkpoints')})`);
+  const skipped: string[] = [];
   for (const n of order) {
     try {
-      return loadCheckpoint(join(runDir, 'checkpoints', n));
+      return { ...loadCheckpoint(join(runDir, 'checkpoints', n)), skipped };
     } catch (e) {
-      warn(`${(e as Error).message}; trying an older checkpoint`);
+      skipped.push(n);
+      const older = order.indexOf(n) < order.length - 1;
+      warn(`${(e as Error).message}; ${older ? 'falling back to an older checkpoint' : 'no older checkpoint left'}`);
     }
   }
   throw new Error(`${runDir}: no valid checkpoint (all of ${order.join(', ')} failed verification)`);

@@ -73,6 +73,8 @@ export const TrainConfigSchema = z.object({
   /** Singular-value tracking: "default" (a few matrices), "all", "none", or module names. */
   rank_sample: z.union([z.enum(['default', 'all', 'none']), z.array(z.string())]).default('default'),
   out: z.string().min(1).default('runs/relora'),
+  /** Updates skipped for a non-finite loss or gradient before the run stops (see src/train/trainer.ts). */
+  max_skipped_updates: nonNegInt.default(10),
 }).strict();
 
 export type TrainConfigInput = z.input<typeof TrainConfigSchema>;

@@ -17,7 +17,13 @@ export interface StepResult {
   applied: boolean;
 }
 
-export function trainStep(model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number): StepResult {
+/**
+ * `beforeUpdate` runs between the backward pass and the optimizer step (the trainer's fault
+ * injection for "killed mid-update").
+ */
+export function trainStep(
+  model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number, beforeUpdate?: () => void,
+): StepResult {
   if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
   optimizer.zeroGrad();
   model.train();
@@ -31,7 +37,9 @@ export function trainStep(model: LlamaForCausalLM, optimizer: AdamW, microBatche
     });
   }
   loss /= n;
+  // A non-finite element anywhere makes the sum of squares, and so the norm, non-finite.
   const gradNorm = clipGradNorm(optimizer.params.map(([, t]) => t), clipNorm);
+  beforeUpdate?.();
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, applied: false };
   optimizer.step(lr);
   return { loss, gradNorm, applied: true };

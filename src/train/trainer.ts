@@ -7,7 +7,7 @@
  *          mode relora → [full × warm_start_steps] [relora × rest]   (merge + reset every cycle)
  * Each phase has its own AdamW and its own schedule; the data stream continues across phases.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend, backendInfo } from '../engine/backend.ts';
 import { clearPool } from '../engine/pool.ts';
@@ -24,12 +24,17 @@ import { restart } from '../relora/restart.ts';
 import { emptyRestartCounters, isRestartAfter, type RestartCounters } from '../relora/restarts.ts';
 import { loraLayers, loraStreams, wrapWithLora, type TrainingMode } from '../relora/wrap.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
-import { loadCheckpoint, loadLatestCheckpoint, saveCheckpoint, type LoadedCheckpoint, type TrainState } from './checkpoint.ts';
-import type { TrainConfig } from './config.ts';
+import {
+  cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, saveCheckpoint,
+  type LoadedCheckpoint, type TrainState,
+} from './checkpoint.ts';
+import { resolveConfig, type TrainConfig } from './config.ts';
 import { prepareData, unigramPerplexity, type PreparedData } from './data.ts';
 import { MetricsWriter, readMetrics, type MetricRecord, type RankRecord } from './metrics.ts';
 import { Progress } from './progress.ts';
+import { checkMemory, estimateTrainingMemory } from './memory.ts';
 import { trainStep } from './step.ts';
+import { testHook } from './test-hooks.ts';
 
 export type Phase = 'full' | 'lora' | 'relora';
 
@@ -45,6 +50,10 @@ export interface TrainOptions {
   rankHook?: RankHook;
   /** Install SIGINT/SIGTERM handlers that checkpoint and stop (CLI: true). */
   handleSignals?: boolean;
+  /** Start even when the estimated memory exceeds `memoryLimitBytes`. */
+  force?: boolean;
+  /** What the memory estimate is compared with; default this machine's total memory. */
+  memoryLimitBytes?: number;
 }
 
 export interface RankHook {
@@ -75,6 +84,8 @@ export interface TrainSummary {
   threads: number;
   /** Set when the run was interrupted (signal) before its last update. */
   interrupted?: boolean;
+  /** The signal that interrupted it. */
+  interrupted_by?: 'SIGINT' | 'SIGTERM';
 }
 
 export function modelConfigFor(cfg: TrainConfig, vocabSize: number): LlamaConfig {
@@ -145,8 +156,38 @@ function peakRss(): number {
 export function readRunConfig(runDir: string): TrainConfig {
   const p = join(runDir, 'config.json');
   if (!existsSync(p)) throw new Error(`${runDir}: no config.json (not a relora run folder)`);
-  return JSON.parse(readFileSync(p, 'utf8')) as TrainConfig;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(p, 'utf8'));
+  } catch (e) {
+    throw new Error(`${p}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object`);
+  // The saved config is a resolved one: drop what resolving derives (and the token budget that
+  // became `steps`) and validate the rest like any config.
+  const { grad_accum: _derived, tokens: _budget, ...keys } = raw as Record<string, unknown>;
+  return resolveConfig(keys, p);
 }
+
+/** Leftovers of writes a crash interrupted: temporary checkpoint folders and temporary files. */
+function tidyRunFolder(runDir: string): void {
+  cleanInterruptedWrites(runDir);
+  for (const n of readdirSync(runDir)) {
+    const m = /\.tmp-(\d+)-\d+$/.exec(n);
+    if (m && Number(m[1]) !== process.pid) rmSync(join(runDir, n), { force: true });
+  }
+}
+
+/** The first parameter holding NaN or ±Infinity, if any. */
+function firstNonFinite(model: LlamaForCausalLM): string | null {
+  for (const [name, t] of Object.entries(model.stateDict())) {
+    const d = t.data;
+    for (let i = 0; i < t.size; i++) if (!Number.isFinite(d[i])) return name;
+  }
+  return null;
+}
+
+const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const cfg = opts.config;
@@ -156,12 +197,33 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const info = backendInfo();
   log(`backend ${info.backend} (GEMM ${info.blas}, ${info.threads} threads)${info.fallback ? ` — native unavailable: ${info.fallback}` : ''}`);
 
+  const lora = { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules };
+  const memoryCheck = (vocabSize: number): string => checkMemory(
+    estimateTrainingMemory({ model: modelConfigFor(cfg, vocabSize), mode: cfg.mode as TrainingMode, lora, microBatch: cfg.micro_batch, seqLen: cfg.seq_len }),
+    { available: opts.memoryLimitBytes, force: opts.force, what: 'this training configuration' },
+  );
+  // Refuse a config that cannot fit before any data is read; the vocabulary of a given
+  // tokenizer file is only known after loading it, so that case is checked again below.
+  const vocabKnown = cfg.vocab_size !== undefined || cfg.tokenizer === undefined;
+  memoryCheck(cfg.vocab_size ?? cfg.tokenizer_vocab_size);
+
   // ---- run folder ----
   mkdirSync(runDir, { recursive: true });
   let resumeFrom: LoadedCheckpoint | null = null;
   if (opts.resume) {
-    resumeFrom = loadLatestCheckpoint(runDir, (m) => log(`warning: ${m}`));
-    log(`resuming ${runDir} from ${resumeFrom.dir} (update ${resumeFrom.state.step} of ${cfg.steps})`);
+    tidyRunFolder(runDir);
+    if (listCheckpoints(runDir).length === 0) {
+      // Killed before its first checkpoint: nothing to lose by starting over, and the run folder
+      // (config, tokenizer) is already there.
+      log(`${runDir} has no checkpoint yet: starting the run again from update 0 with its saved config`);
+      rmSync(join(runDir, 'metrics.jsonl'), { force: true });
+    } else {
+      resumeFrom = loadLatestCheckpoint(runDir, (m) => log(`warning: ${m}`));
+      const skippedNames = resumeFrom.skipped ?? [];
+      if (skippedNames.length) log(`falling back to ${resumeFrom.dir}: ${skippedNames.join(', ')} failed verification (see the warnings above)`);
+      for (const n of discardCheckpointsAfter(runDir, resumeFrom.state.step)) log(`removed checkpoint ${n}: it is newer than the one resumed from, and its updates will be redone`);
+      log(`resuming ${runDir} from ${resumeFrom.dir} (update ${resumeFrom.state.step} of ${cfg.steps})`);
+    }
   } else {
     if (existsSync(join(runDir, 'config.json')) || existsSync(join(runDir, 'metrics.jsonl'))) {
       throw new Error(`output folder ${runDir} already holds a run; continue it with --resume ${runDir}, or choose another --out`);
@@ -181,12 +243,12 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   log(`data: ${data.train.numTokens.toLocaleString('en-US')} training tokens (${data.trainName}), ${evalCount} evaluation sequences of ${seqLen} (${data.validationName})`);
 
   // ---- model ----
+  if (!vocabKnown) memoryCheck(data.tokenizer.vocabSize);
   const modelCfg = modelConfigFor(cfg, data.tokenizer.vocabSize);
   if (modelCfg.vocabSize < data.tokenizer.vocabSize) {
     throw new Error(`vocab_size ${modelCfg.vocabSize} is smaller than the tokenizer's vocabulary (${data.tokenizer.vocabSize})`);
   }
   const model = new LlamaForCausalLM(modelCfg).initWeights(cfg.seed);
-  const lora = { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules };
   const streams = loraStreams(cfg.seed);
   const pruneRng = RandomStream.named(cfg.seed, 'prune');
   const resetKind = parseResetKind(cfg.optimizer_reset);
@@ -259,17 +321,30 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const footprint = trainingFootprint(modelCfg, cfg.mode as TrainingMode, lora);
   log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${seqLen} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})`);
 
-  let stopRequested: string | null = null;
-  const onSignal = (sig: string) => () => {
-    if (stopRequested) return;
+  let stopRequested: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => () => {
+    if (stopRequested) {
+      // A second signal means "now": checkpoint writes are atomic, so the last complete one stays valid.
+      log(`\n${sig} received again: exiting without saving (the last complete checkpoint is intact)`);
+      process.exit(EXIT_CODES[sig]);
+    }
     stopRequested = sig;
-    log(`\n${sig} received: finishing this update, saving a checkpoint and exiting`);
+    log(`\n${sig} received: finishing this update, saving a checkpoint and exiting (send it again to exit at once)`);
   };
   const handlers: [NodeJS.Signals, () => void][] = opts.handleSignals ? [['SIGINT', onSignal('SIGINT')], ['SIGTERM', onSignal('SIGTERM')]] : [];
   for (const [s, h] of handlers) process.on(s, h);
 
   const rngState = () => ({ lora_init: streams.init.state(), lora_dropout: streams.dropout.state(), prune: pruneRng.state() });
   const save = async (phase: Phase): Promise<void> => {
+    const bad = firstNonFinite(model);
+    if (bad) {
+      const last = listCheckpoints(runDir)[0];
+      throw new Error(
+        `after update ${step} the model weight ${bad} holds non-finite values, so no checkpoint was written` +
+        `${last ? ` (the last one, ${join(runDir, 'checkpoints', last)}, is valid)` : ''}; ` +
+        `the learning rate (${plans[phaseIndex]?.lr ?? cfg.lr}) is probably too high: lower --lr${cfg.mode !== 'full' ? ' or --warm-start-lr' : ''}`,
+      );
+    }
     const state: TrainState = {
       version: 1, step, phase, phase_step: phaseStep, optimizer_steps: optimizer?.stepCount ?? 0, counters: { ...counters },
       tokens, elapsed: elapsedBefore + (Date.now() - t0) / 1000, skipped, sampler: sampler.state(), rng: rngState(),
@@ -290,6 +365,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   };
 
   if (!resumeFrom && step === 0) runEval();
+  const resumedComplete = resumeFrom !== null && step >= cfg.steps;
+  if (resumedComplete) log(`the run had already finished all ${cfg.steps} updates`);
   const ids = new Int32Array(cfg.micro_batch * seqLen);
   let interrupted = false;
   let tokensPerSSum = 0, tokensPerSCount = 0;
@@ -320,11 +397,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           micro.push(Tensor.from(Int32Array.from(ids), [cfg.micro_batch, seqLen]));
         }
         const lr = plan.lr * lambda(phaseStep);
-        const r = trainStep(model, optimizer, micro, lr, cfg.clip_norm);
+        const update = step + 1;
+        const r = trainStep(model, optimizer, micro, lr, cfg.clip_norm, () => testHook(`update:${update}`));
         if (!r.applied) {
           skipped++;
-          progress.log(`warning: update ${step + 1} skipped: loss ${r.loss}, gradient norm ${r.gradNorm} (${skipped} skipped so far)`);
-          if (skipped > 10) throw new Error(`${skipped} updates had a non-finite loss or gradient; the learning rate (${plan.lr}) is probably too high`);
+          progress.log(`warning: update ${update} skipped: loss ${r.loss}, gradient norm ${r.gradNorm} (${skipped} skipped so far, at most ${cfg.max_skipped_updates})`);
         }
         phaseStep++;
         step++;
@@ -340,6 +417,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         };
         metrics.write(rec);
         progress.update({ step, phase: plan.phase, loss: r.loss, lr, tokensPerS: tps, merges: counters.merges });
+        if (skipped > cfg.max_skipped_updates) {
+          const flag = plan.phase === 'full' && cfg.mode !== 'full' ? '--warm-start-lr' : '--lr';
+          const last = listCheckpoints(runDir)[0];
+          throw new Error(
+            `${skipped} updates had a non-finite loss or gradient (more than max_skipped_updates ${cfg.max_skipped_updates}); ` +
+            `the learning rate (${plan.lr}) is probably too high: lower ${flag}` +
+            `${last ? `. The last checkpoint, ${join(runDir, 'checkpoints', last)}, holds finite weights` : ''}`,
+          );
+        }
 
         if (plan.phase === 'relora' && isRestartAfter(phaseStep, cfg.cycle_length)) {
           restart(layers, optimizer, resetKind, { init: streams.init, prune: pruneRng }, counters);
@@ -350,11 +436,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
             if (recs.length) progress.log(`merge ${counters.merges} after update ${step}: rank of W − W_warm_start ${recs.map((x) => x.rank).join(', ')} (LoRA rank ${cfg.rank})`);
           }
         }
+        // Signal handlers (and a terminal progress bar) run only when the event loop gets a turn.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const last = step === cfg.steps;
-        if (step % cfg.eval_every === 0 && !last) runEval();
-        if ((step % cfg.save_every === 0 || (phaseStep === plan.steps && !last)) && !last) await save(plan.phase);
+        if (last) continue; // the end of the run evaluates and saves below
+        if (step % cfg.eval_every === 0) runEval();
+        if (step % cfg.save_every === 0 || phaseStep === plan.steps || stopRequested) await save(plan.phase);
         if (stopRequested) {
-          await save(plan.phase);
           interrupted = true;
           break;
         }
@@ -362,7 +450,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       if (interrupted) break;
       if (phaseIndex < plans.length - 1) phaseStep = 0;
     }
-    if (!interrupted) {
+    if (resumedComplete) {
+      // The final checkpoint is written after the final records: they are in metrics.jsonl already.
+      lastEval = evaluate(model, evalSeqs, seqLen, cfg.micro_batch);
+    } else if (!interrupted) {
       runEval();
       const phase = plans[plans.length - 1].phase;
       if (opts.rankHook && phase !== 'full') for (const rr of opts.rankHook.measure(model, step, counters.merges)) metrics.write(rr);
@@ -379,8 +470,9 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     mode: cfg.mode as TrainingMode,
     steps: step,
     tokens,
-    final_eval_loss: lastEval,
-    final_eval_ppl: Math.exp(lastEval),
+    // An interrupted run has no final evaluation; an earlier one would pass for it.
+    final_eval_loss: interrupted ? NaN : lastEval,
+    final_eval_ppl: interrupted ? NaN : Math.exp(lastEval),
     unigram_ppl: unigramPerplexity(data.train, evalTokens, data.tokenizer.vocabSize),
     tokens_per_s: tokensPerSCount ? tokensPerSSum / tokensPerSCount : 0,
     elapsed_s: elapsed,
@@ -394,7 +486,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     backend: info.backend,
     blas: info.blas,
     threads: info.threads,
-    ...(interrupted ? { interrupted: true } : {}),
+    ...(interrupted ? { interrupted: true, interrupted_by: stopRequested ?? undefined } : {}),
   };
   writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   optimizer?.dispose();

@@ -94,7 +94,11 @@ export function resolveTrainConfig(opts: Record<string, unknown>, source: string
 
 export function printSummary(s: TrainSummary, reportPath: string | null): void {
   const out = process.stdout;
-  out.write(`\nfinal validation perplexity ${s.final_eval_ppl.toFixed(2)} (loss ${s.final_eval_loss.toFixed(4)}); unigram perplexity of the same tokens ${s.unigram_ppl.toFixed(1)}\n`);
+  if (Number.isFinite(s.final_eval_loss)) {
+    out.write(`\nfinal validation perplexity ${s.final_eval_ppl.toFixed(2)} (loss ${s.final_eval_loss.toFixed(4)}); unigram perplexity of the same tokens ${s.unigram_ppl.toFixed(1)}\n`);
+  } else {
+    out.write(`\nno final evaluation (the run stopped early); unigram perplexity of the validation tokens ${s.unigram_ppl.toFixed(1)}\n`);
+  }
   out.write(`${s.steps} updates, ${s.tokens.toLocaleString('en-US')} tokens in ${(s.elapsed_s / 60).toFixed(1)} min (${Math.round(s.tokens_per_s)} tokens/s), ${s.merges} merges, ${s.resets} optimizer resets, peak RSS ${(s.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB\n`);
   out.write(`run folder: ${s.run_dir}\n`);
   if (reportPath) out.write(`report: ${reportPath}\n`);
@@ -107,7 +111,8 @@ export function register(program: Command): void {
     .option('--config <file>', 'YAML or JSON config file (flags override it)')
     .option('--resume <run_dir>', 'continue the latest valid checkpoint of a run folder, with its saved config')
     .option('--warm-start <checkpoint>', 'start the LoRA/ReLoRA phase from a full-rank checkpoint (folder or run folder)')
-    .option('--no-report', 'do not write report.html at the end');
+    .option('--no-report', 'do not write report.html at the end')
+    .option('--force', "start even when the estimated memory exceeds this machine's");
   addConfigOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
     let cfg: TrainConfig;
@@ -134,6 +139,7 @@ export function register(program: Command): void {
       warmStartFrom: opts.warmStart ? resolve(String(opts.warmStart)) : undefined,
       rankHook: makeRankHook(cfg.rank_sample),
       handleSignals: true,
+      force: opts.force === true,
     });
     let reportPath: string | null = null;
     if (opts.report !== false) {
@@ -141,6 +147,10 @@ export function register(program: Command): void {
       reportPath = (await writeRunReport(runDir)).html;
     }
     printSummary(summary, reportPath);
-    if (summary.interrupted) process.exitCode = 130;
+    if (summary.interrupted) {
+      process.stdout.write(`interrupted by ${summary.interrupted_by ?? 'a signal'} after update ${summary.steps}; continue with: relora train --resume ${runDir}\n`);
+      // The shell convention for "ended by a signal": 128 + its number.
+      process.exitCode = summary.interrupted_by === 'SIGTERM' ? 143 : 130;
+    }
   });
 }

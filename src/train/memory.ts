@@ -1,0 +1,101 @@
+/**
+ * How much memory a training config needs, estimated from the config alone, so that a run that
+ * cannot fit is refused before it tokenises data or allocates anything (instead of swapping the
+ * machine to a halt or being killed hours in).
+ *
+ * The estimate counts fp32 values: parameters, gradients, the two AdamW moments, the
+ * activations one micro-batch keeps for the backward pass, the buffer pool (which keeps a
+ * step's freed buffers for the next step, about as much again as the activations) and the
+ * Node runtime itself.
+ */
+import { totalmem } from 'node:os';
+import type { LlamaConfig } from '../nn/config.ts';
+import { trainingFootprint } from '../relora/accounting.ts';
+import type { TrainingMode, WrapOptions } from '../relora/wrap.ts';
+
+export interface MemoryEstimate {
+  params: number;
+  grads: number;
+  optimizer: number;
+  /** Tensors one micro-batch keeps alive for the backward pass. */
+  activations: number;
+  /** Freed step buffers the pool keeps for reuse, and the activation gradients of the backward pass. */
+  pool: number;
+  /** Node, the libraries and the native addon. */
+  runtime: number;
+  total: number;
+}
+
+export interface MemoryInputs {
+  model: LlamaConfig;
+  mode: TrainingMode;
+  lora: WrapOptions;
+  microBatch: number;
+  seqLen: number;
+}
+
+const RUNTIME_BYTES = 160 * 2 ** 20;
+const F32 = 4;
+
+/** Floats the autograd graph of one micro-batch keeps until backward. */
+function activationFloats(m: LlamaConfig, mode: TrainingMode, lora: WrapOptions, B: number, T: number): number {
+  const d = m.hiddenSize, f = m.intermediateSize, h = m.numHeads, V = m.vocabSize;
+  const bt = B * T;
+  // Per layer: two RMSNorms (input and output each), q k v, their rotated/repeated copies,
+  // the attention output and probabilities, o_proj, two residual sums, gate, up, SwiGLU, down.
+  let perLayer = 4 * bt * d + 3 * bt * d + 3 * bt * d + bt * d + B * h * T * T + bt * d + 2 * bt * d + 3 * bt * f + bt * d;
+  if (mode !== 'full') {
+    // Each wrapped projection adds its dropout mask and output, x·Aᵀ, the low-rank output, its scaled copy and the sum.
+    for (const p of lora.targetModules) {
+      const inF = p === 'down_proj' ? f : d;
+      const outF = p === 'gate_proj' || p === 'up_proj' ? f : d;
+      perLayer += 2 * bt * inF + bt * lora.rank + 3 * bt * outF;
+    }
+  }
+  // Final norm, logits and the cross-entropy's probabilities.
+  return m.numLayers * perLayer + 2 * bt * d + 2 * bt * V;
+}
+
+export function estimateTrainingMemory(inp: MemoryInputs): MemoryEstimate {
+  const fp = trainingFootprint(inp.model, inp.mode, inp.lora);
+  const activations = activationFloats(inp.model, inp.mode, inp.lora, inp.microBatch, inp.seqLen) * F32;
+  const e = {
+    params: fp.bytes_params,
+    grads: fp.bytes_grads,
+    optimizer: fp.bytes_optimizer,
+    activations,
+    pool: activations,
+    runtime: RUNTIME_BYTES,
+  };
+  return { ...e, total: e.params + e.grads + e.optimizer + e.activations + e.pool + e.runtime };
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(0)} MiB`;
+  return `${(n / 2 ** 10).toFixed(0)} KiB`;
+}
+
+export function describeEstimate(e: MemoryEstimate): string {
+  return `${formatBytes(e.total)} (parameters ${formatBytes(e.params)}, gradients ${formatBytes(e.grads)}, ` +
+    `optimizer ${formatBytes(e.optimizer)}, activations ${formatBytes(e.activations)}, buffer pool ${formatBytes(e.pool)}, runtime ${formatBytes(e.runtime)})`;
+}
+
+/** A config that does not fit this machine. */
+export class ResourceError extends Error {}
+
+/**
+ * Throws a ResourceError when the estimate exceeds `available` bytes (default: this machine's
+ * total memory), unless `force`. Returns the estimate's description for the log.
+ */
+export function checkMemory(e: MemoryEstimate, opts: { available?: number; force?: boolean; what?: string } = {}): string {
+  const available = opts.available ?? totalmem();
+  const text = describeEstimate(e);
+  if (e.total > available && !opts.force) {
+    throw new ResourceError(
+      `${opts.what ?? 'this configuration'} needs an estimated ${text}, more than this machine's ${formatBytes(available)} of memory; ` +
+      'reduce micro_batch, seq_len or the model size, or pass --force to start anyway',
+    );
+  }
+  return text;
+}
