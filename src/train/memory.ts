@@ -5,8 +5,8 @@
  *
  * The estimate counts fp32 values: parameters, gradients, the two AdamW moments, the
  * activations one micro-batch keeps for the backward pass, the buffer pool (which keeps a
- * step's freed buffers for the next step, about as much again as the activations) and the
- * Node runtime itself.
+ * step's freed buffers for the next step, and holds the activation gradients of the backward
+ * pass) and the Node runtime itself. It errs on the high side.
  */
 import { totalmem } from 'node:os';
 import type { LlamaConfig } from '../nn/config.ts';
@@ -64,7 +64,9 @@ export function estimateTrainingMemory(inp: MemoryInputs): MemoryEstimate {
     grads: fp.bytes_grads,
     optimizer: fp.bytes_optimizer,
     activations,
-    pool: activations,
+    // With this share, the measured peak RSS of four configs (9M–35M parameters, 128–512
+    // tokens, vocabularies of 300–32000) was 74–92% of the total.
+    pool: Math.round(0.75 * activations),
     runtime: RUNTIME_BYTES,
   };
   return { ...e, total: e.params + e.grads + e.optimizer + e.activations + e.pool + e.runtime };
@@ -91,7 +93,8 @@ export class ResourceError extends Error {}
 export function checkMemory(e: MemoryEstimate, opts: { available?: number; force?: boolean; what?: string } = {}): string {
   const available = opts.available ?? totalmem();
   const text = describeEstimate(e);
-  if (e.total > available && !opts.force) {
+  if (e.total > available && opts.force) return `${text}: more than this machine's ${formatBytes(available)}, starting anyway (--force)`;
+  if (e.total > available) {
     throw new ResourceError(
       `${opts.what ?? 'this configuration'} needs an estimated ${text}, more than this machine's ${formatBytes(available)} of memory; ` +
       'reduce micro_batch, seq_len or the model size, or pass --force to start anyway',

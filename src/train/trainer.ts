@@ -187,6 +187,12 @@ function firstNonFinite(model: LlamaForCausalLM): string | null {
   return null;
 }
 
+/** What to change when training diverges: the learning rate of the phase it diverged in. */
+function lrAdvice(cfg: TrainConfig, plan: PhasePlan): string {
+  const flag = plan.phase === 'full' && cfg.mode !== 'full' ? '--warm-start-lr' : '--lr';
+  return `the learning rate (${plan.lr}) is probably too high: lower ${flag}`;
+}
+
 const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
@@ -205,7 +211,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   // Refuse a config that cannot fit before any data is read; the vocabulary of a given
   // tokenizer file is only known after loading it, so that case is checked again below.
   const vocabKnown = cfg.vocab_size !== undefined || cfg.tokenizer === undefined;
-  memoryCheck(cfg.vocab_size ?? cfg.tokenizer_vocab_size);
+  log(`estimated memory: ${memoryCheck(cfg.vocab_size ?? cfg.tokenizer_vocab_size)}`);
 
   // ---- run folder ----
   mkdirSync(runDir, { recursive: true });
@@ -341,8 +347,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       const last = listCheckpoints(runDir)[0];
       throw new Error(
         `after update ${step} the model weight ${bad} holds non-finite values, so no checkpoint was written` +
-        `${last ? ` (the last one, ${join(runDir, 'checkpoints', last)}, is valid)` : ''}; ` +
-        `the learning rate (${plans[phaseIndex]?.lr ?? cfg.lr}) is probably too high: lower --lr${cfg.mode !== 'full' ? ' or --warm-start-lr' : ''}`,
+        `${last ? ` (the last one, ${join(runDir, 'checkpoints', last)}, is valid)` : ''}; ${lrAdvice(cfg, plans[Math.min(phaseIndex, plans.length - 1)]!)}`,
       );
     }
     const state: TrainState = {
@@ -418,11 +423,9 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         metrics.write(rec);
         progress.update({ step, phase: plan.phase, loss: r.loss, lr, tokensPerS: tps, merges: counters.merges });
         if (skipped > cfg.max_skipped_updates) {
-          const flag = plan.phase === 'full' && cfg.mode !== 'full' ? '--warm-start-lr' : '--lr';
           const last = listCheckpoints(runDir)[0];
           throw new Error(
-            `${skipped} updates had a non-finite loss or gradient (more than max_skipped_updates ${cfg.max_skipped_updates}); ` +
-            `the learning rate (${plan.lr}) is probably too high: lower ${flag}` +
+            `${skipped} updates had a non-finite loss or gradient (more than max_skipped_updates ${cfg.max_skipped_updates}); ${lrAdvice(cfg, plan)}` +
             `${last ? `. The last checkpoint, ${join(runDir, 'checkpoints', last)}, holds finite weights` : ''}`,
           );
         }
