@@ -1,8 +1,30 @@
-/** `relora bench gemm`: fp32 GEMM GFLOP/s through our matmul vs the library called from C. */
+/** `relora bench gemm` (GEMM GFLOP/s) and `relora bench step` (one training step, timed). */
 import type { Command } from 'commander';
-import { backendInfo } from '../../engine/backend.ts';
+import { backendInfo, K } from '../../engine/backend.ts';
+import { profileKernels } from '../../bench/profile.ts';
+import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
+import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../gemm-bench.ts';
-import { parseIntOption } from '../errors.ts';
+import { parseIntOption, UsageError } from '../errors.ts';
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function printStep(r: StepBenchRecord): void {
+  const rows: [string, string][] = [
+    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}`}), vocab ${r.vocab_size}`],
+    ['batch', `${r.micro_batch} × ${r.seq_len} = ${r.tokens_per_step} tokens per step`],
+    ['backend', `${r.backend}, GEMM ${r.blas}, ${r.threads} thread(s)`],
+    ['step time', `median ${r.step_ms_median.toFixed(1)} ms (min ${r.step_ms_min.toFixed(1)}, max ${r.step_ms_max.toFixed(1)}, IQR ${r.step_ms_iqr.toFixed(1)}) over ${r.steps} steps after ${r.warmup} warm-up`],
+    ['tokens/s', r.tokens_per_s.toFixed(1)],
+    ['peak RSS', mib(r.peak_rss_bytes)],
+    ['training state', `${mib(r.state_bytes)} (parameters, gradients, AdamW moments)`],
+    ['model FLOPs', `${(r.model_flops_per_step / 1e9).toFixed(1)} GFLOP per step, ${r.achieved_gflops.toFixed(1)} GFLOP/s`],
+    ['MFU', r.mfu === null ? '- (GEMM peak not measured)' : `${(100 * r.mfu).toFixed(1)}% of the GEMM peak ${r.gemm_peak_gflops!.toFixed(1)} GFLOP/s`],
+  ];
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(16)}${v}\n`);
+}
 
 export function register(program: Command): void {
   const bench = program.command('bench').description('benchmarks');
@@ -27,5 +49,65 @@ export function register(program: Command): void {
         process.stdout.write(`${`${r.m}×${r.k}·${r.k}×${r.n}`.padEnd(22)}${op.padEnd(8)}${r.gflops.toFixed(1).padStart(10)}${direct.padStart(10)}${ratio.padStart(8)}\n`);
       }
       process.stdout.write('GFLOP/s, median of the timed repetitions\n');
+    });
+  bench
+    .command('step')
+    .description('time the full training step (forward, backward, clipping, AdamW) on random tokens')
+    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
+    .option('--mode <mode>', 'full, lora or relora', 'full')
+    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
+    .option('--seq-len <t>', 'sequence length', parseIntOption('--seq-len'), 256)
+    .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
+    .option('--steps <n>', 'timed steps (median and spread reported)', parseIntOption('--steps'), 5)
+    .option('--warmup <n>', 'untimed steps first', parseIntOption('--warmup', 0), 2)
+    .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
+    .option('--gemm-reps <n>', 'repetitions per GEMM case of the peak that MFU is relative to; 0 skips it', parseIntOption('--gemm-reps', 0), 5)
+    .option('--profile', 'also print the time per kernel (and per GEMM shape) of the timed steps')
+    .option('--json', 'print one JSON record')
+    .action((opts: {
+      model: string; mode: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number;
+      vocabSize?: number; gemmReps: number; profile?: boolean; json?: boolean;
+    }) => {
+      let mode;
+      try {
+        mode = parseMode(opts.mode);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const profiler = opts.profile ? profileKernels(K()) : null;
+      const hooks = {
+        log: (s: string): void => {
+          if (!opts.json) process.stderr.write(`${s}\n`);
+        },
+        afterWarmup: () => profiler?.reset(),
+        afterSteps: () => profiler?.stop(),
+      };
+      let record: StepBenchRecord;
+      try {
+        record = runStepBench({
+          model: opts.model, mode, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps,
+          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps,
+        }, hooks);
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/^(bench step|unknown model|model config|lora|rank)/.test(msg)) throw new UsageError(msg);
+        throw e;
+      } finally {
+        profiler?.stop();
+      }
+      const kernels = profiler?.report().map((e) => ({ kernel: e.kernel, calls: e.calls / opts.steps, ms: e.ms / opts.steps }));
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(kernels ? { ...record, kernels } : record)}\n`);
+        return;
+      }
+      printStep(record);
+      if (kernels) {
+        const total = kernels.reduce((a, e) => a + e.ms, 0);
+        process.stdout.write(`\nper step: kernels ${total.toFixed(1)} ms, the rest (JavaScript, allocation, GC) ${(record.step_ms_median - total).toFixed(1)} ms\n`);
+        process.stdout.write(`${'kernel'.padEnd(40)}${'calls'.padStart(7)}${'ms'.padStart(10)}${'share'.padStart(8)}\n`);
+        for (const e of kernels) {
+          process.stdout.write(`${e.kernel.padEnd(40)}${String(Math.round(e.calls * 10) / 10).padStart(7)}${e.ms.toFixed(1).padStart(10)}${`${((100 * e.ms) / record.step_ms_median).toFixed(1)}%`.padStart(8)}\n`);
+        }
+      }
     });
 }

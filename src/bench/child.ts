@@ -1,0 +1,140 @@
+/**
+ * Runs one benchmark per child process, so that each measurement's peak RSS is its own: ours
+ * through the CLI (`relora bench step --json`), PyTorch's through tools/reference/bench_torch.py.
+ * The machine may be shared, so each run can first wait (bounded) for the CPUs to go quiet.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The fields both sides print (`relora bench step --json`, bench_torch.py --json). */
+export interface BenchRecord {
+  impl: 'relora' | 'pytorch';
+  model: string;
+  mode: string;
+  seq_len: number;
+  micro_batch: number;
+  threads: number;
+  tokens_per_s: number;
+  step_ms_median: number;
+  step_ms_min: number;
+  step_ms_max: number;
+  peak_rss_bytes: number;
+  state_bytes: number;
+  mfu: number | null;
+  [key: string]: unknown;
+}
+
+export interface StepArgs {
+  model: string;
+  mode: string;
+  seqLen: number;
+  microBatch: number;
+  steps: number;
+  warmup: number;
+  threads: number;
+  rank?: number;
+  gemmReps?: number;
+}
+
+export const REPO_ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
+
+/** The reference venv's interpreter, or RELORA_PYTHON. */
+export function pythonPath(): string {
+  return process.env.RELORA_PYTHON ?? join(REPO_ROOT, 'tools', 'reference', '.venv', 'bin', 'python');
+}
+
+function commonFlags(a: StepArgs): string[] {
+  const f = ['--model', a.model, '--mode', a.mode, '--seq-len', String(a.seqLen), '--micro-batch', String(a.microBatch),
+    '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
+  if (a.rank !== undefined) f.push('--rank', String(a.rank));
+  if (a.gemmReps !== undefined) f.push('--gemm-reps', String(a.gemmReps));
+  return f;
+}
+
+/** argv (after the executable) of our side: the CLI from source through tsx. */
+export function oursCommand(a: StepArgs): [string, string[]] {
+  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), 'bench', 'step', ...commonFlags(a)]];
+}
+
+export function torchCommand(a: StepArgs): [string, string[]] {
+  return [pythonPath(), [join(REPO_ROOT, 'tools', 'reference', 'bench_torch.py'), '--threads', String(a.threads), ...commonFlags(a)]];
+}
+
+export interface ChildResult {
+  record: BenchRecord | null;
+  /** Why there is no record (exit status, signal, stderr tail). */
+  error: string | null;
+  /** CPU busy fraction (0..1) of the machine just before the run started. */
+  busyBefore: number;
+}
+
+/** The last line of `stdout` that parses as a JSON object with tokens_per_s. */
+export function parseRecord(stdout: string): BenchRecord | null {
+  const lines = stdout.trim().split('\n').reverse();
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const r = JSON.parse(line) as BenchRecord;
+      if (typeof r.tokens_per_s === 'number') return r;
+    } catch {
+      // Not the record line; keep looking.
+    }
+  }
+  return null;
+}
+
+function cpuTimes(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Fraction of all CPUs busy over `ms` (Linux /proc/stat; 0 where that is unavailable). */
+export async function cpuBusyFraction(ms = 1000): Promise<number> {
+  if (!existsSync('/proc/stat')) return 0;
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
+/** Waits until the machine is at most `maxBusy` busy, or `maxWaitMs` passed; returns the last reading. */
+export async function waitForQuiet(maxBusy: number, maxWaitMs: number): Promise<number> {
+  const deadline = Date.now() + maxWaitMs;
+  let busy = await cpuBusyFraction();
+  while (busy > maxBusy && Date.now() < deadline) busy = await cpuBusyFraction(2000);
+  return busy;
+}
+
+export function runChild(cmd: [string, string[]], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd[0], cmd[1], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+export interface QuietPolicy {
+  /** Wait while more than this fraction of the CPUs is busy (1 disables waiting). */
+  maxBusy: number;
+  maxWaitMs: number;
+}
+
+export async function runBench(cmd: [string, string[]], quiet: QuietPolicy): Promise<ChildResult> {
+  const busyBefore = quiet.maxBusy < 1 ? await waitForQuiet(quiet.maxBusy, quiet.maxWaitMs) : 0;
+  const r = await runChild(cmd);
+  const record = r.code === 0 ? parseRecord(r.stdout) : null;
+  if (record) return { record, error: null, busyBefore };
+  const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
+  const how = r.signal ? `killed by ${r.signal}` : `exit status ${r.code}`;
+  return { record: null, error: `${how}${tail ? `: ${tail}` : ''}`, busyBefore };
+}

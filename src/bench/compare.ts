@@ -1,0 +1,129 @@
+/**
+ * `npm run bench:compare`: our training step against PyTorch's (transformers + PEFT, eager
+ * fp32, same threads, batch, sequence length, mode), each in its own child process, alternating
+ * which side goes first; one table with both sides' tokens/s, their ratio and peak RSS, plus our
+ * relora/full step-time ratio per model.
+ */
+import { median, mib, fixed, formatTable } from './table.ts';
+import { oursCommand, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
+
+export interface CompareOptions {
+  models: string[];
+  modes: string[];
+  seqLen: number;
+  microBatch: number;
+  steps: number;
+  warmup: number;
+  threads: number;
+  /** Each case is measured this many times on each side; medians are reported. */
+  rounds: number;
+  quiet: QuietPolicy;
+  log?: (line: string) => void;
+}
+
+export interface CompareCase {
+  model: string;
+  mode: string;
+  ours: BenchRecord[];
+  torch: BenchRecord[];
+  errors: string[];
+  /** Highest CPU busy fraction seen right before one of this case's runs. */
+  busyBefore: number;
+}
+
+export interface CaseSummary {
+  model: string;
+  mode: string;
+  ours_tokens_per_s: number | null;
+  torch_tokens_per_s: number | null;
+  /** ours / PyTorch tokens/s. */
+  ratio: number | null;
+  ours_step_ms: number | null;
+  torch_step_ms: number | null;
+  ours_peak_rss_bytes: number | null;
+  torch_peak_rss_bytes: number | null;
+  ours_mfu: number | null;
+  torch_mfu: number | null;
+}
+
+export function stepArgs(o: CompareOptions, model: string, mode: string): StepArgs {
+  return { model, mode, seqLen: o.seqLen, microBatch: o.microBatch, steps: o.steps, warmup: o.warmup, threads: o.threads };
+}
+
+export async function runCompare(o: CompareOptions): Promise<CompareCase[]> {
+  const cases: CompareCase[] = [];
+  let oursFirst = true;
+  for (const model of o.models) {
+    for (const mode of o.modes) {
+      const c: CompareCase = { model, mode, ours: [], torch: [], errors: [], busyBefore: 0 };
+      const args = stepArgs(o, model, mode);
+      for (let round = 0; round < o.rounds; round++) {
+        const sides = oursFirst ? (['relora', 'pytorch'] as const) : (['pytorch', 'relora'] as const);
+        oursFirst = !oursFirst;
+        for (const side of sides) {
+          o.log?.(`${model} ${mode} round ${round + 1}/${o.rounds}: ${side}`);
+          const r = await runBench(side === 'relora' ? oursCommand(args) : torchCommand(args), o.quiet);
+          c.busyBefore = Math.max(c.busyBefore, r.busyBefore);
+          if (r.record) (side === 'relora' ? c.ours : c.torch).push(r.record);
+          else c.errors.push(`${side}: ${r.error}`);
+        }
+      }
+      cases.push(c);
+    }
+  }
+  return cases;
+}
+
+function med(rs: BenchRecord[], f: (r: BenchRecord) => number | null): number | null {
+  const xs = rs.map(f).filter((x): x is number => x !== null && Number.isFinite(x));
+  return xs.length ? median(xs) : null;
+}
+
+export function summarize(c: CompareCase): CaseSummary {
+  const ot = med(c.ours, (r) => r.tokens_per_s), tt = med(c.torch, (r) => r.tokens_per_s);
+  return {
+    model: c.model,
+    mode: c.mode,
+    ours_tokens_per_s: ot,
+    torch_tokens_per_s: tt,
+    ratio: ot !== null && tt !== null ? ot / tt : null,
+    ours_step_ms: med(c.ours, (r) => r.step_ms_median),
+    torch_step_ms: med(c.torch, (r) => r.step_ms_median),
+    ours_peak_rss_bytes: med(c.ours, (r) => r.peak_rss_bytes),
+    torch_peak_rss_bytes: med(c.torch, (r) => r.peak_rss_bytes),
+    ours_mfu: med(c.ours, (r) => r.mfu),
+    torch_mfu: med(c.torch, (r) => r.mfu),
+  };
+}
+
+/** Our relora (or lora) step time over our full step time, per model that has both. */
+export function stepRatios(summaries: CaseSummary[], side: 'ours' | 'torch' = 'ours'): { model: string; mode: string; ratio: number }[] {
+  const out: { model: string; mode: string; ratio: number }[] = [];
+  const key = side === 'ours' ? 'ours_step_ms' : 'torch_step_ms';
+  for (const s of summaries) {
+    if (s.mode === 'full') continue;
+    const full = summaries.find((f) => f.model === s.model && f.mode === 'full');
+    const a = s[key], b = full?.[key];
+    if (a != null && b != null) out.push({ model: s.model, mode: s.mode, ratio: a / b });
+  }
+  return out;
+}
+
+export function compareTable(summaries: CaseSummary[], markdown = false): string {
+  const headers = ['config', 'mode', 'relora tok/s', 'PyTorch tok/s', 'ratio', 'relora peak RSS', 'PyTorch peak RSS', 'relora MFU', 'PyTorch MFU'];
+  const rows = summaries.map((s) => [
+    s.model, s.mode, fixed(s.ours_tokens_per_s, 1), fixed(s.torch_tokens_per_s, 1), s.ratio === null ? '-' : `${s.ratio.toFixed(2)}×`,
+    s.ours_peak_rss_bytes === null ? '-' : mib(s.ours_peak_rss_bytes), s.torch_peak_rss_bytes === null ? '-' : mib(s.torch_peak_rss_bytes),
+    s.ours_mfu === null ? '-' : `${(100 * s.ours_mfu).toFixed(0)}%`, s.torch_mfu === null ? '-' : `${(100 * s.torch_mfu).toFixed(0)}%`,
+  ]);
+  return formatTable(headers, rows, markdown);
+}
+
+export function ratioTable(summaries: CaseSummary[], markdown = false): string {
+  const ours = stepRatios(summaries, 'ours'), torch = stepRatios(summaries, 'torch');
+  const rows = ours.map((r) => {
+    const t = torch.find((x) => x.model === r.model && x.mode === r.mode);
+    return [r.model, `${r.mode}/full`, r.ratio.toFixed(2), t ? t.ratio.toFixed(2) : '-'];
+  });
+  return formatTable(['config', 'step time', 'relora', 'PyTorch'], rows, markdown);
+}
