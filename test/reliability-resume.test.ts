@@ -168,4 +168,32 @@ describe('bit-exact resume', () => {
       assert.deepEqual(runDifferences(reference, runDir), []);
     });
   }
+
+  test('a second SIGINT exits at once; the last complete checkpoint stays valid and the run resumes bit-exactly', async (t) => {
+    assert.ok(reference, 'needs the reference run of the first test');
+    const runDir = join(work, 'double-sigint');
+    const at = between(6, STEPS - 5);
+    t.diagnostic(`SIGINT once update ${at} is reported, again as soon as the first is acknowledged`);
+    let sent = 0;
+    const r = await startCli(tinyRunArgs(data, runDir), {
+      env,
+      onLine: (line, child) => {
+        const step = progressStep(line);
+        if (sent === 0 && step !== null && step >= at) {
+          sent++;
+          child.kill('SIGINT');
+        } else if (sent === 1 && line.includes('SIGINT received: finishing this update')) {
+          sent++;
+          child.kill('SIGINT');
+        }
+      },
+    }).done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /SIGINT received again: exiting without saving \(the last complete checkpoint is intact\)/);
+    const ck = loadLatestCheckpoint(runDir, (m) => assert.fail(m));
+    assert.ok(ck.state.step <= lastTrainStep(runDir));
+    const resumed = await runCli(['train', '--resume', runDir], env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.deepEqual(runDifferences(reference, runDir), []);
+  });
 });

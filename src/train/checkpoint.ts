@@ -75,7 +75,7 @@ function tensorsToWrite(tensors: Record<string, Tensor>): Record<string, TensorT
   const out: Record<string, TensorToWrite> = {};
   for (const [name, t] of Object.entries(tensors)) {
     for (let i = 0; i < t.size; i++) {
-      if (!Number.isFinite(t.data[i])) throw new Error(`checkpoint: tensor "${name}" holds a non-finite value at index ${i}; refusing to save it`);
+      if (!Number.isFinite(t.data[i])) throw new Error(`tensor "${name}" holds a non-finite value (${t.data[i]}) at index ${i}`);
     }
     out[name] = { dtype: 'F32', shape: [...t.shape], data: t.data };
   }
