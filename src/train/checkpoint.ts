@@ -35,6 +35,8 @@ export interface TrainState {
   skipped: number;
   sampler: SamplerState;
   rng: Record<string, RandomState>;
+  /** The compute backend that wrote it: resuming elsewhere continues correctly, but not bit-identically. */
+  engine?: { backend: string; threads: number };
 }
 
 interface ManifestEntry {

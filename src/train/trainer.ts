@@ -7,7 +7,7 @@
  *          mode relora → [full × warm_start_steps] [relora × rest]   (merge + reset every cycle)
  * Each phase has its own AdamW and its own schedule; the data stream continues across phases.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend, backendInfo } from '../engine/backend.ts';
 import { clearPool } from '../engine/pool.ts';
@@ -229,6 +229,12 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       if (skippedNames.length) log(`falling back to ${resumeFrom.dir}: ${skippedNames.join(', ')} failed verification (see the warnings above)`);
       for (const n of discardCheckpointsAfter(runDir, resumeFrom.state.step)) log(`removed checkpoint ${n}: it is newer than the one resumed from, and its updates will be redone`);
       log(`resuming ${runDir} from ${resumeFrom.dir} (update ${resumeFrom.state.step} of ${cfg.steps})`);
+      const was = resumeFrom.state.engine;
+      if (was && (was.backend !== info.backend || was.threads !== info.threads)) {
+        const threads = (n: number) => `${n} thread${n === 1 ? '' : 's'}`;
+        log(`note: the checkpoint was written by the ${was.backend} backend with ${threads(was.threads)}, this process uses ${info.backend} with ${threads(info.threads)}; ` +
+          'the run continues correctly but will not be bit-identical to an uninterrupted one (use the same --backend and --threads for that)');
+      }
     }
   } else {
     if (existsSync(join(runDir, 'config.json')) || existsSync(join(runDir, 'metrics.jsonl'))) {
@@ -353,6 +359,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const state: TrainState = {
       version: 1, step, phase, phase_step: phaseStep, optimizer_steps: optimizer?.stepCount ?? 0, counters: { ...counters },
       tokens, elapsed: elapsedBefore + (Date.now() - t0) / 1000, skipped, sampler: sampler.state(), rng: rngState(),
+      engine: { backend: info.backend, threads: info.threads },
     };
     const optTensors: Record<string, Tensor> = {};
     if (optimizer) for (const [name, st] of optimizer.state) { optTensors[`m.${name}`] = st.m; optTensors[`v.${name}`] = st.v; }
@@ -491,7 +498,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     threads: info.threads,
     ...(interrupted ? { interrupted: true, interrupted_by: stopRequested ?? undefined } : {}),
   };
-  writeFileSync(join(runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  await atomicWriteFile(join(runDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   optimizer?.dispose();
   model.dispose();
   return summary;
