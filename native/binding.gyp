@@ -21,7 +21,8 @@
         "src/activations.c",
         "src/dropout.c",
         "src/cross_entropy.c",
-        "src/adamw.c"
+        "src/adamw.c",
+        "src/fused.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -76,6 +76,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("crossEntropyForward", napi_cross_entropy_forward),
       FN("crossEntropyBackward", napi_cross_entropy_backward),
       FN("adamwStep", napi_adamw_step),
+      FN("dropoutApply", napi_dropout_apply),
+      FN("dropoutBackwardAdd", napi_dropout_backward_add),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -57,10 +57,18 @@ export class AdamW {
     }
   }
 
-  /** Zero every gradient (keeping the buffers for the next step: no allocation). */
+  /**
+   * Drop every gradient, as PyTorch's zero_grad(set_to_none=True): the buffers go back to the
+   * pool and the next backward takes them again (no allocation) and writes its first
+   * contribution instead of adding it to zeros. A parameter that then gets no gradient is
+   * skipped by step(), as in PyTorch.
+   */
   zeroGrad(): void {
-    const k = K();
-    for (const [, p] of this.params) if (p.grad) k.fill(p.grad.data, 0, p.size);
+    for (const [, p] of this.params) {
+      if (!p.grad) continue;
+      p.grad.dispose();
+      p.grad = null;
+    }
   }
 
   /** Bytes of optimizer state (two moments per trainable element). */

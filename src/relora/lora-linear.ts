@@ -71,11 +71,11 @@ export class LoraLinear extends Module {
     this.loraB.data.fill(0);
   }
 
+  /** One fused op (engine/ops/matmul.ts loraLinear): x·Aᵀ first, no dW for the frozen W. */
   forward(x: Tensor): Tensor {
-    const base = ops.linear(x, this.weight);
-    const xd = ops.dropout(x, this.dropoutP, this.dropoutRng, this.training);
-    const lora = ops.linear(ops.linear(xd, this.loraA), this.loraB);
-    return ops.add(base, ops.scale(lora, this.scaling));
+    // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
+    const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;
+    return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout);
   }
 
   /** W += s·B·A in fp32, then re-draw A and zero B: the layer's output does not change. */

@@ -10,8 +10,20 @@ import { fileURLToPath } from 'node:url';
 
 import type { Kernels } from './kernels.ts';
 
+/**
+ * Fused kernels outside the Kernels interface (native/src/fused.c). The ops use them when the
+ * native backend is active and compose the same result from Kernels methods otherwise, so the
+ * js backend stays the readable reference.
+ */
+export interface FusedKernels {
+  /** out[i] = x[i] · mask[i], mask as Kernels.dropoutMask(key, threshold, scale) without the buffer. */
+  dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** dx[i] += g[i] · mask[i], the same mask. */
+  dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+}
+
 /** What the compiled addon exports (see native/src/addon.c). */
-interface NativeAddon extends Omit<Kernels, 'name'> {
+interface NativeAddon extends Omit<Kernels, 'name'>, FusedKernels {
   readonly name: 'native';
   /** Whether LAPACK was found at build time (detected for later use; not called yet). */
   readonly lapack: boolean;
@@ -24,6 +36,7 @@ const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'relora_native.no
 
 let addon: NativeAddon | null = null;
 let kernels: Kernels | null = null;
+let fused: FusedKernels | null = null;
 let loadError: string | null = null;
 let attempted = false;
 
@@ -100,7 +113,16 @@ export function loadNativeKernels(): Kernels | null {
     crossEntropyBackward: a.crossEntropyBackward,
     adamwStep: a.adamwStep,
   };
+  // An addon built from older sources lacks them; the ops then compose Kernels methods.
+  fused = typeof a.dropoutApply === 'function' && typeof a.dropoutBackwardAdd === 'function'
+    ? { dropoutApply: a.dropoutApply, dropoutBackwardAdd: a.dropoutBackwardAdd }
+    : null;
   return kernels;
+}
+
+/** The fused kernels when `k` is the native backend (the object loadNativeKernels returned), else null. */
+export function fusedKernels(k: Kernels): FusedKernels | null {
+  return k === kernels ? fused : null;
 }
 
 /** Why loadNativeKernels() returned null; null when it has not failed. */

@@ -1,7 +1,8 @@
 /** SiLU, the SwiGLU product silu(gate)·up, and dropout. */
 import { K } from '../backend.ts';
 import { dropThreshold, type RandomStream } from '../rng.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradSlot, gradZeroed } from './grad.ts';
 
 export function silu(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape, false);
@@ -12,7 +13,7 @@ export function silu(x: Tensor): Tensor {
       op: 'silu',
       inputs: [x],
       backward(g) {
-        const gx = gradBuffer(x);
+        const gx = gradZeroed(x);
         if (gx) K().siluBackward(g, x.data, gx, x.size);
       },
     };
@@ -32,7 +33,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
       op: 'swiglu',
       inputs: [gate, up],
       backward(g) {
-        K().swigluBackward(g, gate.data, up.data, gradBuffer(gate), gradBuffer(up), gate.size);
+        K().swigluBackward(g, gate.data, up.data, gradZeroed(gate), gradZeroed(up), gate.size);
       },
     };
   }
@@ -53,11 +54,15 @@ export function dropout(x: Tensor, p: number, rng: RandomStream, training: boole
       op: 'dropout',
       inputs: [x],
       backward(g) {
-        const gx = gradBuffer(x);
+        const gx = gradSlot(x);
         if (!gx) return;
+        if (gx.fresh) {
+          K().mul(g, mask.data, gx.data, x.size);
+          return;
+        }
         const tmp = Tensor.empty(x.shape, false);
         K().mul(g, mask.data, tmp.data, x.size);
-        K().axpy(1, tmp.data, gx, x.size);
+        K().axpy(1, tmp.data, gx.data, x.size);
         tmp.dispose();
       },
     };

@@ -1,6 +1,7 @@
 /** Causal multi-head self-attention as one fused op: softmax(q·kᵀ/√D + causal mask)·v. */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradZeroed } from './grad.ts';
 
 /** q, k, v: [B, T, H*D] -> [B, T, H*D]. */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number): Tensor {
@@ -23,7 +24,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
       op: 'attention',
       inputs: [q, k, v],
       backward(g) {
-        K().attentionBackward(g, q.data, k.data, v.data, probs.data, gradBuffer(q), gradBuffer(k), gradBuffer(v), B, T, heads, D, scale);
+        K().attentionBackward(g, q.data, k.data, v.data, probs.data, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
       },
     };
   }

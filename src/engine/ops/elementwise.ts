@@ -1,6 +1,7 @@
 /** Elementwise add, mul and scale on same-shape tensors, and sum / mean reductions. */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradSlot, type GradSlot } from './grad.ts';
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
   if (a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
@@ -18,13 +19,34 @@ export function add(a: Tensor, b: Tensor): Tensor {
       op: 'add',
       inputs: [a, b],
       backward(g) {
-        const ga = gradBuffer(a), gb = gradBuffer(b);
-        if (ga) K().axpy(1, g, ga, a.size);
-        if (gb) K().axpy(1, g, gb, b.size);
+        // Slots one at a time: add(x, x) must see the second one as no longer fresh.
+        const ga = gradSlot(a);
+        if (ga) {
+          if (ga.fresh) ga.data.set(g);
+          else K().axpy(1, g, ga.data, a.size);
+        }
+        const gb = gradSlot(b);
+        if (gb) {
+          if (gb.fresh) gb.data.set(g);
+          else K().axpy(1, g, gb.data, b.size);
+        }
       },
     };
   }
   return out;
+}
+
+/** slot (+)= g ∘ other: written straight into a fresh slot, through a temporary otherwise. */
+function mulInto(g: Float32Array, other: Float32Array, slot: GradSlot | null, n: number): void {
+  if (!slot) return;
+  if (slot.fresh) {
+    K().mul(g, other, slot.data, n);
+    return;
+  }
+  const tmp = Tensor.empty([n], false);
+  K().mul(g, other, tmp.data, n);
+  K().axpy(1, tmp.data, slot.data, n);
+  tmp.dispose();
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
@@ -37,17 +59,8 @@ export function mul(a: Tensor, b: Tensor): Tensor {
       op: 'mul',
       inputs: [a, b],
       backward(g) {
-        const ga = gradBuffer(a), gb = gradBuffer(b);
-        const tmp = ga || gb ? Tensor.empty(a.shape, false) : null;
-        if (ga) {
-          K().mul(g, b.data, tmp!.data, a.size);
-          K().axpy(1, tmp!.data, ga, a.size);
-        }
-        if (gb) {
-          K().mul(g, a.data, tmp!.data, a.size);
-          K().axpy(1, tmp!.data, gb, b.size);
-        }
-        tmp?.dispose();
+        mulInto(g, b.data, gradSlot(a), a.size);
+        mulInto(g, a.data, gradSlot(b), b.size);
       },
     };
   }
@@ -63,8 +76,10 @@ export function scale(a: Tensor, s: number): Tensor {
       op: 'scale',
       inputs: [a],
       backward(g) {
-        const ga = gradBuffer(a);
-        if (ga) K().axpy(s, g, ga, a.size);
+        const ga = gradSlot(a);
+        if (!ga) return;
+        if (ga.fresh) K().scale(g, s, ga.data, a.size);
+        else K().axpy(s, g, ga.data, a.size);
       },
     };
   }
@@ -79,8 +94,10 @@ export function sum(a: Tensor): Tensor {
       op: 'sum',
       inputs: [a],
       backward(g) {
-        const ga = gradBuffer(a);
-        if (ga) K().addScalar(ga, g[0], a.size);
+        const ga = gradSlot(a);
+        if (!ga) return;
+        if (ga.fresh) K().fill(ga.data, g[0], a.size);
+        else K().addScalar(ga.data, g[0], a.size);
       },
     };
   }
@@ -97,8 +114,10 @@ export function mean(a: Tensor): Tensor {
       op: 'mean',
       inputs: [a],
       backward(g) {
-        const ga = gradBuffer(a);
-        if (ga) K().addScalar(ga, g[0] / n, n);
+        const ga = gradSlot(a);
+        if (!ga) return;
+        if (ga.fresh) K().fill(ga.data, g[0] / n, n);
+        else K().addScalar(ga.data, g[0] / n, n);
       },
     };
   }

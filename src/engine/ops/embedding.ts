@@ -1,6 +1,7 @@
 /** Token embedding lookup; its backward is a scatter-add into the table's gradient. */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradZeroed } from './grad.ts';
 
 /** ids: int32 [...]; weight [vocab, dim] -> [..., dim]. Out-of-range ids throw before any write. */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
@@ -15,7 +16,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
       op: 'embedding',
       inputs: [weight],
       backward(g) {
-        const gw = gradBuffer(weight);
+        const gw = gradZeroed(weight);
         if (gw) K().embeddingBackward(g, ids.ints, gw, ids.size, vocab, dim);
       },
     };

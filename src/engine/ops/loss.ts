@@ -1,6 +1,7 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradZeroed } from './grad.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -23,7 +24,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
       op: 'crossEntropy',
       inputs: [logits],
       backward(g) {
-        const gl = gradBuffer(logits);
+        const gl = gradZeroed(logits);
         if (gl) K().crossEntropyBackward(logits.data, targets.ints, lse.data, gl, rows, V, ignoreIndex, g[0] / count);
       },
     };

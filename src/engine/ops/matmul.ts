@@ -4,7 +4,10 @@
  * what spares a frozen weight its dW = dYᵀ·X.
  */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { fusedKernels } from '../backends/native.ts';
+import { dropThreshold } from '../rng.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { betaFor, gradSlot } from './grad.ts';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -61,15 +64,18 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       inputs: [a, b],
       backward(dC) {
         const k = K();
-        const dA = gradBuffer(a);
+        // A fresh gradient is written (beta 0) rather than cleared and accumulated into.
+        const dA = gradSlot(a);
         if (dA) {
-          if (!transA) k.gemm(false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, 1, dA, lda, sA, batch);
-          else k.gemm(transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, 1, dA, lda, sA, batch);
+          const beta = betaFor(dA);
+          if (!transA) k.gemm(false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, beta, dA.data, lda, sA, batch);
+          else k.gemm(transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch);
         }
-        const dB = gradBuffer(b);
+        const dB = gradSlot(b);
         if (dB) {
-          if (!transB) k.gemm(!transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, 1, dB, ldb, sB, batch);
-          else k.gemm(true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, 1, dB, ldb, sB, batch);
+          const beta = betaFor(dB);
+          if (!transB) k.gemm(!transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch);
+          else k.gemm(true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, beta, dB.data, ldb, sB, batch);
         }
       },
     };
@@ -84,4 +90,109 @@ export function linear(x: Tensor, weight: Tensor): Tensor {
     throw new Error(`linear: input ${shapeStr(x.shape)} has last dimension ${x.shape[x.shape.length - 1]}, weight ${shapeStr(weight.shape)} expects ${weight.shape[1]}`);
   }
   return matmul(x, weight, { transB: true });
+}
+
+/** Dropout on the LoRA branch's input: probability p, mask key from the layer's random stream. */
+export interface LoraDropout {
+  p: number;
+  key: number;
+}
+
+/** xd = x ∘ mask (the mask Kernels.dropoutMask draws from `key`), into `out`. */
+function applyDropout(x: Float32Array, out: Float32Array, n: number, d: LoraDropout): void {
+  const k = K(), f = fusedKernels(k), threshold = dropThreshold(d.p), keep = 1 / (1 - d.p);
+  if (f) return f.dropoutApply(x, out, n, d.key, threshold, keep);
+  k.dropoutMask(out, n, d.key, threshold, keep);
+  k.mul(x, out, out, n);
+}
+
+/** dx += g ∘ mask; `g` may be overwritten. */
+function dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, d: LoraDropout): void {
+  const k = K(), f = fusedKernels(k), threshold = dropThreshold(d.p), keep = 1 / (1 - d.p);
+  if (f) return f.dropoutBackwardAdd(g, dx, n, d.key, threshold, keep);
+  const mask = Tensor.empty([n], false);
+  k.dropoutMask(mask.data, n, d.key, threshold, keep);
+  k.mul(g, mask.data, g, n);
+  mask.dispose();
+  k.axpy(1, g, dx, n);
+}
+
+/**
+ * A LoRA linear layer as one op (spec section 3):
+ *   y = x·Wᵀ + s · ((dropout(x)·Aᵀ)·Bᵀ),   W [out, in], A [r, in], B [out, r]
+ * with the cheap order of products (x·Aᵀ first: the [tokens, r] intermediate u is the only thing
+ * kept for backward besides x) and s·u·Bᵀ added into y by the GEMM itself. The dropout mask is
+ * regenerated from its key in backward instead of being stored. A frozen W (no gradient) costs
+ * no dW product. x: [..., in] -> [..., out].
+ */
+export function loraLinear(x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropout: LoraDropout | null): Tensor {
+  if (weight.shape.length !== 2 || loraA.shape.length !== 2 || loraB.shape.length !== 2) {
+    throw new Error(`loraLinear: W, A and B must be 2-D, got ${shapeStr(weight.shape)}, ${shapeStr(loraA.shape)}, ${shapeStr(loraB.shape)}`);
+  }
+  const [outF, inF] = weight.shape, r = loraA.shape[0];
+  if (x.shape[x.shape.length - 1] !== inF) throw new Error(`loraLinear: input ${shapeStr(x.shape)} has last dimension ${x.shape[x.shape.length - 1]}, W ${shapeStr(weight.shape)} expects ${inF}`);
+  if (loraA.shape[1] !== inF || loraB.shape[0] !== outF || loraB.shape[1] !== r) {
+    throw new Error(`loraLinear: A ${shapeStr(loraA.shape)} and B ${shapeStr(loraB.shape)} do not fit W ${shapeStr(weight.shape)} (expected A [r, ${inF}], B [${outF}, r])`);
+  }
+  if (dropout && !(dropout.p > 0 && dropout.p < 1)) throw new Error(`loraLinear: dropout probability must be in (0, 1), got ${dropout.p}`);
+  const k = K();
+  const tok = x.size / inF, n = x.size;
+  const W = weight.data, A = loraA.data, Bm = loraB.data;
+  const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
+  const y = out.data;
+  const u = Tensor.empty([tok, r], false);
+  k.gemm(false, true, tok, outF, inF, 1, x.data, inF, 0, W, inF, 0, 0, y, outF, 0, 1);
+  if (dropout) {
+    const xd = Tensor.empty([n], false);
+    applyDropout(x.data, xd.data, n, dropout);
+    k.gemm(false, true, tok, r, inF, 1, xd.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+    xd.dispose();
+  } else {
+    k.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+  }
+  k.gemm(false, true, tok, outF, r, scaling, u.data, r, 0, Bm, r, 0, 1, y, outF, 0, 1);
+  if (!recording(x, weight, loraA, loraB)) u.dispose();
+  else {
+    out.requiresGrad = true;
+    out.node = {
+      op: 'loraLinear',
+      inputs: [x, weight, loraA, loraB],
+      backward(g) {
+        const kb = K();
+        const gx = gradSlot(x);
+        if (gx) kb.gemm(false, false, tok, inF, outF, 1, g, outF, 0, W, inF, 0, betaFor(gx), gx.data, inF, 0, 1);
+        const gW = gradSlot(weight);
+        if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
+        const gB = gradSlot(loraB);
+        if (gB) kb.gemm(true, false, outF, r, tok, scaling, g, outF, 0, u.data, r, 0, betaFor(gB), gB.data, r, 0, 1);
+        const needA = loraA.requiresGrad;
+        if (!gx && !needA) return;
+        // t = s·g·B [tok, r]: the gradient of u.
+        const t = Tensor.empty([tok, r], false);
+        kb.gemm(false, false, tok, r, outF, scaling, g, outF, 0, Bm, r, 0, 0, t.data, r, 0, 1);
+        const scratch = dropout ? Tensor.empty([n], false) : null;
+        const gA = gradSlot(loraA);
+        if (gA) {
+          let xd = x.data;
+          if (scratch) {
+            applyDropout(x.data, scratch.data, n, dropout!);
+            xd = scratch.data;
+          }
+          kb.gemm(true, false, r, inF, tok, 1, t.data, r, 0, xd, inF, 0, betaFor(gA), gA.data, inF, 0, 1);
+        }
+        if (gx) {
+          // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
+          if (scratch) {
+            kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 0, scratch.data, inF, 0, 1);
+            dropoutBackwardAdd(scratch.data, gx.data, n, dropout!);
+          } else {
+            kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 1, gx.data, inF, 0, 1);
+          }
+        }
+        scratch?.dispose();
+        t.dispose();
+      },
+    };
+  }
+  return out;
 }

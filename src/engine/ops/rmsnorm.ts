@@ -1,6 +1,7 @@
 /** RMSNorm (LLaMA): x / sqrt(mean(x²) + eps) * weight, over the last dimension. */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradZeroed } from './grad.ts';
 
 export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const dim = x.shape[x.shape.length - 1];
@@ -17,7 +18,7 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
       op: 'rmsnorm',
       inputs: [x, weight],
       backward(g) {
-        K().rmsnormBackward(g, x.data, weight.data, rstd.data, gradBuffer(x), gradBuffer(weight), rows, dim);
+        K().rmsnormBackward(g, x.data, weight.data, rstd.data, gradZeroed(x), gradZeroed(weight), rows, dim);
       },
     };
   }

@@ -1,6 +1,7 @@
 /** Rotary position embedding, Hugging Face "rotate half" layout. */
 import { K } from '../backend.ts';
-import { gradBuffer, recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { gradSlot } from './grad.ts';
 
 export interface RopeTables {
   cos: Float32Array;
@@ -29,6 +30,17 @@ export function ropeTables(T: number, headDim: number, theta: number): RopeTable
   return { cos, sin, T, headDim };
 }
 
+const negSinCache = new WeakMap<RopeTables, Float32Array>();
+
+function negatedSin(tables: RopeTables): Float32Array {
+  let s = negSinCache.get(tables);
+  if (!s) {
+    s = Float32Array.from(tables.sin, (v) => -v);
+    negSinCache.set(tables, s);
+  }
+  return s;
+}
+
 /** x: [B, T, H*D] (or [B, T, H, D]); rotates each head by its position t. */
 export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
   if (x.shape.length < 3) throw new Error(`rope: expected [B, T, H*D], got ${shapeStr(x.shape)}`);
@@ -43,8 +55,11 @@ export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
       op: 'rope',
       inputs: [x],
       backward(g) {
-        const gx = gradBuffer(x);
-        if (gx) K().ropeBackward(g, tables.cos, tables.sin, gx, B, T, heads, D);
+        const gx = gradSlot(x);
+        if (!gx) return;
+        // The inverse rotation is the forward one with sin negated: it writes a fresh gradient.
+        if (gx.fresh) K().ropeForward(g, tables.cos, negatedSin(tables), gx.data, B, T, heads, D);
+        else K().ropeBackward(g, tables.cos, tables.sin, gx.data, B, T, heads, D);
       },
     };
   }

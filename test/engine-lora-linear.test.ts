@@ -1,0 +1,125 @@
+/**
+ * The fused LoRA linear op and the write-instead-of-accumulate gradient slots, on every backend:
+ * the fused op must give what the composed ops give (linear, dropout, linear, linear, scale,
+ * add), values and every gradient, with the same dropout masks.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setBackend } from '../src/engine/backend.ts';
+import { loadNativeKernels } from '../src/engine/backends/native.ts';
+import * as ops from '../src/engine/ops/index.ts';
+import { RandomStream } from '../src/engine/rng.ts';
+import { parameter, scope, Tensor } from '../src/engine/tensor.ts';
+import { AdamW } from '../src/optim/adamw.ts';
+
+const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as const);
+
+function param(shape: number[], seed: number, requiresGrad = true, scale = 1): Tensor {
+  const t = parameter(shape, requiresGrad);
+  new RandomStream(seed).uniform(t.data, -scale, scale);
+  return t;
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let diff = 0, mag = 1e-6;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    mag = Math.max(mag, Math.abs(b[i]));
+  }
+  return diff / mag;
+}
+
+interface Case { p: number; wTrainable: boolean; twice: boolean }
+
+/** out, and the gradients of x, W, A, B after backward of sum(out ∘ G) (twice: two layers share x). */
+function run(c: Case, fused: boolean): Float32Array[] {
+  const inF = 12, outF = 7, r = 3;
+  const x = param([2, 5, inF], 1), W = param([outF, inF], 2, c.wTrainable), A = param([r, inF], 3), Bm = param([outF, r], 4);
+  const G = Tensor.from(Float32Array.from({ length: 2 * 5 * outF }, (_, i) => Math.sin(i)), [2, 5, outF]);
+  const s = 0.75;
+  const result = scope(() => {
+    const streamA = new RandomStream(9), streamB = new RandomStream(9);
+    const layer = (): Tensor => {
+      if (fused) {
+        const d = c.p > 0 ? { p: c.p, key: streamA.maskKey() } : null;
+        return ops.loraLinear(x, W, A, Bm, s, d);
+      }
+      const xd = ops.dropout(x, c.p, streamB, true);
+      return ops.add(ops.linear(x, W), ops.scale(ops.linear(ops.linear(xd, A), Bm), s));
+    };
+    let out = layer();
+    if (c.twice) out = ops.add(out, layer());
+    ops.sum(ops.mul(out, G)).backward();
+    return [Float32Array.from(out.data)];
+  });
+  for (const t of [x, W, A, Bm]) result.push(t.grad ? Float32Array.from(t.grad.data) : new Float32Array(0));
+  for (const t of [x, W, A, Bm]) t.dispose();
+  return result;
+}
+
+for (const backend of backends) {
+  test(`loraLinear equals the composed LoRA ops on the ${backend} backend (values and gradients)`, () => {
+    setBackend(backend);
+    for (const c of [
+      { p: 0, wTrainable: false, twice: false }, { p: 0.3, wTrainable: false, twice: false },
+      { p: 0.3, wTrainable: true, twice: false }, { p: 0.5, wTrainable: false, twice: true }, { p: 0, wTrainable: true, twice: true },
+    ]) {
+      const fused = run(c, true), composed = run(c, false);
+      const names = ['out', 'dx', 'dW', 'dA', 'dB'];
+      for (let i = 0; i < names.length; i++) {
+        assert.equal(fused[i].length, composed[i].length, `${names[i]} presence ${JSON.stringify(c)}`);
+        if (fused[i].length) assert.ok(maxRelDiff(fused[i], composed[i]) < 1e-5, `${names[i]} ${JSON.stringify(c)}: ${maxRelDiff(fused[i], composed[i])}`);
+      }
+      assert.equal(fused[2].length === 0, !c.wTrainable, 'a frozen W gets no gradient');
+    }
+  });
+
+  test(`fresh gradient slots are written, later contributions added (${backend})`, () => {
+    setBackend(backend);
+    const a = param([6], 5);
+    const g = Tensor.from(Float32Array.from([1, 2, 3, 4, 5, 6]), [6]);
+    scope(() => ops.sum(ops.mul(ops.add(a, a), g)).backward());
+    assert.deepEqual([...a.grad!.data], [2, 4, 6, 8, 10, 12]);
+    a.grad!.dispose();
+    a.grad = null;
+    scope(() => ops.sum(ops.mul(a, a)).backward());
+    for (let i = 0; i < 6; i++) assert.ok(Math.abs(a.grad!.data[i] - 2 * a.data[i]) < 1e-6);
+    // A second backward without clearing accumulates onto the existing gradient.
+    scope(() => ops.sum(ops.scale(a, 3)).backward());
+    for (let i = 0; i < 6; i++) assert.ok(Math.abs(a.grad!.data[i] - (2 * a.data[i] + 3)) < 1e-6);
+    a.dispose();
+  });
+
+  test(`rope's backward writes a fresh gradient exactly as it accumulates one (${backend})`, () => {
+    setBackend(backend);
+    const tables = ops.ropeTables(6, 4, 10000);
+    const x = param([2, 6, 8], 6);
+    const G = param([2, 6, 8], 7, false);
+    scope(() => ops.sum(ops.mul(ops.rope(x, tables, 2), G)).backward());
+    const fresh = Float32Array.from(x.grad!.data);
+    x.grad!.data.fill(0);
+    scope(() => ops.sum(ops.mul(ops.rope(x, tables, 2), G)).backward());
+    assert.deepEqual([...x.grad!.data], [...fresh]);
+    x.dispose();
+    G.dispose();
+  });
+}
+
+test('AdamW.zeroGrad drops gradients (set to none) and step skips parameters without one', () => {
+  setBackend('js');
+  const p = param([4], 8), q = param([4], 9);
+  const opt = new AdamW([['p', p], ['q', q]], { lr: 0.1 });
+  scope(() => ops.sum(ops.add(p, q)).backward());
+  opt.step();
+  opt.zeroGrad();
+  assert.equal(p.grad, null);
+  assert.equal(q.grad, null);
+  const qBefore = Float32Array.from(q.data);
+  scope(() => ops.sum(ops.scale(p, 2)).backward());
+  assert.deepEqual([...p.grad!.data], [2, 2, 2, 2]);
+  opt.step();
+  assert.deepEqual([...q.data], [...qBefore]);
+  opt.dispose();
+  p.dispose();
+  q.dispose();
+});
