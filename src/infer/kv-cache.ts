@@ -48,6 +48,45 @@ function rmsnorm(x: Float32Array, w: Float32Array, rows: number, dim: number, ep
   return out;
 }
 
+/**
+ * Causal attention of n new rows (positions p … p+n−1) against every cached position, query
+ * head h reading K/V head ⌊h / groups⌋. Plain loops rather than GEMM calls: the products are
+ * small (one row per head when decoding) and their shapes change with every position, which
+ * would make a GEMM library set up a new kernel each call.
+ */
+function attendCached(
+  q: Float32Array, keys: Float32Array, values: Float32Array, out: Float32Array, scores: Float64Array,
+  n: number, p: number, H: number, groups: number, D: number, scale: number,
+): void {
+  const HD = H * D, kvDim = (H / groups) * D;
+  out.fill(0);
+  for (let i = 0; i < n; i++) {
+    const last = p + i; // position p+i sees positions 0 … p+i
+    for (let h = 0; h < H; h++) {
+      const qo = i * HD + h * D, ko = Math.floor(h / groups) * D;
+      let max = -Infinity;
+      for (let s = 0; s <= last; s++) {
+        const kr = s * kvDim + ko;
+        let dot = 0;
+        for (let e = 0; e < D; e++) dot += q[qo + e] * keys[kr + e];
+        const z = dot * scale;
+        scores[s] = z;
+        if (z > max) max = z;
+      }
+      let sum = 0;
+      for (let s = 0; s <= last; s++) {
+        const e = Math.exp(scores[s] - max);
+        scores[s] = e;
+        sum += e;
+      }
+      for (let s = 0; s <= last; s++) {
+        const weight = scores[s] / sum, vr = s * kvDim + ko;
+        for (let e = 0; e < D; e++) out[qo + e] += weight * values[vr + e];
+      }
+    }
+  }
+}
+
 export class KVCache {
   readonly config: LlamaConfig;
   readonly capacity: number;
@@ -123,7 +162,7 @@ export class KVCache {
 
     const x = new Float32Array(n * d);
     k.embeddingForward(this.embed, Int32Array.from(ids), x, n, V, d);
-    const scores = new Float32Array(n * L);
+    const scores = new Float64Array(L);
     const attn = new Float32Array(n * HD);
     for (const w of this.layers) {
       const h = rmsnorm(x, w.inputNorm, n, d, c.rmsNormEps);
@@ -133,26 +172,7 @@ export class KVCache {
       k.ropeForward(project(h, w.k, n, d, kvDim), cos, sin, w.keys.subarray(p * kvDim, L * kvDim), 1, n, kvH, D);
       w.values.set(project(h, w.v, n, d, kvDim), p * kvDim);
 
-      for (let head = 0; head < H; head++) {
-        const g = Math.floor(head / groups);
-        // scores[i, s] = scale · q_i · k_s over every cached position s.
-        k.gemm(false, true, n, L, D, scale, qr.subarray(head * D), HD, 0, w.keys.subarray(g * D), kvDim, 0, 0, scores, L, 0, 1);
-        for (let i = 0; i < n; i++) {
-          const row = scores.subarray(i * L, (i + 1) * L);
-          const last = p + i; // causal: position p+i sees positions 0..p+i
-          let max = -Infinity;
-          for (let s = 0; s <= last; s++) if (row[s] > max) max = row[s];
-          let sum = 0;
-          for (let s = 0; s <= last; s++) {
-            const e = Math.exp(row[s] - max);
-            row[s] = e;
-            sum += e;
-          }
-          for (let s = 0; s <= last; s++) row[s] /= sum;
-          row.fill(0, last + 1);
-        }
-        k.gemm(false, false, n, D, L, 1, scores, L, 0, w.values.subarray(g * D), kvDim, 0, 0, attn.subarray(head * D), HD, 0, 1);
-      }
+      attendCached(qr, w.keys, w.values, attn, scores, n, p, H, groups, D, scale);
       k.axpy(1, project(attn, w.o, n, HD, d), x, n * d);
 
       const h2 = rmsnorm(x, w.postNorm, n, d, c.rmsNormEps);
