@@ -122,4 +122,10 @@ test('streamed text equals the decoded text and never holds half a UTF-8 charact
   assert.equal(pieces.join(''), text);
   assert.ok(pieces.every((p) => !p.includes('\uFFFD')));
   assert.ok(pieces.some((p) => p === ''), 'some byte tokens end inside a character and wait');
+
+  // After a prompt: only the continuation is emitted.
+  const prompt = tok.encode('Hello');
+  const after = new TextStreamer((x) => tok.decode(x), prompt);
+  const rest = ids.map((id) => after.push(id)).join('') + after.flush();
+  assert.equal(rest, tok.decode([...prompt, ...ids]).slice('Hello'.length));
 });

@@ -43,13 +43,18 @@ export function generate(model: LlamaForCausalLM, prompt: readonly number[], opt
 /**
  * Turns a stream of ids into a stream of text. Byte-level tokens can end in the middle of a
  * UTF-8 character, so text is emitted only up to the last complete character; the rest waits
- * for the next token.
+ * for the next token. New ids are decoded after the `context` ids (the prompt) rather than on
+ * their own, because some decoders treat the start of a text specially (SentencePiece drops
+ * the space a leading "▁" stands for).
  */
 export class TextStreamer {
-  private ids: number[] = [];
-  private emitted = 0;
+  private readonly ids: number[];
+  private emitted: number;
 
-  constructor(private readonly decode: (ids: number[]) => string) {}
+  constructor(private readonly decode: (ids: number[]) => string, context: readonly number[] = []) {
+    this.ids = [...context];
+    this.emitted = context.length ? decode(this.ids).length : 0;
+  }
 
   /** The new text that `id` completes ('' while a character is still partial). */
   push(id: number): string {

@@ -41,10 +41,11 @@ export function register(program: Command): void {
       }
       const tokenizer = src.tokenizer;
       if (!tokenizer) throw new UsageError(`${src.dir}: has no tokenizer.json, so a text prompt cannot be encoded`);
-      let prompt = [...src.promptPrefix, ...tokenizer.encode(opts.prompt)];
+      const promptIds = tokenizer.encode(opts.prompt);
+      let prompt = [...src.promptPrefix, ...promptIds];
       // An empty prompt starts a fresh document: the token that separates documents.
       if (prompt.length === 0) prompt = [src.eosIds[0] ?? tokenizer.eosId];
-      const streamer = new TextStreamer((ids) => tokenizer.decode(ids));
+      const streamer = new TextStreamer((ids) => tokenizer.decode(ids), promptIds);
       const out = process.stdout;
       out.write(opts.prompt);
       const t0 = Date.now();
