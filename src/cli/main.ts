@@ -5,6 +5,8 @@ import * as bench from './commands/bench.ts';
 import * as compare from './commands/compare.ts';
 import * as doctor from './commands/doctor.ts';
 import * as evalCmd from './commands/eval.ts';
+import * as exportCmd from './commands/export.ts';
+import * as generateCmd from './commands/generate.ts';
 import * as info from './commands/info.ts';
 import * as report from './commands/report.ts';
 import * as schedule from './commands/schedule.ts';
@@ -36,6 +38,8 @@ export function buildProgram(): Command {
   trainCmd.register(program);
   evalCmd.register(program);
   compare.register(program);
+  exportCmd.register(program);
+  generateCmd.register(program);
   return program;
 }
 

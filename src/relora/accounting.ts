@@ -22,6 +22,8 @@ function projectionShape(cfg: LlamaConfig, p: ProjectionName): [number, number] 
   const d = cfg.hiddenSize, f = cfg.intermediateSize;
   if (p === 'gate_proj' || p === 'up_proj') return [d, f];
   if (p === 'down_proj') return [f, d];
+  // Grouped-query attention: k and v project to the (fewer) key/value heads.
+  if (p === 'k_proj' || p === 'v_proj') return [d, (cfg.numKVHeads ?? cfg.numHeads) * (d / cfg.numHeads)];
   return [d, d];
 }
 

@@ -70,6 +70,8 @@ export const TrainConfigSchema = z.object({
   /** An existing tokenizer.json, or absent to train a byte-level BPE of tokenizer_vocab_size. */
   tokenizer: z.string().min(1).optional(),
   tokenizer_vocab_size: z.number().int().min(300).max(1_000_000).default(8000),
+  /** A Hugging Face LLaMA folder to continue pre-training (its weights, shape and tokenizer). */
+  init_from: z.string().min(1).optional(),
   /** Singular-value tracking: "default" (a few matrices), "all", "none", or module names. */
   rank_sample: z.union([z.enum(['default', 'all', 'none']), z.array(z.string())]).default('default'),
   out: z.string().min(1).default('runs/relora'),
@@ -179,6 +181,11 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   }
   if (c.mode === 'relora' && phaseSteps > 0 && phaseSteps <= c.cycle_length) {
     problems.push(`cycle_length ${c.cycle_length}: the relora phase has only ${phaseSteps} updates, so no restart would happen`);
+  }
+  if (c.init_from && raw && typeof raw === 'object') {
+    for (const k of ['model', 'tokenizer', 'vocab_size'] as const) {
+      if (k in raw) problems.push(`${k}: not allowed with init_from (the model folder ${c.init_from} defines the model and its tokenizer)`);
+    }
   }
   if (c.eval_tokens < c.seq_len) problems.push(`eval_tokens ${c.eval_tokens} is less than one sequence (seq_len ${c.seq_len})`);
   if (problems.length) throw new ConfigError(problems, source);

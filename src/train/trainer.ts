@@ -14,7 +14,8 @@ import { clearPool } from '../engine/pool.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';
 import { SequenceSampler } from '../data/sampler.ts';
-import { namedConfig, validateConfig, type LlamaConfig } from '../nn/config.ts';
+import { configFromJSON, configToJSON, namedConfig, validateConfig, type LlamaConfig } from '../nn/config.ts';
+import { loadHFModel } from '../io/hf-model.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { makeSchedule, type SchedulerKind } from '../optim/schedule.ts';
@@ -210,8 +211,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   );
   // Refuse a config that cannot fit before any data is read; the vocabulary of a given
   // tokenizer file is only known after loading it, so that case is checked again below.
-  const vocabKnown = cfg.vocab_size !== undefined || cfg.tokenizer === undefined;
-  log(`estimated memory: ${memoryCheck(cfg.vocab_size ?? cfg.tokenizer_vocab_size)}`);
+  const vocabKnown = !cfg.init_from && (cfg.vocab_size !== undefined || cfg.tokenizer === undefined);
+  if (vocabKnown) log(`estimated memory: ${memoryCheck(cfg.vocab_size ?? cfg.tokenizer_vocab_size)}`);
 
   // ---- run folder ----
   mkdirSync(runDir, { recursive: true });
@@ -245,7 +246,12 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   // ---- data ----
   const tokenizerPath = existsSync(join(runDir, 'tokenizer.json')) ? join(runDir, 'tokenizer.json') : undefined;
-  const data: PreparedData = await prepareData(cfg, log, tokenizerPath);
+  if (cfg.init_from && !tokenizerPath) {
+    if (!existsSync(join(cfg.init_from, 'tokenizer.json'))) throw new Error(`--init-from ${cfg.init_from}: the folder has no tokenizer.json; relora continues pre-training with the model's own tokenizer`);
+    // The EOS token of a Hugging Face tokenizer is named in tokenizer_config.json: keep it beside the run's copy.
+    if (existsSync(join(cfg.init_from, 'tokenizer_config.json'))) await atomicWriteFile(join(runDir, 'tokenizer_config.json'), readFileSync(join(cfg.init_from, 'tokenizer_config.json')));
+  }
+  const data: PreparedData = await prepareData(cfg, log, tokenizerPath ?? (cfg.init_from ? join(cfg.init_from, 'tokenizer.json') : undefined));
   if (!tokenizerPath) await atomicWriteFile(join(runDir, 'tokenizer.json'), JSON.stringify(data.tokenizer.toJSON()));
   const seqLen = cfg.seq_len;
   const evalCount = Math.min(Math.floor(cfg.eval_tokens / seqLen), data.validation.numSequences(seqLen));
@@ -255,12 +261,36 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   log(`data: ${data.train.numTokens.toLocaleString('en-US')} training tokens (${data.trainName}), ${evalCount} evaluation sequences of ${seqLen} (${data.validationName})`);
 
   // ---- model ----
-  if (!vocabKnown) memoryCheck(data.tokenizer.vocabSize);
-  const modelCfg = modelConfigFor(cfg, data.tokenizer.vocabSize);
+  // The exact model shape lives in RUN/model.json (grouped-query, tied and imported models cannot
+  // be rebuilt from config.json alone).
+  const modelJson = join(runDir, 'model.json');
+  let modelCfg: LlamaConfig;
+  let model: LlamaForCausalLM;
+  if (resumeFrom && existsSync(modelJson)) {
+    modelCfg = configFromJSON(JSON.parse(readFileSync(modelJson, 'utf8')), modelJson);
+    model = new LlamaForCausalLM(modelCfg).initWeights(cfg.seed);
+  } else if (cfg.init_from) {
+    const hf = await loadHFModel(cfg.init_from, { maxSeqLen: cfg.seq_len, noTokenizer: true });
+    if (cfg.seq_len > hf.hfConfig.max_position_embeddings) {
+      throw new Error(`seq_len ${cfg.seq_len} exceeds max_position_embeddings ${hf.hfConfig.max_position_embeddings} of ${cfg.init_from}`);
+    }
+    model = hf.model;
+    modelCfg = model.config;
+    log(`initialised from ${cfg.init_from}: ${modelCfg.numLayers} layers, hidden ${modelCfg.hiddenSize}, ${modelCfg.numHeads} heads (${modelCfg.numKVHeads ?? modelCfg.numHeads} key/value), vocabulary ${modelCfg.vocabSize}${modelCfg.tieWordEmbeddings ? ', tied embeddings' : ''}`);
+  } else {
+    modelCfg = modelConfigFor(cfg, data.tokenizer.vocabSize);
+    model = new LlamaForCausalLM(modelCfg).initWeights(cfg.seed);
+  }
+  if (!vocabKnown) {
+    log(`estimated memory: ${checkMemory(
+      estimateTrainingMemory({ model: modelCfg, mode: cfg.mode as TrainingMode, lora, microBatch: cfg.micro_batch, seqLen: cfg.seq_len }),
+      { available: opts.memoryLimitBytes, force: opts.force, what: 'this training configuration' },
+    )}`);
+  }
   if (modelCfg.vocabSize < data.tokenizer.vocabSize) {
     throw new Error(`vocab_size ${modelCfg.vocabSize} is smaller than the tokenizer's vocabulary (${data.tokenizer.vocabSize})`);
   }
-  const model = new LlamaForCausalLM(modelCfg).initWeights(cfg.seed);
+  if (!existsSync(modelJson)) await atomicWriteFile(modelJson, `${JSON.stringify(configToJSON(modelCfg), null, 2)}\n`);
   const streams = loraStreams(cfg.seed);
   const pruneRng = RandomStream.named(cfg.seed, 'prune');
   const resetKind = parseResetKind(cfg.optimizer_reset);

@@ -5,7 +5,8 @@ import type { Command } from 'commander';
 import { loadCheckpoint, loadLatestCheckpoint } from '../../train/checkpoint.ts';
 import { resolveConfig, type TrainConfig } from '../../train/config.ts';
 import { prepareData } from '../../train/data.ts';
-import { evaluate, modelConfigFor, readRunConfig } from '../../train/trainer.ts';
+import { evaluate, readRunConfig } from '../../train/trainer.ts';
+import { runModelConfig } from '../../infer/model-source.ts';
 import { LlamaForCausalLM } from '../../nn/llama.ts';
 import { setBackend } from '../../engine/backend.ts';
 import { loraStreams, wrapWithLora } from '../../relora/wrap.ts';
@@ -33,7 +34,7 @@ export async function evaluateCheckpoint(path: string, overrides: { data?: strin
   }
   setBackend(cfg.backend, cfg.threads);
   const data = await prepareData(cfg, log, join(runDir, 'tokenizer.json'));
-  const model = new LlamaForCausalLM(modelConfigFor(cfg, data.tokenizer.vocabSize));
+  const model = new LlamaForCausalLM(runModelConfig(runDir, data.tokenizer.vocabSize));
   if (ck.state.phase !== 'full') wrapWithLora(model, { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules }, loraStreams(cfg.seed));
   model.loadStateDict(ck.model, true, `${ck.dir}/model.safetensors`);
   const n = Math.min(Math.floor(cfg.eval_tokens / cfg.seq_len), data.validation.numSequences(cfg.seq_len));

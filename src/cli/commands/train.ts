@@ -59,7 +59,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 /** Add one option per config key to `cmd`. */
 export function addConfigOptions(cmd: Command): Command {
   for (const key of CONFIG_KEYS) {
-    cmd.addOption(new Option(`${flagOf(key)} <value>`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads'].includes(key)));
+    cmd.addOption(new Option(`${flagOf(key)} <value>`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads', 'init_from'].includes(key)));
   }
   return cmd;
 }
