@@ -9,6 +9,7 @@
 #include "args.h"
 #include "hash.h"
 #include "kernels.h"
+#include "simd.h"
 
 /* "hash >= threshold" (threshold a double, as in JS) as an integer test: hash >= ceil(threshold).
  * Returns 0 when nothing is kept (threshold above 2^32 - 1). */
@@ -44,15 +45,37 @@ static int parse_drop(napi_env env, napi_callback_info info, const char *k, cons
   return 1;
 }
 
+/* Element i's mask value is a function of i itself, so spans take absolute indices [i0, i1). */
+RELORA_CLONES static void dropout_apply_span(const float *x, float *out, int64_t i0, int64_t i1, uint32_t key,
+                                             uint32_t bound, float s) {
+#pragma omp simd
+  for (int64_t i = i0; i < i1; i++) out[i] = hash32(key, (uint32_t)i) >= bound ? x[i] * s : 0.0f;
+}
+
+RELORA_CLONES static void dropout_backward_add_span(const float *g, float *dx, int64_t i0, int64_t i1, uint32_t key,
+                                                    uint32_t bound, float s) {
+#pragma omp simd
+  for (int64_t i = i0; i < i1; i++) dx[i] += hash32(key, (uint32_t)i) >= bound ? g[i] * s : 0.0f;
+}
+
+typedef void (*drop_span_fn)(const float *, float *, int64_t, int64_t, uint32_t, uint32_t, float);
+
+static void run_spans(drop_span_fn fn, const drop_args *d, float s) {
+  const int64_t n = d->n;
+  if (n < RELORA_PAR_MIN) {
+    fn(d->a, d->b, 0, n, d->key, d->bound, s);
+    return;
+  }
+#pragma omp parallel for
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) fn(d->a, d->b, b, b + RELORA_SPAN < n ? b + RELORA_SPAN : n, d->key, d->bound, s);
+}
+
 /* dropoutApply(x, out, n, key, threshold, scale): out = x ∘ dropoutMask(key, threshold, scale). */
 napi_value napi_dropout_apply(napi_env env, napi_callback_info info) {
   drop_args d;
   if (!parse_drop(env, info, "dropoutApply", "x", "out", &d)) return NULL;
-  const float *x = d.a;
-  float *out = d.b;
-  const uint32_t key = d.key, bound = d.bound;
-  const float s = d.any ? d.scale : 0.0f;
-  RELORA_PAR_SIMD_FOR(i, d.n, out[i] = hash32(key, (uint32_t)i) >= bound ? x[i] * s : 0.0f);
+  if (!d.any) d.bound = 0; /* keep-all bound, but every value times 0 */
+  run_spans(dropout_apply_span, &d, d.any ? d.scale : 0.0f);
   return NULL;
 }
 
@@ -61,10 +84,6 @@ napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info) {
   drop_args d;
   if (!parse_drop(env, info, "dropoutBackwardAdd", "g", "dx", &d)) return NULL;
   if (!d.any) return NULL;
-  const float *g = d.a;
-  float *dx = d.b;
-  const uint32_t key = d.key, bound = d.bound;
-  const float s = d.scale;
-  RELORA_PAR_SIMD_FOR(i, d.n, dx[i] += hash32(key, (uint32_t)i) >= bound ? g[i] * s : 0.0f);
+  run_spans(dropout_backward_add_span, &d, d.scale);
   return NULL;
 }

@@ -1,14 +1,14 @@
 /*
  * Runtime CPU dispatch for the vectorised loops. The addon is built for baseline x86-64 (SSE2)
- * so one binary runs everywhere; functions marked RELORA_CLONES are compiled a second time for
- * x86-64-v3 (AVX2 + FMA) and the loader picks the best copy for the CPU (GCC target_clones).
- * Other compilers and architectures get the single portable copy.
+ * so one binary runs everywhere; functions marked RELORA_CLONES are compiled again for
+ * x86-64-v4 (AVX-512) and x86-64-v3 (AVX2 + FMA) and the loader picks the best copy for the CPU
+ * (GCC target_clones). Other compilers and architectures get the single portable copy.
  */
 #ifndef RELORA_SIMD_H
 #define RELORA_SIMD_H
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 11
-#define RELORA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
+#define RELORA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline))
 #else
 #define RELORA_CLONES __attribute__((noinline))
 #endif

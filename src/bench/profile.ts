@@ -23,14 +23,26 @@ export interface KernelProfiler {
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-export function profileKernels(k: Kernels): KernelProfiler {
+/** Wraps the methods of `k` and of any further kernel objects (e.g. the native fused kernels). */
+export function profileKernels(k: Kernels, ...more: object[]): KernelProfiler {
   const table = new Map<string, KernelTime>();
-  const originals = new Map<string, AnyFn>();
-  const target = k as unknown as Record<string, unknown>;
+  const restore: (() => void)[] = [];
+  for (const obj of [k, ...more]) wrapAll(obj as Record<string, unknown>, table, restore);
+  return {
+    reset: () => table.clear(),
+    report: () => [...table.values()].sort((a, b) => b.ms - a.ms),
+    stop: () => {
+      for (const r of restore) r();
+      restore.length = 0;
+    },
+  };
+}
+
+function wrapAll(target: Record<string, unknown>, table: Map<string, KernelTime>, restore: (() => void)[]): void {
   for (const [name, value] of Object.entries(target)) {
     if (typeof value !== 'function' || name === 'getThreads' || name === 'setThreads') continue;
     const fn = value as AnyFn;
-    originals.set(name, fn);
+    restore.push(() => { target[name] = fn; });
     target[name] = (...args: unknown[]): unknown => {
       const label = name === 'gemm'
         ? `gemm ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}×${args[3]}×${args[4]}${(args[16] as number) > 1 ? ` ×${args[16]}` : ''}`
@@ -47,11 +59,4 @@ export function profileKernels(k: Kernels): KernelProfiler {
       }
     };
   }
-  return {
-    reset: () => table.clear(),
-    report: () => [...table.values()].sort((a, b) => b.ms - a.ms),
-    stop: () => {
-      for (const [name, fn] of originals) target[name] = fn;
-    },
-  };
 }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { backendInfo, K } from '../../engine/backend.ts';
 import { profileKernels } from '../../bench/profile.ts';
+import { fusedKernels } from '../../engine/backends/native.ts';
 import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../gemm-bench.ts';
@@ -74,7 +75,8 @@ export function register(program: Command): void {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      const profiler = opts.profile ? profileKernels(K()) : null;
+      const fused = fusedKernels(K());
+      const profiler = opts.profile ? profileKernels(K(), ...(fused ? [fused] : [])) : null;
       const hooks = {
         log: (s: string): void => {
           if (!opts.json) process.stderr.write(`${s}\n`);
