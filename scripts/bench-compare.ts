@@ -1,5 +1,5 @@
 /**
- * npm run bench:compare [-- --rounds N --micro-batch B --steps N --models a,b --modes full,relora --markdown --out FILE]
+ * npm run bench:compare [-- --rounds N --micro-batch B --steps N --models a,b --modes full,relora,relora-bf16 --markdown --out FILE]
  * Our training step vs PyTorch's (tools/reference/bench_torch.py, in tools/reference/.venv), same
  * machine, same threads, one child process per measurement. See src/bench/compare.ts.
  */
@@ -11,7 +11,7 @@ import { compareTable, ratioTable, runCompare, summarize } from '../src/bench/co
 const { values: v } = parseArgs({
   options: {
     models: { type: 'string', default: 'llama_20m,llama_60m' },
-    modes: { type: 'string', default: 'full,relora' },
+    modes: { type: 'string', default: 'full,relora,relora-bf16' },
     'seq-len': { type: 'string', default: '256' },
     'micro-batch': { type: 'string', default: '8' },
     steps: { type: 'string', default: '5' },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { compareTable, ratioTable, stepRatios, summarize, type CompareCase } from '../src/bench/compare.ts';
-import { parseRecord, oursCommand, torchCommand, type BenchRecord } from '../src/bench/child.ts';
+import { parseBenchMode, parseRecord, oursCommand, torchCommand, type BenchRecord } from '../src/bench/child.ts';
 import { stepFlops } from '../src/bench/flops.ts';
 import { profileKernels } from '../src/bench/profile.ts';
 import { configsBySize, estimatePeakBytes, scalingTable, type ScalingPoint } from '../src/bench/scaling.ts';
@@ -144,4 +144,13 @@ test('scaling: configs ordered by size, generous memory estimates, RSS saved per
     { model: 'x', mode: 'relora', seqLen: 256, microBatch: 8, record: rec('relora', 'x', 'relora', 200, 2 ** 20), error: null },
   ];
   assert.match(scalingTable(pts, 'model'), /x\s+100\.0\s+200\.0\s+0\.50\s+3 MiB\s+1 MiB\s+2 MiB/);
+});
+
+test('bench modes: relora-bf16 runs relora with --frozen-bf16 on both sides', () => {
+  assert.deepEqual(parseBenchMode('relora-bf16'), { mode: 'relora', frozenBf16: true });
+  assert.deepEqual(parseBenchMode('full'), { mode: 'full', frozenBf16: false });
+  assert.throws(() => parseBenchMode('full-bf16'), /unknown value "full-bf16"/);
+  const args = { model: 'llama_20m', mode: 'relora', frozenBf16: true, seqLen: 256, microBatch: 8, steps: 5, warmup: 2, threads: 2 };
+  assert.ok(oursCommand(args)[1].includes('--frozen-bf16'));
+  assert.ok(torchCommand(args)[1].includes('--frozen-bf16'));
 });

@@ -123,3 +123,27 @@ test('AdamW.zeroGrad drops gradients (set to none) and step skips parameters wit
   p.dispose();
   q.dispose();
 });
+
+test('frozen-W bf16 products: native AMX path equals the emulated rounding, and stays close to fp32', () => {
+  const inF = 40, outF = 24, r = 4;
+  const results: Record<string, Float32Array[]> = {};
+  for (const [name, backend, bf16] of [['js-fp32', 'js', false], ['js-bf16', 'js', true], ...backends.filter((b) => b === 'native').map((b) => [`${b}-bf16`, b, true])] as [string, 'js' | 'native', boolean][]) {
+    setBackend(backend);
+    const x = param([3, 7, inF], 11), W = param([outF, inF], 12, false), A = param([r, inF], 13), Bm = param([outF, r], 14);
+    const G = param([3, 7, outF], 15, false);
+    const out = scope(() => {
+      const y = ops.loraLinear(x, W, A, Bm, 0.5, { p: 0.2, key: 77 }, { frozenBf16: bf16 });
+      ops.sum(ops.mul(y, G)).backward();
+      return Float32Array.from(y.data);
+    });
+    results[name] = [out, Float32Array.from(x.grad!.data), Float32Array.from(A.grad!.data), Float32Array.from(Bm.grad!.data)];
+    assert.equal(W.grad, null);
+    for (const t of [x, W, A, Bm, G]) t.dispose();
+  }
+  for (let i = 0; i < 4; i++) {
+    const emulatedVsFp32 = maxRelDiff(results['js-bf16'][i], results['js-fp32'][i]);
+    // bf16 keeps 8 significant bits: visibly different from fp32, but only at the 1e-2 level.
+    if (i < 2) assert.ok(emulatedVsFp32 > 1e-5 && emulatedVsFp32 < 3e-2, `tensor ${i}: bf16 vs fp32 ${emulatedVsFp32}`);
+    if (results['native-bf16']) assert.ok(maxRelDiff(results['native-bf16'][i], results['js-bf16'][i]) < 1e-5, `tensor ${i}: native vs emulated bf16`);
+  }
+});

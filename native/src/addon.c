@@ -78,6 +78,9 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("adamwStep", napi_adamw_step),
       FN("dropoutApply", napi_dropout_apply),
       FN("dropoutBackwardAdd", napi_dropout_backward_add),
+      FN("gemmBf16", napi_gemm_bf16),
+      FN("toBf16", napi_to_bf16),
+      FN("bf16Available", napi_bf16_available),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

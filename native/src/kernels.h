@@ -63,5 +63,8 @@ napi_value napi_adamw_step(napi_env env, napi_callback_info info);
 /* Fused kernels outside the Kernels interface (fused.c). */
 napi_value napi_dropout_apply(napi_env env, napi_callback_info info);
 napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info);
+napi_value napi_gemm_bf16(napi_env env, napi_callback_info info);
+napi_value napi_to_bf16(napi_env env, napi_callback_info info);
+napi_value napi_bf16_available(napi_env env, napi_callback_info info);
 
 #endif

@@ -36,6 +36,16 @@ export interface StepArgs {
   threads: number;
   rank?: number;
   gemmReps?: number;
+  /** LoRA modes: frozen-weight products in bfloat16 on both sides. */
+  frozenBf16?: boolean;
+}
+
+/** A mode as the scripts name it: `full`, `lora`, `relora`, or `lora-bf16` / `relora-bf16`
+ * (frozen-weight products in bfloat16). */
+export function parseBenchMode(label: string): { mode: string; frozenBf16: boolean } {
+  const m = /^(full|lora|relora)(-bf16)?$/.exec(label);
+  if (!m || (m[1] === 'full' && m[2])) throw new Error(`mode: unknown value "${label}"; expected full, lora, relora, lora-bf16 or relora-bf16`);
+  return { mode: m[1], frozenBf16: m[2] !== undefined };
 }
 
 export const REPO_ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -50,6 +60,7 @@ function commonFlags(a: StepArgs): string[] {
     '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
   if (a.rank !== undefined) f.push('--rank', String(a.rank));
   if (a.gemmReps !== undefined) f.push('--gemm-reps', String(a.gemmReps));
+  if (a.frozenBf16) f.push('--frozen-bf16');
   return f;
 }
 

@@ -5,7 +5,7 @@
  * relora/full step-time ratio per model.
  */
 import { median, mib, fixed, formatTable } from './table.ts';
-import { oursCommand, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
+import { oursCommand, parseBenchMode, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
 
 export interface CompareOptions {
   models: string[];
@@ -46,11 +46,14 @@ export interface CaseSummary {
   torch_mfu: number | null;
 }
 
+/** `mode` as the scripts name it (parseBenchMode: full, relora, relora-bf16, ...). */
 export function stepArgs(o: CompareOptions, model: string, mode: string): StepArgs {
-  return { model, mode, seqLen: o.seqLen, microBatch: o.microBatch, steps: o.steps, warmup: o.warmup, threads: o.threads };
+  const m = parseBenchMode(mode);
+  return { model, mode: m.mode, frozenBf16: m.frozenBf16, seqLen: o.seqLen, microBatch: o.microBatch, steps: o.steps, warmup: o.warmup, threads: o.threads };
 }
 
 export async function runCompare(o: CompareOptions): Promise<CompareCase[]> {
+  for (const mode of o.modes) parseBenchMode(mode);
   const cases: CompareCase[] = [];
   let oursFirst = true;
   for (const model of o.models) {

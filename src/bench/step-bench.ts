@@ -31,6 +31,8 @@ export interface StepBenchOptions {
   /** Repetitions per GEMM case of the peak measurement; 0 skips it (mfu is then null). */
   gemmReps: number;
   seed?: number;
+  /** LoRA modes: frozen-weight products in bfloat16 (LoraOptions.frozenBf16). */
+  frozenBf16?: boolean;
 }
 
 export interface StepBenchRecord {
@@ -38,6 +40,8 @@ export interface StepBenchRecord {
   model: string;
   mode: TrainingMode;
   rank: number | null;
+  /** Whether the frozen weights' products ran in bfloat16 (LoRA modes only). */
+  frozen_bf16: boolean;
   seq_len: number;
   micro_batch: number;
   vocab_size: number;
@@ -101,7 +105,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
   validateStepBenchOptions(o);
   const cfg = namedConfig(o.model, { maxSeqLen: Math.max(o.seqLen, 1), ...(o.vocabSize ? { vocabSize: o.vocabSize } : {}) });
   const seed = o.seed ?? 0;
-  const lora = { ...DEFAULT_LORA, rank: o.rank };
+  const lora = { ...DEFAULT_LORA, rank: o.rank, frozenBf16: o.frozenBf16 ?? false };
   const model = new LlamaForCausalLM(cfg).initWeights(seed);
   if (o.mode !== 'full') wrapWithLora(model, lora, loraStreams(seed));
   const optimizer = new AdamW(model.namedTrainableParameters(), { lr: 1e-3 });
@@ -141,6 +145,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
     model: o.model,
     mode: o.mode,
     rank: o.mode === 'full' ? null : o.rank,
+    frozen_bf16: o.mode !== 'full' && (o.frozenBf16 ?? false),
     seq_len: o.seqLen,
     micro_batch: o.microBatch,
     vocab_size: cfg.vocabSize,

@@ -15,6 +15,11 @@ export interface LoraOptions {
   rank: number;
   alpha: number;
   dropout: number;
+  /**
+   * Compute the frozen W's products in bfloat16 (fp32 accumulation; AMX where the CPU has it).
+   * Faster, not bit-compatible with fp32 training; W stays fp32. Default false.
+   */
+  frozenBf16?: boolean;
 }
 
 export function validateLoraOptions(o: LoraOptions, inFeatures?: number, outFeatures?: number, where = 'lora'): void {
@@ -32,6 +37,7 @@ export class LoraLinear extends Module {
   readonly rank: number;
   readonly scaling: number;
   readonly dropoutP: number;
+  readonly frozenBf16: boolean;
   private readonly dropoutRng: RandomStream;
 
   /** Takes over `base`'s weight (frozen from now on). */
@@ -43,6 +49,7 @@ export class LoraLinear extends Module {
     this.rank = opts.rank;
     this.scaling = opts.alpha / opts.rank;
     this.dropoutP = opts.dropout;
+    this.frozenBf16 = opts.frozenBf16 ?? false;
     this.dropoutRng = dropoutRng;
     const w = base.weight;
     w.requiresGrad = false;
@@ -75,7 +82,7 @@ export class LoraLinear extends Module {
   forward(x: Tensor): Tensor {
     // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
     const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;
-    return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout);
+    return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout, { frozenBf16: this.frozenBf16 });
   }
 
   /** W += s·B·A in fp32, then re-draw A and zero B: the layer's output does not change. */

@@ -61,6 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention implementation")
     p.add_argument("--lora-impl", default="peft", choices=["peft", "plain"],
                    help="peft (LoraConfig + get_peft_model) or a plain frozen-W + B·A module")
+    p.add_argument("--frozen-bf16", action="store_true",
+                   help="lora/relora: frozen W stored in bfloat16 and multiplied in bf16 (plain LoRA module; PEFT's layer "
+                        "cannot mix an fp32 input with a bf16 base weight)")
     p.add_argument("--gemm-reps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -130,14 +133,17 @@ class PlainLora:
     """Frozen W plus scale·B·(A·dropout(x)), the same module PEFT builds, without PEFT."""
 
     @staticmethod
-    def wrap(torch, model, rank: int, alpha: float, dropout: float) -> None:
+    def wrap(torch, model, rank: int, alpha: float, dropout: float, frozen_bf16: bool = False) -> None:
         nn = torch.nn
+        F = torch.nn.functional
 
         class LoraLinear(nn.Module):
             def __init__(self, base: nn.Linear):
                 super().__init__()
                 self.base = base
                 base.weight.requires_grad_(False)
+                if frozen_bf16:
+                    base.weight.data = base.weight.data.to(torch.bfloat16)
                 self.lora_A = nn.Linear(base.in_features, rank, bias=False)
                 self.lora_B = nn.Linear(rank, base.out_features, bias=False)
                 nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
@@ -146,7 +152,11 @@ class PlainLora:
                 self.scaling = alpha / rank
 
             def forward(self, x):
-                return self.base(x) + self.lora_B(self.lora_A(self.drop(x))) * self.scaling
+                if frozen_bf16:
+                    base = F.linear(x.to(torch.bfloat16), self.base.weight).float()
+                else:
+                    base = self.base(x)
+                return base + self.lora_B(self.lora_A(self.drop(x))) * self.scaling
 
         for module in list(model.modules()):
             for name, child in list(module.named_children()):
@@ -167,14 +177,14 @@ def build_model(torch, a: argparse.Namespace):
     model = LlamaForCausalLM(cfg).float()
     if a.mode == "full":
         return model
-    if a.lora_impl == "peft":
+    if a.lora_impl == "peft" and not a.frozen_bf16:
         from peft import LoraConfig, get_peft_model
 
         lcfg = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=PROJECTIONS,
                           bias="none", init_lora_weights=True)
         model = get_peft_model(model, lcfg)
     else:
-        PlainLora.wrap(torch, model, a.rank, a.alpha, a.dropout)
+        PlainLora.wrap(torch, model, a.rank, a.alpha, a.dropout, a.frozen_bf16)
     # The reference ReLoRA code trains everything that is not a wrapped W: embeddings, norms, lm_head.
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -201,6 +211,7 @@ def main(argv: list[str]) -> int:
     model.train()
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
+    # Counted as fp32 like ours (src/relora/accounting.ts), whatever dtype the frozen W has here.
     n_total = sum(p.numel() for p in params)
     n_train = sum(p.numel() for p in trainable)
     opt = torch.optim.AdamW(trainable, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -243,7 +254,8 @@ def main(argv: list[str]) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "attn": a.attn,
-        "lora_impl": a.lora_impl if a.mode != "full" else None,
+        "lora_impl": ("plain" if a.frozen_bf16 else a.lora_impl) if a.mode != "full" else None,
+        "frozen_bf16": a.mode != "full" and a.frozen_bf16,
         "tokens_per_step": tokens,
         "tokens_per_s": tokens / med,
         "step_ms_median": med * 1e3,

@@ -14,7 +14,7 @@ function mib(bytes: number): string {
 
 function printStep(r: StepBenchRecord): void {
   const rows: [string, string][] = [
-    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}`}), vocab ${r.vocab_size}`],
+    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
     ['batch', `${r.micro_batch} × ${r.seq_len} = ${r.tokens_per_step} tokens per step`],
     ['backend', `${r.backend}, GEMM ${r.blas}, ${r.threads} thread(s)`],
     ['step time', `median ${r.step_ms_median.toFixed(1)} ms (min ${r.step_ms_min.toFixed(1)}, max ${r.step_ms_max.toFixed(1)}, IQR ${r.step_ms_iqr.toFixed(1)}) over ${r.steps} steps after ${r.warmup} warm-up`],
@@ -63,11 +63,12 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'untimed steps first', parseIntOption('--warmup', 0), 2)
     .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
     .option('--gemm-reps <n>', 'repetitions per GEMM case of the peak that MFU is relative to; 0 skips it', parseIntOption('--gemm-reps', 0), 5)
+    .option('--frozen-bf16', 'lora/relora: compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
     .option('--profile', 'also print the time per kernel (and per GEMM shape) of the timed steps')
     .option('--json', 'print one JSON record')
     .action((opts: {
       model: string; mode: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number;
-      vocabSize?: number; gemmReps: number; profile?: boolean; json?: boolean;
+      vocabSize?: number; gemmReps: number; frozenBf16?: boolean; profile?: boolean; json?: boolean;
     }) => {
       let mode;
       try {
@@ -88,7 +89,7 @@ export function register(program: Command): void {
       try {
         record = runStepBench({
           model: opts.model, mode, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps,
-          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps,
+          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16,
         }, hooks);
       } catch (e) {
         const msg = (e as Error).message;

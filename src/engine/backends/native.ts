@@ -20,10 +20,20 @@ export interface FusedKernels {
   dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
   /** dx[i] += g[i] · mask[i], the same mask. */
   dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** Whether gemmBf16 works here (oneDNN build on a CPU it can run bf16 matmuls on). */
+  readonly bf16: boolean;
+  /** dst = bf16(src[0..n)) rounded to nearest even, packed two per float: dst needs ceil(n/2) floats. */
+  toBf16(src: Float32Array, dst: Float32Array, n: number): void;
+  /** C = alpha·op(A)·op(B) + beta·C with A, B packed bf16 (as toBf16 writes), C fp32; fp32 accumulation. */
+  gemmBf16(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void;
 }
 
 /** What the compiled addon exports (see native/src/addon.c). */
-interface NativeAddon extends Omit<Kernels, 'name'>, FusedKernels {
+interface NativeAddon extends Omit<Kernels, 'name'>, Omit<FusedKernels, 'bf16'> {
+  bf16Available(): boolean;
   readonly name: 'native';
   /** Whether LAPACK was found at build time (detected for later use; not called yet). */
   readonly lapack: boolean;
@@ -127,8 +137,14 @@ export function loadNativeKernels(): Kernels | null {
     adamwStep: a.adamwStep,
   };
   // An addon built from older sources lacks them; the ops then compose Kernels methods.
-  fused = typeof a.dropoutApply === 'function' && typeof a.dropoutBackwardAdd === 'function'
-    ? { dropoutApply: a.dropoutApply, dropoutBackwardAdd: a.dropoutBackwardAdd }
+  fused = typeof a.dropoutApply === 'function' && typeof a.gemmBf16 === 'function'
+    ? {
+      dropoutApply: a.dropoutApply,
+      dropoutBackwardAdd: a.dropoutBackwardAdd,
+      bf16: a.bf16Available(),
+      toBf16: a.toBf16,
+      gemmBf16: a.gemmBf16,
+    }
     : null;
   return kernels;
 }

@@ -118,6 +118,51 @@ function dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, d: Lor
 }
 
 /**
+ * A bfloat16 copy of an fp32 matrix for the frozen-weight products: packed two per float for
+ * the native bf16 GEMM, or (js backend, or a CPU without bf16 matmuls) the fp32 values rounded to
+ * bf16, which an fp32 GEMM then multiplies to the same result up to summation order.
+ */
+interface Bf16Copy {
+  t: Tensor;
+  packed: boolean;
+}
+
+/** Round-to-nearest-even fp32 → bf16 (kept in fp32), NaN stays NaN; the C toBf16 bit for bit. */
+function roundToBf16(src: Float32Array, dst: Float32Array, n: number): void {
+  const s = new Uint32Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const u = s[i];
+    d[i] = (u & 0x7fffffff) > 0x7f800000 ? (u | 0x400000) & 0xffff0000 : (((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  }
+}
+
+function bf16Copy(src: Float32Array, n: number): Bf16Copy {
+  const f = fusedKernels(K());
+  if (f?.bf16) {
+    const t = Tensor.empty([(n + 1) >> 1], false);
+    f.toBf16(src, t.data, n);
+    return { t, packed: true };
+  }
+  const t = Tensor.empty([n], false);
+  roundToBf16(src, t.data, n);
+  return { t, packed: false };
+}
+
+function gemmBf16(transA: boolean, transB: boolean, M: number, N: number, Kd: number, A: Bf16Copy, lda: number, B: Bf16Copy, ldb: number, beta: number, C: Float32Array, ldc: number): void {
+  if (A.packed && B.packed) fusedKernels(K())!.gemmBf16(transA, transB, M, N, Kd, 1, A.t.data, lda, B.t.data, ldb, beta, C, ldc);
+  else K().gemm(transA, transB, M, N, Kd, 1, A.t.data, lda, 0, B.t.data, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+export interface LoraLinearOptions {
+  /**
+   * Form the frozen-weight products (x·Wᵀ and dY·W) in bfloat16 with fp32 accumulation (AMX /
+   * AVX512-BF16 through oneDNN where available; rounding emulated elsewhere). Ignored when W
+   * requires a gradient. W itself stays fp32 (merges, checkpoints and export are unchanged).
+   */
+  frozenBf16?: boolean;
+}
+
+/**
  * A LoRA linear layer as one op (spec section 3):
  *   y = x·Wᵀ + s · ((dropout(x)·Aᵀ)·Bᵀ),   W [out, in], A [r, in], B [out, r]
  * with the cheap order of products (x·Aᵀ first: the [tokens, r] intermediate u is the only thing
@@ -125,7 +170,9 @@ function dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, d: Lor
  * regenerated from its key in backward instead of being stored. A frozen W (no gradient) costs
  * no dW product. x: [..., in] -> [..., out].
  */
-export function loraLinear(x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropout: LoraDropout | null): Tensor {
+export function loraLinear(
+  x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropout: LoraDropout | null, opts: LoraLinearOptions = {},
+): Tensor {
   if (weight.shape.length !== 2 || loraA.shape.length !== 2 || loraB.shape.length !== 2) {
     throw new Error(`loraLinear: W, A and B must be 2-D, got ${shapeStr(weight.shape)}, ${shapeStr(loraA.shape)}, ${shapeStr(loraB.shape)}`);
   }
@@ -141,7 +188,17 @@ export function loraLinear(x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tens
   const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
   const y = out.data;
   const u = Tensor.empty([tok, r], false);
-  k.gemm(false, true, tok, outF, inF, 1, x.data, inF, 0, W, inF, 0, 0, y, outF, 0, 1);
+  // The bf16 copy of W is made again in backward rather than kept: converting costs less than
+  // holding half of every frozen weight through the step.
+  const bf16 = opts.frozenBf16 === true && !weight.requiresGrad;
+  if (bf16) {
+    const xb = bf16Copy(x.data, n), wb = bf16Copy(W, weight.size);
+    gemmBf16(false, true, tok, outF, inF, xb, inF, wb, inF, 0, y, outF);
+    xb.t.dispose();
+    wb.t.dispose();
+  } else {
+    k.gemm(false, true, tok, outF, inF, 1, x.data, inF, 0, W, inF, 0, 0, y, outF, 0, 1);
+  }
   if (dropout) {
     const xd = Tensor.empty([n], false);
     applyDropout(x.data, xd.data, n, dropout);
@@ -160,7 +217,14 @@ export function loraLinear(x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tens
       backward(g) {
         const kb = K();
         const gx = gradSlot(x);
-        if (gx) kb.gemm(false, false, tok, inF, outF, 1, g, outF, 0, W, inF, 0, betaFor(gx), gx.data, inF, 0, 1);
+        if (gx && bf16) {
+          const gb = bf16Copy(g, tok * outF), wb = bf16Copy(W, weight.size);
+          gemmBf16(false, false, tok, inF, outF, gb, outF, wb, inF, betaFor(gx), gx.data, inF);
+          gb.t.dispose();
+          wb.t.dispose();
+        } else if (gx) {
+          kb.gemm(false, false, tok, inF, outF, 1, g, outF, 0, W, inF, 0, betaFor(gx), gx.data, inF, 0, 1);
+        }
         const gW = gradSlot(weight);
         if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
         const gB = gradSlot(loraB);
