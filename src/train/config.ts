@@ -31,16 +31,16 @@ export const TrainConfigSchema = z.object({
   dropout: z.number().min(0).lt(1).default(0.1),
   target_modules: z.array(z.enum(PROJECTIONS)).min(1).default([...PROJECTIONS]),
   /** Peak learning rate of the LoRA / ReLoRA phase (or of the whole run in full mode). */
-  lr: z.number().positive().default(2e-3),
+  lr: z.number().positive().default(4e-3),
   /** Peak learning rate of the full-rank warm start; default lr / 2 (the reference uses about half). */
   warm_start_lr: z.number().positive().optional(),
   scheduler: z.enum(SCHEDULER_KINDS as unknown as [string, ...string[]]).optional(),
-  warmup_steps: nonNegInt.default(20),
-  restart_warmup_steps: nonNegInt.default(10),
+  warmup_steps: nonNegInt.default(30),
+  restart_warmup_steps: nonNegInt.default(20),
   min_lr_ratio: z.number().gt(0).max(1).default(0.1),
   /** Full-rank updates before the ReLoRA (or LoRA) phase. */
-  warm_start_steps: nonNegInt.default(120),
-  cycle_length: positiveInt.default(60),
+  warm_start_steps: nonNegInt.default(200),
+  cycle_length: positiveInt.default(200),
   optimizer_reset: z.string().default('reset'),
   weight_decay: z.number().min(0).default(0),
   clip_norm: z.number().min(0).default(1),
@@ -52,10 +52,10 @@ export const TrainConfigSchema = z.object({
   steps: positiveInt.optional(),
   /** Or a token budget (rounded down to whole updates). */
   tokens: positiveInt.optional(),
-  eval_every: positiveInt.default(60),
+  eval_every: positiveInt.default(200),
   /** Held-out tokens evaluated each time (whole sequences; all of them if fewer). */
   eval_tokens: positiveInt.default(65536),
-  save_every: positiveInt.default(100),
+  save_every: positiveInt.default(200),
   keep_checkpoints: positiveInt.default(2),
   seed: nonNegInt.max(4294967295).default(0),
   backend: z.enum(['native', 'js', 'auto']).default('auto'),
@@ -157,7 +157,7 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   if (batchSize % c.micro_batch !== 0) problems.push(`batch_size ${batchSize} must be a multiple of micro_batch ${c.micro_batch}`);
   if (c.steps !== undefined && c.tokens !== undefined) problems.push('give steps or tokens, not both');
   const tokensPerUpdate = batchSize * c.seq_len;
-  const steps = c.steps ?? (c.tokens !== undefined ? Math.floor(c.tokens / tokensPerUpdate) : 360);
+  const steps = c.steps ?? (c.tokens !== undefined ? Math.floor(c.tokens / tokensPerUpdate) : 1000);
   if (steps < 1) problems.push(`tokens ${c.tokens} is less than one update (${tokensPerUpdate} tokens)`);
   const scheduler = (c.scheduler ?? (c.mode === 'relora' ? 'cosine_restarts' : 'cosine')) as TrainConfig['scheduler'];
   if (c.mode === 'full' && c.warm_start_steps > 0 && raw && typeof raw === 'object' && 'warm_start_steps' in raw) {
