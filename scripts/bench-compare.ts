@@ -1,12 +1,12 @@
 /**
- * npm run bench:compare [-- --rounds N --micro-batch B --steps N --models a,b --modes full,relora,relora-bf16 --markdown --out FILE]
+ * npm run bench:compare [-- --rounds N --stat best|median --micro-batch B --steps N --models a,b --modes full,relora,relora-bf16 --markdown --out FILE]
  * Our training step vs PyTorch's (tools/reference/bench_torch.py, in tools/reference/.venv), same
  * machine, same threads, one child process per measurement. See src/bench/compare.ts.
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { compareTable, ratioTable, runCompare, summarize } from '../src/bench/compare.ts';
+import { compareTable, ratioTable, runCompare, summarize, type RoundStat } from '../src/bench/compare.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -16,7 +16,8 @@ const { values: v } = parseArgs({
     'micro-batch': { type: 'string', default: '8' },
     steps: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '2' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '2' },
+    stat: { type: 'string', default: 'best' },
     threads: { type: 'string', default: process.env.RELORA_THREADS ?? String(availableParallelism()) },
     'max-busy': { type: 'string', default: '0.25' },
     'max-wait': { type: 'string', default: '120' },
@@ -31,6 +32,8 @@ function int(name: string, s: string | undefined, min = 1): number {
   return n;
 }
 
+const stat = v.stat as RoundStat;
+if (stat !== 'best' && stat !== 'median') throw new Error(`--stat: expected best or median, got "${v.stat}"`);
 const started = new Date();
 const cases = await runCompare({
   models: v.models!.split(','),
@@ -44,8 +47,8 @@ const cases = await runCompare({
   quiet: { maxBusy: Number(v['max-busy']), maxWaitMs: 1000 * Number(v['max-wait']) },
   log: (s) => process.stderr.write(`${s}\n`),
 });
-const summaries = cases.map(summarize);
-process.stdout.write(`bench:compare ${started.toISOString()}, ${v.threads} thread(s), seq ${v['seq-len']}, micro-batch ${v['micro-batch']}, ${v.steps} timed steps after ${v.warmup}, ${v.rounds} round(s) per side\n\n`);
+const summaries = cases.map((c) => summarize(c, stat));
+process.stdout.write(`bench:compare ${started.toISOString()}, ${v.threads} thread(s), seq ${v['seq-len']}, micro-batch ${v['micro-batch']}, ${v.steps} timed steps after ${v.warmup}, ${v.rounds} round(s) per side (${stat} round reported)\n\n`);
 process.stdout.write(`${compareTable(summaries, v.markdown)}\n\n${ratioTable(summaries, v.markdown)}\n`);
 for (const c of cases) {
   for (const e of c.errors) process.stdout.write(`error: ${c.model} ${c.mode}: ${e}\n`);

@@ -116,7 +116,7 @@ test('compare summarises medians per side and relora/full step ratios', () => {
     { model: 'm', mode: 'full', ours: [rec('relora', 'm', 'full', 1000, 2 ** 30)], torch: [rec('pytorch', 'm', 'full', 500, 2 ** 31)], errors: [], busyBefore: 0 },
     { model: 'm', mode: 'relora', ours: [rec('relora', 'm', 'relora', 1250, 2 ** 29), rec('relora', 'm', 'relora', 1000, 2 ** 29), rec('relora', 'm', 'relora', 2000, 2 ** 29)], torch: [], errors: ['pytorch: exit status 1'], busyBefore: 0 },
   ];
-  const s = cases.map(summarize);
+  const s = cases.map((c) => summarize(c));
   assert.equal(s[0].ratio, 2);
   assert.equal(s[1].ours_tokens_per_s, 1250);
   assert.equal(s[1].ratio, null);
@@ -153,4 +153,17 @@ test('bench modes: relora-bf16 runs relora with --frozen-bf16 on both sides', ()
   const args = { model: 'llama_20m', mode: 'relora', frozenBf16: true, seqLen: 256, microBatch: 8, steps: 5, warmup: 2, threads: 2 };
   assert.ok(oursCommand(args)[1].includes('--frozen-bf16'));
   assert.ok(torchCommand(args)[1].includes('--frozen-bf16'));
+});
+
+test('compare: the best round is the one with the highest tokens/s, with its own RSS', () => {
+  const c: CompareCase = {
+    model: 'm', mode: 'full', ours: [rec('relora', 'm', 'full', 900, 3), rec('relora', 'm', 'full', 1000, 5), rec('relora', 'm', 'full', 100, 7)],
+    torch: [rec('pytorch', 'm', 'full', 400, 1), rec('pytorch', 'm', 'full', 500, 2)], errors: [], busyBefore: 0,
+  };
+  const best = summarize(c, 'best'), med = summarize(c, 'median');
+  assert.equal(best.ours_tokens_per_s, 1000);
+  assert.equal(best.ours_peak_rss_bytes, 5);
+  assert.equal(best.ratio, 2);
+  assert.equal(med.ours_tokens_per_s, 900);
+  assert.equal(med.torch_tokens_per_s, 450);
 });

@@ -77,12 +77,25 @@ export async function runCompare(o: CompareOptions): Promise<CompareCase[]> {
   return cases;
 }
 
+/**
+ * How rounds combine: `median` of each field, or `best` — the round with the highest tokens/s
+ * (its own RSS and MFU). Other processes on a shared machine only ever slow a run down, so the
+ * best round is the closest to what the machine does undisturbed.
+ */
+export type RoundStat = 'best' | 'median';
+
+function pick(rs: BenchRecord[], stat: RoundStat): BenchRecord[] {
+  if (stat === 'median' || rs.length === 0) return rs;
+  return [rs.reduce((a, b) => (b.tokens_per_s > a.tokens_per_s ? b : a))];
+}
+
 function med(rs: BenchRecord[], f: (r: BenchRecord) => number | null): number | null {
   const xs = rs.map(f).filter((x): x is number => x !== null && Number.isFinite(x));
   return xs.length ? median(xs) : null;
 }
 
-export function summarize(c: CompareCase): CaseSummary {
+export function summarize(c: CompareCase, stat: RoundStat = 'median'): CaseSummary {
+  c = { ...c, ours: pick(c.ours, stat), torch: pick(c.torch, stat) };
   const ot = med(c.ours, (r) => r.tokens_per_s), tt = med(c.torch, (r) => r.tokens_per_s);
   return {
     model: c.model,
