@@ -147,3 +147,18 @@ test('frozen-W bf16 products: native AMX path equals the emulated rounding, and 
     if (results['native-bf16']) assert.ok(maxRelDiff(results['native-bf16'][i], results['js-bf16'][i]) < 1e-5, `tensor ${i}: native vs emulated bf16`);
   }
 });
+
+for (const backend of backends) {
+  test(`cross-entropy writes a fresh logits gradient exactly as it accumulates one, ignored rows zero (${backend})`, () => {
+    setBackend(backend);
+    const logits = param([5, 9], 21);
+    const targets = Tensor.from(Int32Array.from([3, -100, 0, 8, -100]), [5], 'int32');
+    scope(() => ops.crossEntropy(logits, targets).backward());
+    const fresh = Float32Array.from(logits.grad!.data);
+    for (const r of [1, 4]) assert.ok(fresh.subarray(r * 9, r * 9 + 9).every((x) => x === 0), `ignored row ${r}`);
+    logits.grad!.data.fill(0);
+    scope(() => ops.crossEntropy(logits, targets).backward());
+    assert.deepEqual([...logits.grad!.data], [...fresh]);
+    logits.dispose();
+  });
+}

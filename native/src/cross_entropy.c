@@ -24,6 +24,12 @@ RELORA_CLONES static void row_softmax_grad(const float *x, float lse, float gs, 
   for (int64_t j = 0; j < V; j++) d[j] += gs * relora_expf(x[j] - lse);
 }
 
+/* d[j] = gs * softmax(x)[j]: the same, written into a buffer that holds garbage. */
+RELORA_CLONES static void row_softmax_grad_write(const float *x, float lse, float gs, float *d, int64_t V) {
+#pragma omp simd
+  for (int64_t j = 0; j < V; j++) d[j] = gs * relora_expf(x[j] - lse);
+}
+
 /* Parses the arguments both passes share and rejects bad targets before anything is written. */
 static int xent_args(napi_env env, napi_value *a, const char *k, float **logits, int32_t **targets,
                      int64_t *rows, int64_t *V, int64_t *ignore, int rows_i, int v_i, int ignore_i) {
@@ -75,8 +81,9 @@ napi_value napi_cross_entropy_forward(napi_env env, napi_callback_info info) {
   return out;
 }
 
-napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info) {
-  const char *k = "crossEntropyBackward";
+/* write = 0: dLogits += gradient (the Kernels contract); write = 1: dLogits = gradient, ignored rows
+ * zeroed, so a fresh buffer needs no clearing pass (crossEntropyBackwardWrite, a fused kernel). */
+static napi_value xent_backward(napi_env env, napi_callback_info info, const char *k, int write) {
   napi_value a[8];
   float *logits, *lse, *dlogits;
   int32_t *targets;
@@ -93,9 +100,22 @@ napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info) {
 #pragma omp parallel for if (rows * V >= RELORA_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
     int32_t t = targets[r];
-    if (t == ignore) continue;
-    row_softmax_grad(logits + r * V, lse[r], gs, dlogits + r * V, V);
-    dlogits[r * V + t] -= gs;
+    float *d = dlogits + r * V;
+    if (t == ignore) {
+      if (write) for (int64_t j = 0; j < V; j++) d[j] = 0.0f;
+      continue;
+    }
+    if (write) row_softmax_grad_write(logits + r * V, lse[r], gs, d, V);
+    else row_softmax_grad(logits + r * V, lse[r], gs, d, V);
+    d[t] -= gs;
   }
   return NULL;
+}
+
+napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info) {
+  return xent_backward(env, info, "crossEntropyBackward", 0);
+}
+
+napi_value napi_cross_entropy_backward_write(napi_env env, napi_callback_info info) {
+  return xent_backward(env, info, "crossEntropyBackwardWrite", 1);
 }

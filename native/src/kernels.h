@@ -64,6 +64,7 @@ napi_value napi_adamw_step(napi_env env, napi_callback_info info);
 napi_value napi_dropout_apply(napi_env env, napi_callback_info info);
 napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info);
 napi_value napi_gemm_bf16(napi_env env, napi_callback_info info);
+napi_value napi_cross_entropy_backward_write(napi_env env, napi_callback_info info);
 napi_value napi_to_bf16(napi_env env, napi_callback_info info);
 napi_value napi_bf16_available(napi_env env, napi_callback_info info);
 

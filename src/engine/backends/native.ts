@@ -20,6 +20,8 @@ export interface FusedKernels {
   dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
   /** dx[i] += g[i] · mask[i], the same mask. */
   dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** Kernels.crossEntropyBackward that writes dLogits (ignored rows zeroed) instead of adding to it. */
+  crossEntropyBackwardWrite: Kernels['crossEntropyBackward'];
   /** Whether gemmBf16 works here (oneDNN build on a CPU it can run bf16 matmuls on). */
   readonly bf16: boolean;
   /** dst = bf16(src[0..n)) rounded to nearest even, packed two per float: dst needs ceil(n/2) floats. */
@@ -137,10 +139,11 @@ export function loadNativeKernels(): Kernels | null {
     adamwStep: a.adamwStep,
   };
   // An addon built from older sources lacks them; the ops then compose Kernels methods.
-  fused = typeof a.dropoutApply === 'function' && typeof a.gemmBf16 === 'function'
+  fused = typeof a.dropoutApply === 'function' && typeof a.gemmBf16 === 'function' && typeof a.crossEntropyBackwardWrite === 'function'
     ? {
       dropoutApply: a.dropoutApply,
       dropoutBackwardAdd: a.dropoutBackwardAdd,
+      crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
       bf16: a.bf16Available(),
       toBf16: a.toBf16,
       gemmBf16: a.gemmBf16,

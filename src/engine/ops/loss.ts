@@ -1,7 +1,8 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
+import { fusedKernels } from '../backends/native.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { gradZeroed } from './grad.ts';
+import { gradSlot } from './grad.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -24,8 +25,13 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
       op: 'crossEntropy',
       inputs: [logits],
       backward(g) {
-        const gl = gradZeroed(logits);
-        if (gl) K().crossEntropyBackward(logits.data, targets.ints, lse.data, gl, rows, V, ignoreIndex, g[0] / count);
+        const gl = gradSlot(logits);
+        if (!gl) return;
+        const k = K(), f = fusedKernels(k), scale = g[0] / count;
+        // The logits' gradient is as large as the logits: write it rather than clear and add.
+        if (gl.fresh && f) return f.crossEntropyBackwardWrite(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
+        if (gl.fresh) k.fill(gl.data, 0, logits.size);
+        k.crossEntropyBackward(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
       },
     };
   }
