@@ -1,5 +1,5 @@
 /**
- * npm run bench:scaling [-- --micro-batch B --context-tokens N --steps N --skip-largest --markdown --out FILE]
+ * npm run bench:scaling [-- --rounds N --micro-batch B --context-tokens N --steps N --skip-largest --markdown --out FILE]
  * Tokens/s and peak RSS across model sizes and sequence lengths, full vs relora, and the largest
  * named config each mode trains here. See src/bench/scaling.ts.
  */
@@ -14,6 +14,7 @@ const { values: v } = parseArgs({
     'context-tokens': { type: 'string', default: '2048' },
     steps: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '2' },
     threads: { type: 'string', default: process.env.RELORA_THREADS ?? String(availableParallelism()) },
     'max-busy': { type: 'string', default: '0.25' },
     'max-wait': { type: 'string', default: '120' },
@@ -37,6 +38,7 @@ const opts = {
   contextTokens: int('context-tokens', v['context-tokens']),
   steps: int('steps', v.steps),
   warmup: int('warmup', v.warmup, 0),
+  rounds: int('rounds', v.rounds),
   threads: int('threads', v.threads),
   quiet: { maxBusy: Number(v['max-busy']), maxWaitMs: 1000 * Number(v['max-wait']) },
   memoryFraction: fraction,
@@ -49,7 +51,7 @@ const largest: LargestResult[] = [];
 if (!v['skip-largest']) for (const mode of ['full', 'relora'] as const) largest.push(await findLargest(opts, mode));
 
 const md = v.markdown;
-process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), ${opts.steps} timed steps after ${opts.warmup}\n\n`);
+process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), ${opts.steps} timed steps after ${opts.warmup}, best of ${opts.rounds} round(s) per point\n\n`);
 process.stdout.write(`Model size (sequence 256, micro-batch ${opts.microBatch}):\n${scalingTable(sizes, 'model', md)}\n\n`);
 process.stdout.write(`Context (llama_60m, ${opts.contextTokens} tokens per step):\n${scalingTable(context, 'seq', md)}\n\n`);
 if (largest.length) process.stdout.write(`Largest named config (micro-batch 1, sequence 256, one warm-up + one timed step):\n${largestTable(largest, md)}\n`);
