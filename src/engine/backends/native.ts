@@ -139,12 +139,17 @@ export function loadNativeKernels(): Kernels | null {
     adamwStep: a.adamwStep,
   };
   // An addon built from older sources lacks them; the ops then compose Kernels methods.
+  let bf16: boolean | null = null;
   fused = typeof a.dropoutApply === 'function' && typeof a.gemmBf16 === 'function' && typeof a.crossEntropyBackwardWrite === 'function'
     ? {
       dropoutApply: a.dropoutApply,
       dropoutBackwardAdd: a.dropoutBackwardAdd,
       crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
-      bf16: a.bf16Available(),
+      // Probing builds a small oneDNN primitive: only when a bf16 product is first asked for.
+      get bf16(): boolean {
+        bf16 ??= a.bf16Available();
+        return bf16;
+      },
       toBf16: a.toBf16,
       gemmBf16: a.gemmBf16,
     }
