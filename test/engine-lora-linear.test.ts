@@ -10,7 +10,9 @@ import { loadNativeKernels } from '../src/engine/backends/native.ts';
 import * as ops from '../src/engine/ops/index.ts';
 import { RandomStream } from '../src/engine/rng.ts';
 import { parameter, scope, Tensor } from '../src/engine/tensor.ts';
+import { Linear } from '../src/nn/layers.ts';
 import { AdamW } from '../src/optim/adamw.ts';
+import { LoraLinear } from '../src/relora/lora-linear.ts';
 
 const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as const);
 
@@ -162,3 +164,19 @@ for (const backend of backends) {
     logits.dispose();
   });
 }
+
+test('LoraLinear passes frozenBf16 to the op: close to, not equal to, the fp32 layer', () => {
+  setBackend('js');
+  const base = new Linear(32, 16);
+  new RandomStream(31).uniform(base.weight.data, -1, 1);
+  const opts = { rank: 4, alpha: 8, dropout: 0 };
+  const fp32 = new LoraLinear(base, opts, new RandomStream(32), new RandomStream(33));
+  const bf16 = new LoraLinear(base, { ...opts, frozenBf16: true }, new RandomStream(32), new RandomStream(33));
+  assert.equal(bf16.frozenBf16, true);
+  assert.equal(fp32.frozenBf16, false);
+  const x = param([3, 32], 34, false);
+  const [a, b] = scope(() => [Float32Array.from(fp32.forward(x).data), Float32Array.from(bf16.forward(x).data)]);
+  const d = maxRelDiff(b, a);
+  assert.ok(d > 1e-5 && d < 3e-2, `bf16 vs fp32 layer output: ${d}`);
+  x.dispose();
+});
