@@ -23,7 +23,8 @@
         "src/cross_entropy.c",
         "src/adamw.c",
         "src/fused.c",
-        "src/gemm_bf16.c"
+        "src/gemm_bf16.c",
+        "src/linalg.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -52,6 +52,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("gemm", napi_gemm),
       FN("gemmBuiltin", napi_gemm_builtin),
       FN("benchGemmDirect", napi_bench_gemm_direct),
+      FN("svdValues", napi_svd_values),
+      FN("lapackAvailable", napi_lapack_available),
       FN("add", napi_add),
       FN("mul", napi_mul),
       FN("scale", napi_scale),

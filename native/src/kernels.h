@@ -26,6 +26,8 @@
 napi_value napi_gemm(napi_env env, napi_callback_info info);
 napi_value napi_gemm_builtin(napi_env env, napi_callback_info info);
 napi_value napi_bench_gemm_direct(napi_env env, napi_callback_info info);
+napi_value napi_svd_values(napi_env env, napi_callback_info info);
+napi_value napi_lapack_available(napi_env env, napi_callback_info info);
 
 napi_value napi_add(napi_env env, napi_callback_info info);
 napi_value napi_mul(napi_env env, napi_callback_info info);

@@ -4,7 +4,8 @@
  */
 import { jsKernels } from './backends/js.ts';
 import type { Kernels } from './backends/kernels.ts';
-import { loadNativeKernels, nativeLoadError } from './backends/native.ts';
+import { loadNativeKernels, nativeLoadError, nativeSingularValues } from './backends/native.ts';
+import { setSingularValuesImpl } from './linalg.ts';
 
 export type BackendName = 'js' | 'native' | 'auto';
 
@@ -45,6 +46,8 @@ export function setBackend(name: BackendName, threads?: number): Kernels {
   }
   active = chosen;
   fallbackReason = reason;
+  // The rank diagnostic's SVD: LAPACK on the native backend when it can be opened, else TypeScript.
+  setSingularValuesImpl(chosen.name === 'native' ? nativeSingularValues() : null);
   return chosen;
 }
 

@@ -37,8 +37,12 @@ export interface FusedKernels {
 interface NativeAddon extends Omit<Kernels, 'name'>, Omit<FusedKernels, 'bf16'> {
   bf16Available(): boolean;
   readonly name: 'native';
-  /** Whether LAPACK was found at build time (detected for later use; not called yet). */
+  /** Whether LAPACK was found at build time. */
   readonly lapack: boolean;
+  /** Singular values (descending) through LAPACK dgesdd, loaded lazily at run time. */
+  svdValues(a: Float32Array | Float64Array, m: number, n: number): Float64Array;
+  /** Whether a LAPACK library with dgesdd could be opened. */
+  lapackAvailable(): boolean;
   benchGemmDirect(transA: boolean, transB: boolean, M: number, N: number, K: number, reps: number): number;
   /** `gemm` forced onto the built-in kernel (the fallback when oneDNN is absent). */
   gemmBuiltin: Kernels['gemm'];
@@ -187,4 +191,11 @@ export function benchGemmDirect(transA: boolean, transB: boolean, M: number, N: 
   const a = loadAddon();
   if (!a) throw new Error(`benchGemmDirect: native backend unavailable: ${loadError ?? 'unknown reason'}`);
   return a.benchGemmDirect(transA, transB, M, N, K, reps);
+}
+
+/** LAPACK's singular values (dgesdd through the addon), or null when the addon or LAPACK is missing. */
+export function nativeSingularValues(): ((a: Float32Array | Float64Array, m: number, n: number) => Float64Array) | null {
+  const a = loadAddon();
+  if (!a || !a.lapackAvailable()) return null;
+  return (x, m, n) => a.svdValues(x, m, n);
 }
