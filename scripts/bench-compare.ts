@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { compareTable, ratioTable, runCompare, summarize, type RoundStat } from '../src/bench/compare.ts';
+import { parseIntOption } from '../src/cli/errors.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -26,11 +27,7 @@ const { values: v } = parseArgs({
   },
 });
 
-function int(name: string, s: string | undefined, min = 1): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected an integer >= ${min}, got "${s}"`);
-  return n;
-}
+const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
 
 const stat = v.stat as RoundStat;
 if (stat !== 'best' && stat !== 'median') throw new Error(`--stat: expected best or median, got "${v.stat}"`);

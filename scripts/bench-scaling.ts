@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { findLargest, largestTable, runContextSweep, runSizeSweep, scalingTable, type LargestResult } from '../src/bench/scaling.ts';
+import { parseIntOption } from '../src/cli/errors.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -25,11 +26,7 @@ const { values: v } = parseArgs({
   },
 });
 
-function int(name: string, s: string | undefined, min = 1): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected an integer >= ${min}, got "${s}"`);
-  return n;
-}
+const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
 
 const fraction = Number(v['memory-fraction']);
 if (!(fraction > 0 && fraction <= 1)) throw new Error(`--memory-fraction: expected a number in (0, 1], got "${v['memory-fraction']}"`);
