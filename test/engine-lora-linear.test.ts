@@ -9,27 +9,14 @@ import { setBackend } from '../src/engine/backend.ts';
 import { loadNativeKernels } from '../src/engine/backends/native.ts';
 import * as ops from '../src/engine/ops/index.ts';
 import { RandomStream } from '../src/engine/rng.ts';
-import { parameter, scope, Tensor } from '../src/engine/tensor.ts';
+import { scope, Tensor } from '../src/engine/tensor.ts';
 import { Linear } from '../src/nn/layers.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { LoraLinear } from '../src/relora/lora-linear.ts';
 
+import { maxRelDiff, param } from './engine-helpers.ts';
+
 const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as const);
-
-function param(shape: number[], seed: number, requiresGrad = true, scale = 1): Tensor {
-  const t = parameter(shape, requiresGrad);
-  new RandomStream(seed).uniform(t.data, -scale, scale);
-  return t;
-}
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let diff = 0, mag = 1e-6;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    mag = Math.max(mag, Math.abs(b[i]));
-  }
-  return diff / mag;
-}
 
 interface Case { p: number; wTrainable: boolean; twice: boolean }
 

@@ -5,6 +5,7 @@
  * largest named config each mode can train at micro-batch 1, sequence 256, checked by a real run.
  */
 import { totalmem } from 'node:os';
+import { defaultChunkRows } from '../engine/ops/loss.ts';
 import { NAMED_CONFIGS, namedConfig, countParameters } from '../nn/config.ts';
 import { trainingFootprint } from '../relora/accounting.ts';
 import { DEFAULT_LORA, type TrainingMode } from '../relora/wrap.ts';
@@ -53,7 +54,7 @@ export interface LargestResult {
 /**
  * A deliberately generous estimate of a training step's peak memory (bytes): training state plus
  * activations kept for backward (per token and layer: about 12 hidden-width and 3 FFN-width
- * vectors, the attention probabilities, the LoRA intermediates), the logits and their gradient,
+ * vectors, the attention probabilities, the LoRA intermediates), one chunk of logits,
  * and the runtime itself. Only used to avoid starting runs that cannot fit on a shared machine.
  */
 export function estimatePeakBytes(model: string, mode: TrainingMode, microBatch: number, seqLen: number, rank = DEFAULT_LORA.rank): number {
@@ -62,7 +63,7 @@ export function estimatePeakBytes(model: string, mode: TrainingMode, microBatch:
   const state = fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer;
   const tok = microBatch * seqLen, d = cfg.hiddenSize, f = cfg.intermediateSize;
   const perTokenLayer = 12 * d + 3 * f + cfg.numHeads * seqLen + (mode === 'full' ? 0 : 7 * rank);
-  const activations = 4 * tok * (cfg.numLayers * perTokenLayer + 3 * cfg.vocabSize);
+  const activations = 4 * (tok * (cfg.numLayers * perTokenLayer + 3 * d) + Math.min(tok, defaultChunkRows(cfg.vocabSize)) * cfg.vocabSize);
   return 1.25 * (state + activations) + 400 * 2 ** 20;
 }
 

@@ -66,6 +66,12 @@ export const gradcheckCases: Case[] = [
     inputs: { logits: [4, 7] },
     build: (x) => ops.crossEntropy(x.logits, ids([3, ops.IGNORE_INDEX, 0, 6], [4])),
   },
+  // Chunks of 2 rows over 5, an ignored row, an upstream factor other than 1.
+  {
+    op: 'linearCrossEntropy',
+    inputs: { x: [5, 4], w: [7, 4] },
+    build: (x) => ops.scale(ops.linearCrossEntropy(x.x, x.w, ids([3, ops.IGNORE_INDEX, 0, 6, 2], [5]), { chunkRows: 2 }), 1.5),
+  },
   // Grouped-query K/V sharing: 2 key/value heads, each read by 3 query heads.
   { op: 'repeatKV', inputs: { x: [B, T, 2 * D] }, build: (x) => weightedSum(ops.repeatKV(x.x, 2, 3), 16) },
   {

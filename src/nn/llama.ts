@@ -138,6 +138,11 @@ export class LlamaForCausalLM extends Module {
 
   /** ids: int32 [B, T] -> logits [B, T, V]. */
   forward(ids: Tensor): Tensor {
+    return this.child<Linear>('lm_head').forward(this.hiddenStates(ids));
+  }
+
+  /** ids: int32 [B, T] -> the final norm's output [B, T, d], what lm_head reads. */
+  hiddenStates(ids: Tensor): Tensor {
     if (ids.dtype !== 'int32' || ids.shape.length !== 2) throw new Error(`LlamaForCausalLM: input ids must be int32 [batch, seq], got ${ids.dtype} ${shapeStr(ids.shape)}`);
     const T = ids.shape[1];
     if (T > this.config.maxSeqLen) throw new Error(`LlamaForCausalLM: sequence length ${T} exceeds maxSeqLen ${this.config.maxSeqLen}`);
@@ -145,13 +150,18 @@ export class LlamaForCausalLM extends Module {
     let x = m.child<Embedding>('embed_tokens').forward(ids);
     const layers = this.layers;
     for (let i = 0; i < layers.length; i++) x = layers.at<DecoderLayer>(i).forward(x, this.tables);
-    x = m.child<RMSNorm>('norm').forward(x);
-    return this.child<Linear>('lm_head').forward(x);
+    return m.child<RMSNorm>('norm').forward(x);
   }
 
-  /** Mean next-token cross-entropy, Hugging Face style: logits[:, t] predicts ids[:, t+1]. */
+  /**
+   * Mean next-token cross-entropy, Hugging Face style: logits[:, t] predicts ids[:, t+1].
+   * lm_head and the loss run as one chunked op, so the [B, T, V] logits never exist at once.
+   */
   loss(ids: Tensor): Tensor {
-    return ops.crossEntropy(this.forward(ids), shiftedTargets(ids));
+    const head = this.child<Module>('lm_head');
+    const targets = shiftedTargets(ids);
+    if (head instanceof Linear) return ops.linearCrossEntropy(this.hiddenStates(ids), head.weight, targets);
+    return ops.crossEntropy(this.forward(ids), targets);
   }
 }
 

@@ -5,5 +5,5 @@ export { rmsnorm } from './rmsnorm.ts';
 export { rope, ropeTables, type RopeTables } from './rope.ts';
 export { causalAttention } from './attention.ts';
 export { silu, swiglu, dropout } from './activations.ts';
-export { crossEntropy, IGNORE_INDEX } from './loss.ts';
+export { crossEntropy, linearCrossEntropy, defaultChunkRows, IGNORE_INDEX, type LinearCrossEntropyOptions } from './loss.ts';
 export { repeatKV } from './repeat-kv.ts';

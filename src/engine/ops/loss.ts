@@ -37,3 +37,104 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
   }
   return out;
 }
+
+/** Rows of logits one chunk of linearCrossEntropy holds: about 16 Mi floats (64 MiB). */
+const CHUNK_FLOATS = 1 << 24;
+
+/** Rows per chunk linearCrossEntropy uses by default for a vocabulary of V (a multiple of 64). */
+export function defaultChunkRows(V: number): number {
+  return Math.max(64, Math.floor(CHUNK_FLOATS / V / 64) * 64);
+}
+
+export interface LinearCrossEntropyOptions {
+  ignoreIndex?: number;
+  /** Rows per chunk (default: as many as fit 16 Mi logits, a multiple of 64). */
+  chunkRows?: number;
+}
+
+/**
+ * crossEntropy(linear(x, W), targets) without ever holding all the logits: x [..., d],
+ * W [V, d] (a bias-free output layer such as lm_head), targets int32 [...] -> scalar mean loss.
+ *
+ * Rows go through in chunks: logits = x_c·Wᵀ, the loss, the softmax gradient written over the
+ * logits, then dx_c = dlogits·W and dW += dlogitsᵀ·x_c right away. The loss is a graph's final
+ * op, so its gradient is known up to the upstream factor before backward runs; backward only
+ * scales and hands over dx and dW. At a vocabulary of 32k and 2,048 tokens this keeps 64 MiB of
+ * logits instead of 2 × 263 MB (logits and their gradient), for the same arithmetic.
+ */
+export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
+  const ignoreIndex = opts.ignoreIndex ?? IGNORE_INDEX;
+  if (targets.dtype !== 'int32') throw new Error(`linearCrossEntropy: targets must be int32, got ${targets.dtype}`);
+  if (weight.shape.length !== 2) throw new Error(`linearCrossEntropy: weight must be 2-D [V, d], got ${shapeStr(weight.shape)}`);
+  const [V, d] = weight.shape;
+  if (x.shape[x.shape.length - 1] !== d) throw new Error(`linearCrossEntropy: input ${shapeStr(x.shape)} has last dimension ${x.shape[x.shape.length - 1]}, weight ${shapeStr(weight.shape)} expects ${d}`);
+  const rows = x.size / d;
+  if (targets.size !== rows) throw new Error(`linearCrossEntropy: input ${shapeStr(x.shape)} has ${rows} rows but targets ${shapeStr(targets.shape)} have ${targets.size}`);
+  const t = targets.ints;
+  let count = 0;
+  for (let r = 0; r < rows; r++) {
+    if (t[r] === ignoreIndex) continue;
+    if (!(t[r] >= 0 && t[r] < V)) throw new Error(`linearCrossEntropy: target ${t[r]} at row ${r} is outside [0, ${V}) and is not the ignore index ${ignoreIndex}`);
+    count++;
+  }
+  if (count === 0) throw new Error('linearCrossEntropy: every target is the ignore index; the mean loss is undefined');
+  const chunk = Math.min(rows, opts.chunkRows ?? defaultChunkRows(V));
+  if (!(Number.isInteger(chunk) && chunk >= 1)) throw new Error(`linearCrossEntropy: chunkRows must be a positive integer, got ${opts.chunkRows}`);
+
+  const k = K(), f = fusedKernels(k);
+  const needX = recording(x) && x.requiresGrad, needW = recording(weight) && weight.requiresGrad;
+  const losses = Tensor.empty([rows], false), lse = Tensor.empty([chunk], false);
+  const logits = Tensor.empty([chunk * V], false);
+  // Without the native in-place kernel the gradient goes to its own buffer (js accumulates into it).
+  const dlogits = (needX || needW) && !f ? Tensor.empty([chunk * V], false) : null;
+  const dx = needX ? Tensor.empty(x.shape, false) : null;
+  const dW = needW ? Tensor.empty(weight.shape, false) : null;
+  const X = x.data, W = weight.data;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const c = Math.min(chunk, rows - r0);
+    const tc = t.subarray(r0, r0 + c), xc = X.subarray(r0 * d, (r0 + c) * d);
+    k.gemm(false, true, c, V, d, 1, xc, d, 0, W, d, 0, 0, logits.data, V, 0, 1);
+    k.crossEntropyForward(logits.data, tc, losses.data.subarray(r0, r0 + c), lse.data, c, V, ignoreIndex);
+    if (!dx && !dW) continue;
+    let dl = logits.data;
+    if (f) f.crossEntropyBackwardWrite(logits.data, tc, lse.data, logits.data, c, V, ignoreIndex, 1 / count);
+    else {
+      dl = dlogits!.data;
+      k.fill(dl, 0, c * V);
+      k.crossEntropyBackward(logits.data, tc, lse.data, dl, c, V, ignoreIndex, 1 / count);
+    }
+    if (dx) k.gemm(false, false, c, d, V, 1, dl, V, 0, W, d, 0, 0, dx.data.subarray(r0 * d, (r0 + c) * d), d, 0, 1);
+    if (dW) k.gemm(true, false, V, d, c, 1, dl, V, 0, xc, d, 0, r0 === 0 ? 0 : 1, dW.data, d, 0, 1);
+  }
+  const out = Tensor.from(new Float32Array([k.sum(losses.data, rows) / count]), []);
+  for (const s of [losses, lse, logits, dlogits]) s?.dispose();
+  if (!dx && !dW) return out;
+  out.requiresGrad = true;
+  out.node = {
+    op: 'linearCrossEntropy',
+    inputs: [x, weight],
+    backward(g) {
+      const kb = K(), s = g[0];
+      if (dx) {
+        const gx = gradSlot(x)!;
+        if (gx.fresh) kb.scale(dx.data, s, gx.data, dx.size);
+        else kb.axpy(s, dx.data, gx.data, dx.size);
+        dx.dispose();
+      }
+      if (dW) {
+        if (!weight.grad) {
+          // Hand the finished gradient over instead of copying it; a parameter's gradient
+          // outlives the step's scope.
+          if (s !== 1) kb.scale(dW.data, s, dW.data, dW.size);
+          if (weight.node === null) dW.keep();
+          dW.name = weight.name ? `${weight.name}.grad` : undefined;
+          weight.grad = dW;
+        } else {
+          kb.axpy(s, dW.data, weight.grad.data, dW.size);
+          dW.dispose();
+        }
+      }
+    },
+  };
+  return out;
+}
