@@ -29,6 +29,8 @@ export const TrainConfigSchema = z.object({
   rank: positiveInt.default(32),
   alpha: z.number().positive().default(32),
   dropout: z.number().min(0).lt(1).default(0.1),
+  /** lora/relora: form the frozen weights' products in bfloat16 (fp32 accumulation; W stays fp32). */
+  frozen_bf16: z.boolean().default(false),
   target_modules: z.array(z.enum(PROJECTIONS)).min(1).default([...PROJECTIONS]),
   /** Peak learning rate of the LoRA / ReLoRA phase (or of the whole run in full mode). */
   lr: z.number().positive().default(4e-3),

@@ -10,6 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend, backendInfo } from '../engine/backend.ts';
+import { bf16Support } from '../engine/ops/matmul.ts';
 import { clearPool } from '../engine/pool.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';
@@ -204,7 +205,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const info = backendInfo();
   log(`backend ${info.backend} (GEMM ${info.blas}, ${info.threads} threads)${info.fallback ? ` — native unavailable: ${info.fallback}` : ''}`);
 
-  const lora = { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules };
+  const lora = { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules, frozenBf16: cfg.frozen_bf16 };
   const memoryCheck = (vocabSize: number): string => checkMemory(
     estimateTrainingMemory({ model: modelConfigFor(cfg, vocabSize), mode: cfg.mode as TrainingMode, lora, microBatch: cfg.micro_batch, seqLen: cfg.seq_len }),
     { available: opts.memoryLimitBytes, force: opts.force, what: 'this training configuration' },
@@ -424,7 +425,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         optimizer?.dispose();
         optimizer = null;
         clearPool();
-        log(`switching to ${plan.phase} at update ${step}: rank ${cfg.rank}, alpha ${cfg.alpha}${plan.phase === 'relora' ? `, merge and reset every ${cfg.cycle_length} updates (${cfg.optimizer_reset})` : ''}`);
+        log(`switching to ${plan.phase} at update ${step}: rank ${cfg.rank}, alpha ${cfg.alpha}${plan.phase === 'relora' ? `, merge and reset every ${cfg.cycle_length} updates (${cfg.optimizer_reset})` : ''}${cfg.frozen_bf16 ? `, frozen W products in bfloat16 (${bf16Support()})` : ''}`);
       }
       if (plan.phase !== 'full') await opts.rankHook?.start(model, runDir, !firstEntry);
       optimizer ??= new AdamW(model.namedTrainableParameters(), { lr: plan.lr, weightDecay: cfg.weight_decay });

@@ -12,6 +12,8 @@ import { readRunConfig, train, type TrainSummary } from '../../train/trainer.ts'
 import { UsageError } from '../errors.ts';
 
 const LIST_KEYS = new Set(['data', 'validation', 'target_modules', 'rank_sample']);
+/** Boolean keys: the bare flag means true. */
+const BOOL_KEYS = new Set(['frozen_bf16']);
 const STRING_KEYS = new Set(['mode', 'scheduler', 'optimizer_reset', 'backend', 'text_field', 'txt_mode', 'tokenizer', 'out']);
 
 export const flagOf = (key: string): string => `--${key.replace(/_/g, '-')}`;
@@ -59,7 +61,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 /** Add one option per config key to `cmd`. */
 export function addConfigOptions(cmd: Command): Command {
   for (const key of CONFIG_KEYS) {
-    cmd.addOption(new Option(`${flagOf(key)} <value>`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads', 'init_from'].includes(key)));
+    cmd.addOption(new Option(`${flagOf(key)} ${BOOL_KEYS.has(key) ? '[value]' : '<value>'}`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads', 'init_from', 'frozen_bf16'].includes(key)));
   }
   return cmd;
 }

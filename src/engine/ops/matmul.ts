@@ -136,6 +136,11 @@ function roundToBf16(src: Float32Array, dst: Float32Array, n: number): void {
   }
 }
 
+/** How frozenBf16 products run on the active backend, in words. */
+export function bf16Support(): string {
+  return fusedKernels(K())?.bf16 ? 'oneDNN bf16 matmul' : 'bf16 rounding emulated in fp32 on this backend';
+}
+
 function bf16Copy(src: Float32Array, n: number): Bf16Copy {
   const f = fusedKernels(K());
   if (f?.bf16) {
