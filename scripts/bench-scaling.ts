@@ -1,5 +1,5 @@
 /**
- * npm run bench:scaling [-- --rounds N --micro-batch B --context-tokens N --steps N --skip-largest --markdown --out FILE]
+ * npm run bench:scaling [-- --rounds N --micro-batch B --context-tokens N --steps N --rank R --skip-context --skip-largest --markdown --out FILE]
  * Tokens/s and peak RSS across model sizes and sequence lengths, full vs relora, and the largest
  * named config each mode trains here. See src/bench/scaling.ts.
  */
@@ -20,6 +20,8 @@ const { values: v } = parseArgs({
     'max-busy': { type: 'string', default: '0.25' },
     'max-wait': { type: 'string', default: '120' },
     'memory-fraction': { type: 'string', default: '0.85' },
+    rank: { type: 'string', default: '128' },
+    'skip-context': { type: 'boolean', default: false },
     'skip-largest': { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -32,6 +34,7 @@ const fraction = Number(v['memory-fraction']);
 if (!(fraction > 0 && fraction <= 1)) throw new Error(`--memory-fraction: expected a number in (0, 1], got "${v['memory-fraction']}"`);
 const opts = {
   microBatch: int('micro-batch', v['micro-batch']),
+  rank: int('rank', v.rank),
   contextTokens: int('context-tokens', v['context-tokens']),
   steps: int('steps', v.steps),
   warmup: int('warmup', v.warmup, 0),
@@ -43,14 +46,14 @@ const opts = {
 };
 const started = new Date();
 const sizes = await runSizeSweep(opts);
-const context = await runContextSweep(opts);
+const context = v['skip-context'] ? [] : await runContextSweep(opts);
 const largest: LargestResult[] = [];
 if (!v['skip-largest']) for (const mode of ['full', 'relora'] as const) largest.push(await findLargest(opts, mode));
 
 const md = v.markdown;
-process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), ${opts.steps} timed steps after ${opts.warmup}, best of ${opts.rounds} round(s) per point\n\n`);
+process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), relora at rank ${opts.rank}, ${opts.steps} timed steps after ${opts.warmup}, best of ${opts.rounds} round(s) per point\n\n`);
 process.stdout.write(`Model size (sequence 256, micro-batch ${opts.microBatch}):\n${scalingTable(sizes, 'model', md)}\n\n`);
-process.stdout.write(`Context (llama_60m, ${opts.contextTokens} tokens per step):\n${scalingTable(context, 'seq', md)}\n\n`);
+if (context.length) process.stdout.write(`Context (llama_60m, ${opts.contextTokens} tokens per step):\n${scalingTable(context, 'seq', md)}\n\n`);
 if (largest.length) process.stdout.write(`Largest named config (micro-batch 1, sequence 256, one warm-up + one timed step):\n${largestTable(largest, md)}\n`);
 const failed = [...sizes, ...context].filter((p) => !p.record);
 for (const p of failed) process.stdout.write(`error: ${p.model} ${p.mode} seq ${p.seqLen}: ${p.error}\n`);

@@ -7,6 +7,7 @@ import { stepFlops } from '../src/bench/flops.ts';
 import { profileKernels } from '../src/bench/profile.ts';
 import { configsBySize, estimatePeakBytes, scalingTable, type ScalingPoint } from '../src/bench/scaling.ts';
 import { runStepBench } from '../src/bench/step-bench.ts';
+import { runStepRatio } from '../src/bench/step-ratio.ts';
 import { spread } from '../src/bench/stats.ts';
 import { formatTable } from '../src/bench/table.ts';
 import { K } from '../src/engine/backend.ts';
@@ -166,4 +167,19 @@ test('compare: the best round is the one with the highest tokens/s, with its own
   assert.equal(best.ratio, 2);
   assert.equal(med.ours_tokens_per_s, 900);
   assert.equal(med.torch_tokens_per_s, 450);
+});
+
+test('bench ratio alternates real full and relora steps in one process and reports their ratio', () => {
+  const lines: string[] = [];
+  const r = runStepRatio({ model: 'llama_9m', rank: 8, seqLen: 16, microBatch: 2, steps: 4, warmup: 1, vocabSize: 256 }, (l) => lines.push(l));
+  assert.equal(r.pairs, 4);
+  assert.equal(lines.length, 5);
+  assert.match(lines[0], /^pair 1\/5 \(warm-up\): full \d+ ms, relora \d+ ms, ratio [\d.]+$/);
+  const pairRatios = lines.slice(1).map((l) => Number(/ratio ([\d.]+)$/.exec(l)![1]));
+  assert.ok(r.pair_ratio_min <= r.pair_ratio_median && r.pair_ratio_median <= r.pair_ratio_max);
+  assert.ok(Math.abs(r.pair_ratio_min - Math.min(...pairRatios)) < 1e-3 && Math.abs(r.pair_ratio_max - Math.max(...pairRatios)) < 1e-3);
+  assert.ok(Math.abs(r.ratio_of_medians - r.relora_ms_median / r.full_ms_median) < 1e-12);
+  const cfg = namedConfig('llama_9m', { vocabSize: 256, maxSeqLen: 16 });
+  assert.equal(r.flop_ratio, stepFlops(cfg, 'relora', 8, 2, 16) / stepFlops(cfg, 'full', 8, 2, 16));
+  assert.throws(() => runStepRatio({ model: 'llama_9m', rank: 0, seqLen: 16, microBatch: 2, steps: 1, warmup: 0 }), /rank must be a positive integer/);
 });

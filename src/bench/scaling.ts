@@ -28,6 +28,8 @@ export interface ScalingOptions {
   memoryFraction: number;
   /** Runs per point of the sweeps; the one with the highest tokens/s is kept (default 1). */
   rounds?: number;
+  /** LoRA rank of the relora points (default DEFAULT_LORA.rank, 128). */
+  rank?: number;
   /** Skip the largest-config search (it runs the biggest models and takes minutes). */
   skipLargest?: boolean;
   log?: (line: string) => void;
@@ -73,7 +75,7 @@ export function configsBySize(): string[] {
 }
 
 async function point(o: ScalingOptions, model: string, mode: TrainingMode, seqLen: number, microBatch: number, steps = o.steps, warmup = o.warmup, gemmReps?: number, rounds = o.rounds ?? 1): Promise<ScalingPoint> {
-  const args: StepArgs = { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps };
+  const args: StepArgs = { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps, ...(mode !== 'full' && o.rank ? { rank: o.rank } : {}) };
   let best: ScalingPoint | null = null;
   for (let i = 0; i < rounds; i++) {
     o.log?.(`${model} ${mode} seq ${seqLen} × micro-batch ${microBatch}${rounds > 1 ? ` (round ${i + 1}/${rounds})` : ''}`);

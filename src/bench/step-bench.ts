@@ -8,11 +8,11 @@ import { backendInfo } from '../engine/backend.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { gemmThroughput, GEMM_SHAPES } from '../cli/gemm-bench.ts';
-import { namedConfig } from '../nn/config.ts';
+import { namedConfig, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { trainingFootprint } from '../relora/accounting.ts';
-import { DEFAULT_LORA, loraStreams, wrapWithLora, type TrainingMode } from '../relora/wrap.ts';
+import { DEFAULT_LORA, loraStreams, wrapWithLora, type TrainingMode, type WrapOptions } from '../relora/wrap.ts';
 import { trainStep } from '../train/step.ts';
 import { stepFlops } from './flops.ts';
 import { spread } from './stats.ts';
@@ -101,7 +101,16 @@ export interface StepBenchHooks {
   afterSteps?(): void;
 }
 
-export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): StepBenchRecord {
+/** A model, its optimizer and a few random batches, ready to time one training step at a time. */
+export interface Stepper {
+  cfg: LlamaConfig;
+  lora: WrapOptions;
+  /** One real training step on the next batch: its wall time and loss. */
+  step(): { ms: number; loss: number };
+  dispose(): void;
+}
+
+export function makeStepper(o: StepBenchOptions): Stepper {
   validateStepBenchOptions(o);
   const cfg = namedConfig(o.model, { maxSeqLen: Math.max(o.seqLen, 1), ...(o.vocabSize ? { vocabSize: o.vocabSize } : {}) });
   const seed = o.seed ?? 0;
@@ -115,23 +124,38 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
     data.uniform(u);
     return Tensor.from(Int32Array.from(u, (x) => Math.floor(x * cfg.vocabSize)), [o.microBatch, o.seqLen]);
   });
+  let i = 0;
+  return {
+    cfg,
+    lora,
+    step() {
+      const t0 = process.hrtime.bigint();
+      const r = trainStep(model, optimizer, [batches[i++ % batches.length]], 1e-3, 1.0);
+      return { ms: Number(process.hrtime.bigint() - t0) / 1e6, loss: r.loss };
+    },
+    dispose() {
+      optimizer.dispose();
+      model.dispose();
+    },
+  };
+}
 
+export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): StepBenchRecord {
+  const stepper = makeStepper(o);
+  const { cfg, lora } = stepper;
   const times: number[] = [];
   const losses: number[] = [];
   for (let i = 0; i < o.warmup + o.steps; i++) {
     if (i === o.warmup) hooks.afterWarmup?.();
-    const t0 = process.hrtime.bigint();
-    const r = trainStep(model, optimizer, [batches[i % batches.length]], 1e-3, 1.0);
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    losses.push(r.loss);
+    const { ms, loss } = stepper.step();
+    losses.push(loss);
     if (i >= o.warmup) times.push(ms);
-    hooks.log?.(`step ${i + 1}/${o.warmup + o.steps}${i < o.warmup ? ' (warm-up)' : ''}: ${ms.toFixed(0)} ms, loss ${r.loss.toFixed(4)}`);
+    hooks.log?.(`step ${i + 1}/${o.warmup + o.steps}${i < o.warmup ? ' (warm-up)' : ''}: ${ms.toFixed(0)} ms, loss ${loss.toFixed(4)}`);
   }
   hooks.afterSteps?.();
   // Read before the GEMM measurement allocates its own operands.
   const peak = peakRssBytes();
-  optimizer.dispose();
-  model.dispose();
+  stepper.dispose();
   const gemmPeak = o.gemmReps > 0 ? gemmPeakGflops(o.gemmReps) : null;
 
   const fp = trainingFootprint(cfg, o.mode, lora);

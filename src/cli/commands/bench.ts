@@ -4,6 +4,7 @@ import { backendInfo, K } from '../../engine/backend.ts';
 import { profileKernels } from '../../bench/profile.ts';
 import { fusedKernels } from '../../engine/backends/native.ts';
 import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
+import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../gemm-bench.ts';
 import { parseIntOption, UsageError } from '../errors.ts';
@@ -112,5 +113,45 @@ export function register(program: Command): void {
           process.stdout.write(`${e.kernel.padEnd(40)}${String(Math.round(e.calls * 10) / 10).padStart(7)}${e.ms.toFixed(1).padStart(10)}${`${((100 * e.ms) / record.step_ms_median).toFixed(1)}%`.padStart(8)}\n`);
         }
       }
+    });
+  bench
+    .command('ratio')
+    .description('the ReLoRA step time over the full-rank step time, both models in one process, steps alternating')
+    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
+    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
+    .option('--seq-len <t>', 'sequence length', parseIntOption('--seq-len'), 256)
+    .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
+    .option('--steps <n>', 'timed pairs of steps', parseIntOption('--steps'), 6)
+    .option('--warmup <n>', 'untimed pairs first', parseIntOption('--warmup', 0), 1)
+    .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
+    .option('--frozen-bf16', 'compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
+    .option('--json', 'print one JSON record')
+    .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; json?: boolean }) => {
+      let r;
+      try {
+        r = runStepRatio({
+          model: opts.model, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup,
+          vocabSize: opts.vocabSize, frozenBf16: opts.frozenBf16,
+        }, (line) => {
+          if (!opts.json) process.stderr.write(`${line}\n`);
+        });
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/^(bench step|unknown model|model config|lora|rank)/.test(msg)) throw new UsageError(msg);
+        throw e;
+      }
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        return;
+      }
+      const rows: [string, string][] = [
+        ['model', `${r.model}, rank ${r.rank}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}, ${r.micro_batch} × ${r.seq_len} tokens per step`],
+        ['backend', `${r.backend}, ${r.threads} thread(s)`],
+        ['full step', `median ${r.full_ms_median.toFixed(1)} ms`],
+        ['relora step', `median ${r.relora_ms_median.toFixed(1)} ms`],
+        ['relora / full', `${r.ratio_of_medians.toFixed(3)} (ratio of medians); per adjacent pair median ${r.pair_ratio_median.toFixed(3)}, range ${r.pair_ratio_min.toFixed(3)}–${r.pair_ratio_max.toFixed(3)} over ${r.pairs} pairs`],
+        ['model FLOPs', `relora / full ${r.flop_ratio.toFixed(3)}`],
+      ];
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(16)}${v}\n`);
     });
 }
