@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { compareTable, ratioTable, stepRatios, summarize, type CompareCase } from '../src/bench/compare.ts';
-import { parseBenchMode, parseRecord, oursCommand, torchCommand, type BenchRecord } from '../src/bench/child.ts';
+import { parseBenchMode, parseRecord, oursCommand, ratioCommand, torchCommand, type BenchRecord } from '../src/bench/child.ts';
 import { stepFlops } from '../src/bench/flops.ts';
 import { profileKernels } from '../src/bench/profile.ts';
 import { configsBySize, estimatePeakBytes, scalingTable, type ScalingPoint } from '../src/bench/scaling.ts';
 import { runStepBench } from '../src/bench/step-bench.ts';
-import { runStepRatio } from '../src/bench/step-ratio.ts';
+import { runStepRatio, type StepRatioRecord } from '../src/bench/step-ratio.ts';
 import { spread } from '../src/bench/stats.ts';
 import { formatTable } from '../src/bench/table.ts';
 import { K } from '../src/engine/backend.ts';
@@ -125,6 +125,10 @@ test('compare summarises medians per side and relora/full step ratios', () => {
   const table = compareTable(s);
   assert.match(table, /m\s+full\s+1000\.0\s+500\.0\s+2\.00×\s+1024 MiB\s+2048 MiB/);
   assert.match(ratioTable(s, true), /\| m +\| relora\/full \| +0\.80 \| +- \|/);
+  // The interleaved measurement, when there is one, gets its own column.
+  const record = { ratio_of_medians: 0.9, pair_ratio_min: 0.85, pair_ratio_max: 0.97 } as StepRatioRecord;
+  assert.match(ratioTable(s, true, [{ model: 'm', mode: 'relora', record, error: null }]), /\| m +\| relora\/full \| +0\.80 \| +- \| 0\.90 \(pairs 0\.85–0\.97\) \|/);
+  assert.match(ratioTable(s, false, [{ model: 'm', mode: 'relora', record: null, error: 'exit status 1' }]), /relora, interleaved\n.*\nm\s+relora\/full\s+0\.80\s+-\s+-$/);
 });
 
 test('tables align columns, in plain text and Markdown', () => {
@@ -154,6 +158,10 @@ test('bench modes: relora-bf16 runs relora with --frozen-bf16 on both sides', ()
   const args = { model: 'llama_20m', mode: 'relora', frozenBf16: true, seqLen: 256, microBatch: 8, steps: 5, warmup: 2, threads: 2 };
   assert.ok(oursCommand(args)[1].includes('--frozen-bf16'));
   assert.ok(torchCommand(args)[1].includes('--frozen-bf16'));
+  const [, ratio] = ratioCommand({ ...args, rank: 32 });
+  assert.deepEqual(ratio.slice(ratio.indexOf('bench')), ['bench', 'ratio', '--model', 'llama_20m', '--seq-len', '256', '--micro-batch', '8', '--steps', '5', '--warmup', '2', '--json', '--rank', '32', '--frozen-bf16']);
+  assert.equal(parseRecord<StepRatioRecord>('pair 1\n{"ratio_of_medians": 0.8}', 'ratio_of_medians')!.ratio_of_medians, 0.8);
+  assert.equal(parseRecord('{"ratio_of_medians": 0.8}'), null);
 });
 
 test('compare: the best round is the one with the highest tokens/s, with its own RSS', () => {

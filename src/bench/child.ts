@@ -69,26 +69,34 @@ export function oursCommand(a: StepArgs): [string, string[]] {
   return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), 'bench', 'step', ...commonFlags(a)]];
 }
 
+/** argv of `relora bench ratio` (full vs relora in one process, steps alternating) for a's model. */
+export function ratioCommand(a: StepArgs): [string, string[]] {
+  const f = ['--model', a.model, '--seq-len', String(a.seqLen), '--micro-batch', String(a.microBatch), '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
+  if (a.rank !== undefined) f.push('--rank', String(a.rank));
+  if (a.frozenBf16) f.push('--frozen-bf16');
+  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), 'bench', 'ratio', ...f]];
+}
+
 export function torchCommand(a: StepArgs): [string, string[]] {
   return [pythonPath(), [join(REPO_ROOT, 'tools', 'reference', 'bench_torch.py'), '--threads', String(a.threads), ...commonFlags(a)]];
 }
 
-export interface ChildResult {
-  record: BenchRecord | null;
+export interface ChildResult<T = BenchRecord> {
+  record: T | null;
   /** Why there is no record (exit status, signal, stderr tail). */
   error: string | null;
   /** CPU busy fraction (0..1) of the machine just before the run started. */
   busyBefore: number;
 }
 
-/** The last line of `stdout` that parses as a JSON object with tokens_per_s. */
-export function parseRecord(stdout: string): BenchRecord | null {
+/** The last line of `stdout` that parses as a JSON object with a numeric `field`. */
+export function parseRecord<T = BenchRecord>(stdout: string, field = 'tokens_per_s'): T | null {
   const lines = stdout.trim().split('\n').reverse();
   for (const line of lines) {
     if (!line.startsWith('{')) continue;
     try {
-      const r = JSON.parse(line) as BenchRecord;
-      if (typeof r.tokens_per_s === 'number') return r;
+      const r = JSON.parse(line) as Record<string, unknown>;
+      if (typeof r[field] === 'number') return r as T;
     } catch {
       // Not the record line; keep looking.
     }
@@ -140,10 +148,10 @@ export interface QuietPolicy {
   maxWaitMs: number;
 }
 
-export async function runBench(cmd: [string, string[]], quiet: QuietPolicy): Promise<ChildResult> {
+export async function runBench<T = BenchRecord>(cmd: [string, string[]], quiet: QuietPolicy, field = 'tokens_per_s'): Promise<ChildResult<T>> {
   const busyBefore = quiet.maxBusy < 1 ? await waitForQuiet(quiet.maxBusy, quiet.maxWaitMs) : 0;
   const r = await runChild(cmd);
-  const record = r.code === 0 ? parseRecord(r.stdout) : null;
+  const record = r.code === 0 ? parseRecord<T>(r.stdout, field) : null;
   if (record) return { record, error: null, busyBefore };
   const tail = r.stderr.trim().split('\n').slice(-3).join(' | ');
   const how = r.signal ? `killed by ${r.signal}` : `exit status ${r.code}`;

@@ -1,11 +1,13 @@
 /**
  * `npm run bench:compare`: our training step against PyTorch's (transformers + PEFT, eager
  * fp32, same threads, batch, sequence length, mode), each in its own child process, alternating
- * which side goes first; one table with both sides' tokens/s, their ratio and peak RSS, plus our
- * relora/full step-time ratio per model.
+ * which side goes first; one table with both sides' tokens/s, their ratio and peak RSS, plus the
+ * relora/full step-time ratio per model on each side — and ours again from `relora bench ratio`,
+ * which alternates the two steps in one process and so does not drift with the machine.
  */
 import { median, mib, fixed, formatTable } from './table.ts';
-import { oursCommand, parseBenchMode, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
+import { oursCommand, parseBenchMode, ratioCommand, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
+import type { StepRatioRecord } from './step-ratio.ts';
 
 export interface CompareOptions {
   models: string[];
@@ -77,6 +79,28 @@ export async function runCompare(o: CompareOptions): Promise<CompareCase[]> {
   return cases;
 }
 
+export interface InterleavedRatio {
+  model: string;
+  /** relora or relora-bf16. */
+  mode: string;
+  record: StepRatioRecord | null;
+  error: string | null;
+}
+
+/** `relora bench ratio` for every model and relora mode of `o` (lora's step is relora's). */
+export async function runInterleavedRatios(o: CompareOptions): Promise<InterleavedRatio[]> {
+  const out: InterleavedRatio[] = [];
+  for (const model of o.models) {
+    for (const mode of o.modes) {
+      if (parseBenchMode(mode).mode !== 'relora') continue;
+      o.log?.(`${model} ${mode}/full, interleaved in one process`);
+      const r = await runBench<StepRatioRecord>(ratioCommand(stepArgs(o, model, mode)), o.quiet, 'ratio_of_medians');
+      out.push({ model, mode, record: r.record, error: r.error });
+    }
+  }
+  return out;
+}
+
 /**
  * How rounds combine: `median` of each field, or `best` — the round with the highest tokens/s
  * (its own RSS and MFU). Other processes on a shared machine only ever slow a run down, so the
@@ -135,11 +159,19 @@ export function compareTable(summaries: CaseSummary[], markdown = false): string
   return formatTable(headers, rows, markdown);
 }
 
-export function ratioTable(summaries: CaseSummary[], markdown = false): string {
+/** Step-time ratios: each side from the separate runs, and ours interleaved when given. */
+export function ratioTable(summaries: CaseSummary[], markdown = false, interleaved: InterleavedRatio[] = []): string {
   const ours = stepRatios(summaries, 'ours'), torch = stepRatios(summaries, 'torch');
   const rows = ours.map((r) => {
     const t = torch.find((x) => x.model === r.model && x.mode === r.mode);
-    return [r.model, `${r.mode}/full`, r.ratio.toFixed(2), t ? t.ratio.toFixed(2) : '-'];
+    const row = [r.model, `${r.mode}/full`, r.ratio.toFixed(2), t ? t.ratio.toFixed(2) : '-'];
+    if (interleaved.length) {
+      const i = interleaved.find((x) => x.model === r.model && x.mode === r.mode)?.record;
+      row.push(i ? `${i.ratio_of_medians.toFixed(2)} (pairs ${i.pair_ratio_min.toFixed(2)}–${i.pair_ratio_max.toFixed(2)})` : '-');
+    }
+    return row;
   });
-  return formatTable(['config', 'step time', 'relora', 'PyTorch'], rows, markdown);
+  const headers = ['config', 'step time', 'relora', 'PyTorch'];
+  if (interleaved.length) headers.push('relora, interleaved');
+  return formatTable(headers, rows, markdown);
 }
