@@ -5,7 +5,7 @@ import { compareTable, ratioTable, stepRatios, summarize, type CompareCase } fro
 import { parseBenchMode, parseRecord, oursCommand, ratioCommand, torchCommand, type BenchRecord } from '../src/bench/child.ts';
 import { stepFlops } from '../src/bench/flops.ts';
 import { profileKernels } from '../src/bench/profile.ts';
-import { configsBySize, estimatePeakBytes, scalingTable, type ScalingPoint } from '../src/bench/scaling.ts';
+import { configsBySize, estimatePeakBytes, pointArgs, scalingTable, type ScalingPoint } from '../src/bench/scaling.ts';
 import { runStepBench } from '../src/bench/step-bench.ts';
 import { runStepRatio, type StepRatioRecord } from '../src/bench/step-ratio.ts';
 import { spread } from '../src/bench/stats.ts';
@@ -190,4 +190,12 @@ test('bench ratio alternates real full and relora steps in one process and repor
   const cfg = namedConfig('llama_9m', { vocabSize: 256, maxSeqLen: 16 });
   assert.equal(r.flop_ratio, stepFlops(cfg, 'relora', 8, 2, 16) / stepFlops(cfg, 'full', 8, 2, 16));
   assert.throws(() => runStepRatio({ model: 'llama_9m', rank: 0, seqLen: 16, microBatch: 2, steps: 1, warmup: 0 }), /rank must be a positive integer/);
+});
+
+test('bench:scaling --rank reaches the relora points only', () => {
+  const o = { microBatch: 8, contextTokens: 2048, steps: 2, warmup: 1, threads: 2, quiet: { maxBusy: 1, maxWaitMs: 0 }, memoryFraction: 0.85, rank: 32 };
+  const relora = oursCommand(pointArgs(o, 'llama_9m', 'relora', 256, 8))[1], full = oursCommand(pointArgs(o, 'llama_9m', 'full', 256, 8))[1];
+  assert.deepEqual(relora.slice(relora.indexOf('--rank'), relora.indexOf('--rank') + 2), ['--rank', '32']);
+  assert.ok(!full.includes('--rank'));
+  assert.ok(!oursCommand(pointArgs({ ...o, rank: undefined }, 'llama_9m', 'relora', 256, 8))[1].includes('--rank'));
 });

@@ -55,26 +55,32 @@ export function pythonPath(): string {
   return process.env.RELORA_PYTHON ?? join(REPO_ROOT, 'tools', 'reference', '.venv', 'bin', 'python');
 }
 
-function commonFlags(a: StepArgs): string[] {
-  const f = ['--model', a.model, '--mode', a.mode, '--seq-len', String(a.seqLen), '--micro-batch', String(a.microBatch),
+/** Flags `bench step`, `bench ratio` and bench_torch.py all take: the step's shape and what it trains. */
+function shapeFlags(a: StepArgs): string[] {
+  const f = ['--model', a.model, '--seq-len', String(a.seqLen), '--micro-batch', String(a.microBatch),
     '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
   if (a.rank !== undefined) f.push('--rank', String(a.rank));
-  if (a.gemmReps !== undefined) f.push('--gemm-reps', String(a.gemmReps));
   if (a.frozenBf16) f.push('--frozen-bf16');
   return f;
 }
 
-/** argv (after the executable) of our side: the CLI from source through tsx. */
+function commonFlags(a: StepArgs): string[] {
+  return [...shapeFlags(a), '--mode', a.mode, ...(a.gemmReps !== undefined ? ['--gemm-reps', String(a.gemmReps)] : [])];
+}
+
+/** Our CLI from source through tsx, on a.threads threads. */
+function cliCommand(a: StepArgs, args: string[]): [string, string[]] {
+  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), ...args]];
+}
+
+/** argv (after the executable) of our side: `relora bench step`. */
 export function oursCommand(a: StepArgs): [string, string[]] {
-  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), 'bench', 'step', ...commonFlags(a)]];
+  return cliCommand(a, ['bench', 'step', ...commonFlags(a)]);
 }
 
 /** argv of `relora bench ratio` (full vs relora in one process, steps alternating) for a's model. */
 export function ratioCommand(a: StepArgs): [string, string[]] {
-  const f = ['--model', a.model, '--seq-len', String(a.seqLen), '--micro-batch', String(a.microBatch), '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
-  if (a.rank !== undefined) f.push('--rank', String(a.rank));
-  if (a.frozenBf16) f.push('--frozen-bf16');
-  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), 'bench', 'ratio', ...f]];
+  return cliCommand(a, ['bench', 'ratio', ...shapeFlags(a)]);
 }
 
 export function torchCommand(a: StepArgs): [string, string[]] {

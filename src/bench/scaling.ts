@@ -74,8 +74,13 @@ export function configsBySize(): string[] {
   return Object.keys(NAMED_CONFIGS).sort((a, b) => countParameters(namedConfig(b)) - countParameters(namedConfig(a)));
 }
 
+/** The `bench step` arguments of one point; the LoRA rank only where there are LoRA factors. */
+export function pointArgs(o: ScalingOptions, model: string, mode: TrainingMode, seqLen: number, microBatch: number, steps = o.steps, warmup = o.warmup, gemmReps?: number): StepArgs {
+  return { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps, ...(mode !== 'full' && o.rank ? { rank: o.rank } : {}) };
+}
+
 async function point(o: ScalingOptions, model: string, mode: TrainingMode, seqLen: number, microBatch: number, steps = o.steps, warmup = o.warmup, gemmReps?: number, rounds = o.rounds ?? 1): Promise<ScalingPoint> {
-  const args: StepArgs = { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps, ...(mode !== 'full' && o.rank ? { rank: o.rank } : {}) };
+  const args = pointArgs(o, model, mode, seqLen, microBatch, steps, warmup, gemmReps);
   let best: ScalingPoint | null = null;
   for (let i = 0; i < rounds; i++) {
     o.log?.(`${model} ${mode} seq ${seqLen} × micro-batch ${microBatch}${rounds > 1 ? ` (round ${i + 1}/${rounds})` : ''}`);

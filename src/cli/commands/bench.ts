@@ -13,6 +13,12 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
+/** A benchmark's complaint about its options (as opposed to a failure while running) is a usage error. */
+function asUsageError(e: unknown): unknown {
+  const msg = (e as Error).message;
+  return /^(bench step|unknown model|model config|lora|rank)/.test(msg) ? new UsageError(msg) : e;
+}
+
 function printStep(r: StepBenchRecord): void {
   const rows: [string, string][] = [
     ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
@@ -93,9 +99,7 @@ export function register(program: Command): void {
           warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16,
         }, hooks);
       } catch (e) {
-        const msg = (e as Error).message;
-        if (/^(bench step|unknown model|model config|lora|rank)/.test(msg)) throw new UsageError(msg);
-        throw e;
+        throw asUsageError(e);
       } finally {
         profiler?.stop();
       }
@@ -136,9 +140,7 @@ export function register(program: Command): void {
           if (!opts.json) process.stderr.write(`${line}\n`);
         });
       } catch (e) {
-        const msg = (e as Error).message;
-        if (/^(bench step|unknown model|model config|lora|rank)/.test(msg)) throw new UsageError(msg);
-        throw e;
+        throw asUsageError(e);
       }
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(r)}\n`);

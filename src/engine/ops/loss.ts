@@ -82,7 +82,7 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
   if (!(Number.isInteger(chunk) && chunk >= 1)) throw new Error(`linearCrossEntropy: chunkRows must be a positive integer, got ${opts.chunkRows}`);
 
   const k = K(), f = fusedKernels(k);
-  const needX = recording(x) && x.requiresGrad, needW = recording(weight) && weight.requiresGrad;
+  const needX = recording(x), needW = recording(weight);
   const losses = Tensor.empty([rows], false), lse = Tensor.empty([chunk], false);
   const logits = Tensor.empty([chunk * V], false);
   // Without the native in-place kernel the gradient goes to its own buffer (js accumulates into it).
