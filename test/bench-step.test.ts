@@ -35,6 +35,19 @@ test('LoRA step FLOPs drop dW of the frozen weights and add the rank-r factors',
   assert.equal(stepFlops(cfg, 'lora', r, B, T), expected);
 });
 
+test('without LoRA dropout, step FLOPs count the merged order where it has fewer FLOPs', () => {
+  const cfg = namedConfig('llama_60m');
+  const r = 128, B = 8, T = 256, tok = B * T;
+  const d = cfg.hiddenSize, f = cfg.intermediateSize;
+  const shapes = [[d, d], [d, d], [d, d], [d, d], [d, f], [d, f], [f, d]];
+  // Merged: W + s·B·A formed in forward and backward (4·r·in·out) instead of the branch's
+  // forward product and its share of dX (2·T·r·(in+out)).
+  const saved = shapes.reduce((a, [i, o]) => a + 2 * tok * r * (i + o) - 4 * r * i * o, 0);
+  assert.equal(stepFlops(cfg, 'relora', r, B, T, false), stepFlops(cfg, 'relora', r, B, T, true) - cfg.numLayers * saved);
+  // Few tokens: the factored order is cheaper, with or without dropout.
+  assert.equal(stepFlops(cfg, 'relora', r, 1, 16, false), stepFlops(cfg, 'relora', r, 1, 16, true));
+});
+
 test('spread reports median, extremes and interquartile range', () => {
   assert.deepEqual(spread([5, 1, 3, 2, 4]), { median: 3, min: 1, max: 5, iqr: 2 });
   assert.deepEqual(spread([7]), { median: 7, min: 7, max: 7, iqr: 0 });
@@ -48,6 +61,7 @@ test('bench step runs the real training step and reports what it measured', () =
   assert.equal(r.state_bytes, fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer);
   assert.equal(r.params_trainable, fp.params_trainable);
   assert.equal(r.tokens_per_step, 32);
+  assert.equal(r.lora_dropout, DEFAULT_LORA.dropout);
   assert.ok(r.step_ms_min <= r.step_ms_median && r.step_ms_median <= r.step_ms_max);
   assert.ok(Math.abs(r.tokens_per_s - 32 / (r.step_ms_median / 1000)) < 1e-6 * r.tokens_per_s);
   assert.equal(r.model_flops_per_step, stepFlops(cfg, 'relora', 8, 2, 16));

@@ -18,7 +18,7 @@ import { maxRelDiff, param } from './engine-helpers.ts';
 
 const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as const);
 
-interface Case { p: number; wTrainable: boolean; twice: boolean }
+interface Case { p: number; wTrainable: boolean; twice: boolean; order?: 'factored' | 'merged' }
 
 /** out, and the gradients of x, W, A, B after backward of sum(out ∘ G) (twice: two layers share x). */
 function run(c: Case, fused: boolean): Float32Array[] {
@@ -31,7 +31,7 @@ function run(c: Case, fused: boolean): Float32Array[] {
     const layer = (): Tensor => {
       if (fused) {
         const d = c.p > 0 ? { p: c.p, key: streamA.maskKey() } : null;
-        return ops.loraLinear(x, W, A, Bm, s, d);
+        return ops.loraLinear(x, W, A, Bm, s, d, { order: c.order });
       }
       const xd = ops.dropout(x, c.p, streamB, true);
       return ops.add(ops.linear(x, W), ops.scale(ops.linear(ops.linear(xd, A), Bm), s));
@@ -52,6 +52,8 @@ for (const backend of backends) {
     for (const c of [
       { p: 0, wTrainable: false, twice: false }, { p: 0.3, wTrainable: false, twice: false },
       { p: 0.3, wTrainable: true, twice: false }, { p: 0.5, wTrainable: false, twice: true }, { p: 0, wTrainable: true, twice: true },
+      { p: 0, wTrainable: false, twice: false, order: 'factored' as const }, { p: 0, wTrainable: false, twice: true, order: 'merged' as const },
+      { p: 0, wTrainable: true, twice: false, order: 'merged' as const },
     ]) {
       const fused = run(c, true), composed = run(c, false);
       const names = ['out', 'dx', 'dW', 'dA', 'dB'];
@@ -136,6 +138,42 @@ test('frozen-W bf16 products: native AMX path equals the emulated rounding, and 
     if (results['native-bf16']) assert.ok(maxRelDiff(results['native-bf16'][i], results['js-bf16'][i]) < 1e-5, `tensor ${i}: native vs emulated bf16`);
   }
 });
+
+test('loraProductOrder: merged only without dropout and when tokens·(in+out) exceed (2×, with backward) in·out', () => {
+  assert.equal(ops.loraProductOrder(2048, 512, 512, 128, false, true), 'merged');
+  assert.equal(ops.loraProductOrder(2048, 512, 512, 128, true, true), 'factored');
+  // 512 tokens: 512·1024 = 2·512·512, a tie, stays factored; one token more merges.
+  assert.equal(ops.loraProductOrder(512, 512, 512, 8, false, true), 'factored');
+  assert.equal(ops.loraProductOrder(513, 512, 512, 8, false, true), 'merged');
+  // Forward only (generation, evaluation) merges from half as many tokens.
+  assert.equal(ops.loraProductOrder(300, 512, 512, 8, false, false), 'merged');
+  assert.equal(ops.loraProductOrder(1, 512, 512, 8, false, false), 'factored');
+  setBackend('js');
+  const x = param([4, 3], 41, false), W = param([2, 3], 42, false), A = param([1, 3], 43), Bm = param([2, 1], 44);
+  assert.throws(() => ops.loraLinear(x, W, A, Bm, 1, { p: 0.1, key: 1 }, { order: 'merged' }), /merged order needs dropout off/);
+  for (const t of [x, W, A, Bm]) t.dispose();
+});
+
+for (const backend of backends) {
+  test(`merged and factored orders agree with bf16 frozen products too (${backend})`, () => {
+    setBackend(backend);
+    const inF = 48, outF = 32, r = 4;
+    const results: Float32Array[][] = [];
+    for (const order of ['factored', 'merged'] as const) {
+      const x = param([2, 40, inF], 51), W = param([outF, inF], 52, false), A = param([r, inF], 53), Bm = param([outF, r], 54);
+      const G = param([2, 40, outF], 55, false);
+      const out = scope(() => {
+        const y = ops.loraLinear(x, W, A, Bm, 0.5, null, { frozenBf16: true, order });
+        ops.sum(ops.mul(y, G)).backward();
+        return Float32Array.from(y.data);
+      });
+      results.push([out, Float32Array.from(x.grad!.data), Float32Array.from(A.grad!.data), Float32Array.from(Bm.grad!.data)]);
+      for (const t of [x, W, A, Bm, G]) t.dispose();
+    }
+    // Merged rounds W + s·B·A to bf16 where factored rounds only W: equal to bf16 precision.
+    for (let i = 0; i < 4; i++) assert.ok(maxRelDiff(results[1][i], results[0][i]) < 3e-2, `tensor ${i}: ${maxRelDiff(results[1][i], results[0][i])}`);
+  });
+}
 
 for (const backend of backends) {
   test(`cross-entropy writes a fresh logits gradient exactly as it accumulates one, ignored rows zero (${backend})`, () => {

@@ -172,6 +172,15 @@ describe('memory', () => {
     assert.ok(est(resolveConfig({ ...raw, seq_len: 32, eval_tokens: 32 })).activations > base.activations);
     assert.ok(est(resolveConfig({ ...raw, model: { ...raw.model, num_layers: 4 } })).params > base.params);
     assert.equal(base.total, base.params + base.grads + base.optimizer + base.activations + base.pool + base.runtime);
+    // LoRA: each projection keeps x·Aᵀ [tokens, r], except in the merged order (no dropout, enough tokens).
+    const loraEst = (dropout: number, microBatch: number) => estimateTrainingMemory({
+      model: modelConfigFor(cfg, 300), mode: 'relora', lora: { rank: 4, alpha: 8, dropout, targetModules: cfg.target_modules }, microBatch, seqLen: 16,
+    }).activations - estimateTrainingMemory({
+      model: modelConfigFor(cfg, 300), mode: 'full', lora: { rank: 4, alpha: 8, dropout, targetModules: cfg.target_modules }, microBatch, seqLen: 16,
+    }).activations;
+    assert.equal(loraEst(0.1, 8), 4 * 2 * 7 * 8 * 16 * 4);
+    assert.equal(loraEst(0, 8), 0);
+    assert.equal(loraEst(0, 1), loraEst(0.1, 1), 'too few tokens to merge');
 
     const prev = process.env.RELORA_CACHE_DIR;
     process.env.RELORA_CACHE_DIR = env.RELORA_CACHE_DIR;

@@ -33,6 +33,8 @@ export interface StepBenchOptions {
   seed?: number;
   /** LoRA modes: frozen-weight products in bfloat16 (LoraOptions.frozenBf16). */
   frozenBf16?: boolean;
+  /** LoRA modes: dropout on the LoRA input (default DEFAULT_LORA.dropout, 0.1). */
+  loraDropout?: number;
 }
 
 export interface StepBenchRecord {
@@ -42,6 +44,8 @@ export interface StepBenchRecord {
   rank: number | null;
   /** Whether the frozen weights' products ran in bfloat16 (LoRA modes only). */
   frozen_bf16: boolean;
+  /** LoRA dropout (LoRA modes only; 0 lets ops.loraLinear fold the branch into W). */
+  lora_dropout: number | null;
   seq_len: number;
   micro_batch: number;
   vocab_size: number;
@@ -76,6 +80,7 @@ export function validateStepBenchOptions(o: StepBenchOptions): void {
   for (const k of ['warmup', 'gemmReps'] as const) {
     if (!Number.isInteger(o[k]) || o[k] < 0) throw new Error(`bench step: ${k} must be a non-negative integer, got ${o[k]}`);
   }
+  if (o.loraDropout !== undefined && !(o.loraDropout >= 0 && o.loraDropout < 1)) throw new Error(`bench step: lora dropout must be in [0, 1), got ${o.loraDropout}`);
 }
 
 /** Peak resident set size of this process so far, bytes. */
@@ -114,7 +119,7 @@ export function makeStepper(o: StepBenchOptions): Stepper {
   validateStepBenchOptions(o);
   const cfg = namedConfig(o.model, { maxSeqLen: Math.max(o.seqLen, 1), ...(o.vocabSize ? { vocabSize: o.vocabSize } : {}) });
   const seed = o.seed ?? 0;
-  const lora = { ...DEFAULT_LORA, rank: o.rank, frozenBf16: o.frozenBf16 ?? false };
+  const lora = { ...DEFAULT_LORA, rank: o.rank, dropout: o.loraDropout ?? DEFAULT_LORA.dropout, frozenBf16: o.frozenBf16 ?? false };
   const model = new LlamaForCausalLM(cfg).initWeights(seed);
   if (o.mode !== 'full') wrapWithLora(model, lora, loraStreams(seed));
   const optimizer = new AdamW(model.namedTrainableParameters(), { lr: 1e-3 });
@@ -159,7 +164,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
   const gemmPeak = o.gemmReps > 0 ? gemmPeakGflops(o.gemmReps) : null;
 
   const fp = trainingFootprint(cfg, o.mode, lora);
-  const flops = stepFlops(cfg, o.mode, o.rank, o.microBatch, o.seqLen);
+  const flops = stepFlops(cfg, o.mode, o.rank, o.microBatch, o.seqLen, lora.dropout > 0);
   const s = spread(times);
   const tokens = o.microBatch * o.seqLen;
   const achieved = flops / (s.median / 1e3) / 1e9;
@@ -170,6 +175,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
     mode: o.mode,
     rank: o.mode === 'full' ? null : o.rank,
     frozen_bf16: o.mode !== 'full' && (o.frozenBf16 ?? false),
+    lora_dropout: o.mode === 'full' ? null : lora.dropout,
     seq_len: o.seqLen,
     micro_batch: o.microBatch,
     vocab_size: cfg.vocabSize,

@@ -15,6 +15,7 @@ export interface StepRatioRecord {
   model: string;
   rank: number;
   frozen_bf16: boolean;
+  lora_dropout: number;
   seq_len: number;
   micro_batch: number;
   threads: number;
@@ -59,6 +60,7 @@ export function runStepRatio(o: StepRatioOptions, log: (line: string) => void = 
     model: o.model,
     rank: o.rank,
     frozen_bf16: o.frozenBf16 ?? false,
+    lora_dropout: relora.lora.dropout,
     seq_len: o.seqLen,
     micro_batch: o.microBatch,
     threads: info.threads,
@@ -70,6 +72,6 @@ export function runStepRatio(o: StepRatioOptions, log: (line: string) => void = 
     pair_ratio_median: sp.median,
     pair_ratio_min: sp.min,
     pair_ratio_max: sp.max,
-    flop_ratio: stepFlops(full.cfg, 'relora', o.rank, o.microBatch, o.seqLen) / stepFlops(full.cfg, 'full', o.rank, o.microBatch, o.seqLen),
+    flop_ratio: stepFlops(full.cfg, 'relora', o.rank, o.microBatch, o.seqLen, relora.lora.dropout > 0) / stepFlops(full.cfg, 'full', o.rank, o.microBatch, o.seqLen),
   };
 }

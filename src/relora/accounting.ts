@@ -18,7 +18,8 @@ export interface TrainingFootprint {
   bytes_optimizer: number;
 }
 
-function projectionShape(cfg: LlamaConfig, p: ProjectionName): [number, number] {
+/** [in, out] of a projection. */
+export function projectionShape(cfg: LlamaConfig, p: ProjectionName): [number, number] {
   const d = cfg.hiddenSize, f = cfg.intermediateSize;
   if (p === 'gate_proj' || p === 'up_proj') return [d, f];
   if (p === 'down_proj') return [f, d];

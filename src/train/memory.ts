@@ -10,8 +10,10 @@
  */
 import { totalmem } from 'node:os';
 import { defaultChunkRows } from '../engine/ops/loss.ts';
+import { loraProductOrder } from '../engine/ops/matmul.ts';
 import type { LlamaConfig } from '../nn/config.ts';
-import { trainingFootprint } from '../relora/accounting.ts';
+import type { ProjectionName } from '../nn/llama.ts';
+import { projectionShape, trainingFootprint } from '../relora/accounting.ts';
 import type { TrainingMode, WrapOptions } from '../relora/wrap.ts';
 
 export interface MemoryEstimate {
@@ -45,8 +47,14 @@ function activationFloats(m: LlamaConfig, mode: TrainingMode, lora: WrapOptions,
   // Per layer: two RMSNorms (input and output each), q k v, their rotated/repeated copies,
   // the attention output and probabilities, o_proj, two residual sums, gate, up, SwiGLU, down.
   let perLayer = 4 * bt * d + 3 * bt * d + 3 * bt * d + bt * d + B * h * T * T + bt * d + 2 * bt * d + 3 * bt * f + bt * d;
-  // Each wrapped projection also keeps x·Aᵀ [tokens, r] (ops.loraLinear regenerates its dropout mask).
-  if (mode !== 'full') perLayer += lora.targetModules.length * bt * lora.rank;
+  // A wrapped projection in the factored order also keeps x·Aᵀ [tokens, r] (ops.loraLinear
+  // regenerates its dropout mask); in the merged order it keeps nothing extra.
+  if (mode !== 'full') {
+    for (const name of lora.targetModules as ProjectionName[]) {
+      const [inF, outF] = projectionShape(m, name);
+      if (loraProductOrder(bt, inF, outF, lora.rank, lora.dropout > 0, true) === 'factored') perLayer += bt * lora.rank;
+    }
+  }
   // Final norm, one chunk of logits (ops.linearCrossEntropy) and the hidden state's gradient.
   return m.numLayers * perLayer + 3 * bt * d + Math.min(bt, defaultChunkRows(V)) * V;
 }

@@ -7,7 +7,7 @@ import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../gemm-bench.ts';
-import { parseIntOption, UsageError } from '../errors.ts';
+import { parseFloatOption, parseIntOption, UsageError } from '../errors.ts';
 
 function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
@@ -21,7 +21,7 @@ function asUsageError(e: unknown): unknown {
 
 function printStep(r: StepBenchRecord): void {
   const rows: [string, string][] = [
-    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
+    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}, LoRA dropout ${r.lora_dropout}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
     ['batch', `${r.micro_batch} × ${r.seq_len} = ${r.tokens_per_step} tokens per step`],
     ['backend', `${r.backend}, GEMM ${r.blas}, ${r.threads} thread(s)`],
     ['step time', `median ${r.step_ms_median.toFixed(1)} ms (min ${r.step_ms_min.toFixed(1)}, max ${r.step_ms_max.toFixed(1)}, IQR ${r.step_ms_iqr.toFixed(1)}) over ${r.steps} steps after ${r.warmup} warm-up`],
@@ -71,11 +71,12 @@ export function register(program: Command): void {
     .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
     .option('--gemm-reps <n>', 'repetitions per GEMM case of the peak that MFU is relative to; 0 skips it', parseIntOption('--gemm-reps', 0), 5)
     .option('--frozen-bf16', 'lora/relora: compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
+    .option('--lora-dropout <p>', `lora/relora: dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'))
     .option('--profile', 'also print the time per kernel (and per GEMM shape) of the timed steps')
     .option('--json', 'print one JSON record')
     .action((opts: {
       model: string; mode: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number;
-      vocabSize?: number; gemmReps: number; frozenBf16?: boolean; profile?: boolean; json?: boolean;
+      vocabSize?: number; gemmReps: number; frozenBf16?: boolean; loraDropout?: number; profile?: boolean; json?: boolean;
     }) => {
       let mode;
       try {
@@ -96,7 +97,7 @@ export function register(program: Command): void {
       try {
         record = runStepBench({
           model: opts.model, mode, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps,
-          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16,
+          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16, loraDropout: opts.loraDropout,
         }, hooks);
       } catch (e) {
         throw asUsageError(e);
@@ -129,13 +130,14 @@ export function register(program: Command): void {
     .option('--warmup <n>', 'untimed pairs first', parseIntOption('--warmup', 0), 1)
     .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
     .option('--frozen-bf16', 'compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
+    .option('--lora-dropout <p>', `dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'))
     .option('--json', 'print one JSON record')
-    .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; json?: boolean }) => {
+    .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; loraDropout?: number; json?: boolean }) => {
       let r;
       try {
         r = runStepRatio({
           model: opts.model, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup,
-          vocabSize: opts.vocabSize, frozenBf16: opts.frozenBf16,
+          vocabSize: opts.vocabSize, frozenBf16: opts.frozenBf16, loraDropout: opts.loraDropout,
         }, (line) => {
           if (!opts.json) process.stderr.write(`${line}\n`);
         });
@@ -147,7 +149,7 @@ export function register(program: Command): void {
         return;
       }
       const rows: [string, string][] = [
-        ['model', `${r.model}, rank ${r.rank}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}, ${r.micro_batch} × ${r.seq_len} tokens per step`],
+        ['model', `${r.model}, rank ${r.rank}, LoRA dropout ${r.lora_dropout}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}, ${r.micro_batch} × ${r.seq_len} tokens per step`],
         ['backend', `${r.backend}, ${r.threads} thread(s)`],
         ['full step', `median ${r.full_ms_median.toFixed(1)} ms`],
         ['relora step', `median ${r.relora_ms_median.toFixed(1)} ms`],

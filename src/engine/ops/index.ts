@@ -1,4 +1,4 @@
-export { matmul, linear, loraLinear, bf16Support, type MatmulOptions, type LoraDropout, type LoraLinearOptions } from './matmul.ts';
+export { matmul, linear, loraLinear, loraProductOrder, bf16Support, type MatmulOptions, type LoraDropout, type LoraLinearOptions, type LoraOrder } from './matmul.ts';
 export { add, mul, scale, sum, mean } from './elementwise.ts';
 export { embedding } from './embedding.ts';
 export { rmsnorm } from './rmsnorm.ts';

@@ -165,15 +165,64 @@ export interface LoraLinearOptions {
    * requires a gradient. W itself stays fp32 (merges, checkpoints and export are unchanged).
    */
   frozenBf16?: boolean;
+  /** Order of products (see loraProductOrder); 'auto' (default) picks the one with fewer FLOPs. */
+  order?: 'auto' | LoraOrder;
+}
+
+/**
+ * 'factored': y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, the LoRA branch as two skinny products.
+ * 'merged' (RunLoRA): y = x·(W + s·B·A)ᵀ, the branch folded into a temporary copy of W, one big
+ * product; only possible without dropout, since the branch must see the same x as W.
+ */
+export type LoraOrder = 'factored' | 'merged';
+
+/**
+ * The order with fewer FLOPs for `tokens` rows through an [out, in] layer of rank r. Forward
+ * alone: factored 2·T·r·(in+out), merged 2·r·in·out. Forward and backward (W frozen, A and B
+ * trained): merged also skips the branch's share of dX (2·T·r·in) but recomputes x·Aᵀ and the
+ * merged W, so it wins when T·(in+out) > 2·in·out.
+ */
+export function loraProductOrder(tokens: number, inF: number, outF: number, r: number, dropout: boolean, backward: boolean): LoraOrder {
+  if (dropout || r === 0) return 'factored';
+  return tokens * (inF + outF) > (backward ? 2 : 1) * inF * outF ? 'merged' : 'factored';
+}
+
+/** W + s·B·A as a scratch tensor [out, in] (the caller disposes it). */
+function mergedCopy(W: Float32Array, A: Float32Array, Bm: Float32Array, s: number, outF: number, inF: number, r: number): Tensor {
+  const m = Tensor.empty([outF, inF], false);
+  m.data.set(W);
+  K().gemm(false, false, outF, inF, r, s, Bm, r, 0, A, inF, 0, 1, m.data, inF, 0, 1);
+  return m;
+}
+
+/** The frozen operand as fp32 values, or as a bfloat16 copy (then X is rounded to bf16 too). */
+type FrozenOperand = Float32Array | Bf16Copy;
+
+function frozenOperand(W: Float32Array, bf16: boolean): FrozenOperand {
+  return bf16 ? bf16Copy(W, W.length) : W;
+}
+
+function releaseOperand(w: FrozenOperand): void {
+  if (!(w instanceof Float32Array)) w.t.dispose();
+}
+
+/** C = X·Wᵀ (transW) or X·W with fp32 accumulation; beta as in GEMM. */
+function frozenProduct(transW: boolean, rows: number, cols: number, inner: number, X: Float32Array, W: FrozenOperand, beta: number, C: Float32Array): void {
+  const ldx = inner, ldw = transW ? inner : cols;
+  if (W instanceof Float32Array) return K().gemm(false, transW, rows, cols, inner, 1, X, ldx, 0, W, ldw, 0, beta, C, cols, 0, 1);
+  const xb = bf16Copy(X, rows * inner);
+  gemmBf16(false, transW, rows, cols, inner, xb, ldx, W, ldw, beta, C, cols);
+  xb.t.dispose();
 }
 
 /**
  * A LoRA linear layer as one op (spec section 3):
  *   y = x·Wᵀ + s · ((dropout(x)·Aᵀ)·Bᵀ),   W [out, in], A [r, in], B [out, r]
- * with the cheap order of products (x·Aᵀ first: the [tokens, r] intermediate u is the only thing
- * kept for backward besides x) and s·u·Bᵀ added into y by the GEMM itself. The dropout mask is
- * regenerated from its key in backward instead of being stored. A frozen W (no gradient) costs
- * no dW product. x: [..., in] -> [..., out].
+ * in the order of products with fewer FLOPs (loraProductOrder). Factored: x·Aᵀ first, the
+ * [tokens, r] intermediate u is the only thing kept for backward besides x, and s·u·Bᵀ is added
+ * into y by the GEMM itself; the dropout mask is regenerated from its key in backward instead of
+ * being stored. Merged: nothing is kept but x; W + s·B·A is formed again in backward. Either way
+ * a frozen W (no gradient) costs no dW product. x: [..., in] -> [..., out].
  */
 export function loraLinear(
   x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropout: LoraDropout | null, opts: LoraLinearOptions = {},
@@ -192,76 +241,102 @@ export function loraLinear(
   const W = weight.data, A = loraA.data, Bm = loraB.data;
   const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
   const y = out.data;
-  const u = Tensor.empty([tok, r], false);
+  const grads = recording(x, weight, loraA, loraB);
+  const requested = opts.order ?? 'auto';
+  if (requested === 'merged' && dropout) throw new Error('loraLinear: the merged order needs dropout off (the branch must see the same x as W)');
+  const order = requested === 'auto' ? loraProductOrder(tok, inF, outF, r, dropout !== null, grads) : requested;
   // The bf16 copy of W is made again in backward rather than kept: converting costs less than
-  // holding half of every frozen weight through the step.
+  // holding half of every frozen weight through the step. The merged W + s·B·A is kept in bf16
+  // (forming it again would cost a GEMM as well), in fp32 formed again.
   const bf16 = opts.frozenBf16 === true && !weight.requiresGrad;
-  if (bf16) {
-    const xb = bf16Copy(x.data, n), wb = bf16Copy(W, weight.size);
-    gemmBf16(false, true, tok, outF, inF, xb, inF, wb, inF, 0, y, outF);
-    xb.t.dispose();
-    wb.t.dispose();
+  let u: Tensor | null = null;
+  let merged: FrozenOperand | null = null;
+  if (order === 'merged') {
+    const m = mergedCopy(W, A, Bm, scaling, outF, inF, r);
+    merged = frozenOperand(m.data, bf16);
+    frozenProduct(true, tok, outF, inF, x.data, merged, 0, y);
+    if (merged === m.data || !grads) {
+      releaseOperand(merged);
+      merged = null;
+    }
+    m.dispose();
   } else {
-    k.gemm(false, true, tok, outF, inF, 1, x.data, inF, 0, W, inF, 0, 0, y, outF, 0, 1);
+    const w = frozenOperand(W, bf16);
+    frozenProduct(true, tok, outF, inF, x.data, w, 0, y);
+    releaseOperand(w);
+    u = Tensor.empty([tok, r], false);
+    if (dropout) {
+      const xd = Tensor.empty([n], false);
+      applyDropout(x.data, xd.data, n, dropout);
+      k.gemm(false, true, tok, r, inF, 1, xd.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      xd.dispose();
+    } else {
+      k.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+    }
+    k.gemm(false, true, tok, outF, r, scaling, u.data, r, 0, Bm, r, 0, 1, y, outF, 0, 1);
   }
-  if (dropout) {
-    const xd = Tensor.empty([n], false);
-    applyDropout(x.data, xd.data, n, dropout);
-    k.gemm(false, true, tok, r, inF, 1, xd.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
-    xd.dispose();
-  } else {
-    k.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+  if (!grads) {
+    u?.dispose();
+    return out;
   }
-  k.gemm(false, true, tok, outF, r, scaling, u.data, r, 0, Bm, r, 0, 1, y, outF, 0, 1);
-  if (!recording(x, weight, loraA, loraB)) u.dispose();
-  else {
-    out.requiresGrad = true;
-    out.node = {
-      op: 'loraLinear',
-      inputs: [x, weight, loraA, loraB],
-      backward(g) {
-        const kb = K();
-        const gx = gradSlot(x);
-        if (gx && bf16) {
-          const gb = bf16Copy(g, tok * outF), wb = bf16Copy(W, weight.size);
-          gemmBf16(false, false, tok, inF, outF, gb, outF, wb, inF, betaFor(gx), gx.data, inF);
-          gb.t.dispose();
-          wb.t.dispose();
-        } else if (gx) {
-          kb.gemm(false, false, tok, inF, outF, 1, g, outF, 0, W, inF, 0, betaFor(gx), gx.data, inF, 0, 1);
+  out.requiresGrad = true;
+  out.node = {
+    op: 'loraLinear',
+    inputs: [x, weight, loraA, loraB],
+    backward(g) {
+      const kb = K();
+      const gx = gradSlot(x);
+      if (gx && order === 'merged') {
+        // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
+        const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
+        frozenProduct(false, tok, inF, outF, g, merged ?? m!.data, betaFor(gx), gx.data);
+        m?.dispose();
+      } else if (gx) {
+        const w = frozenOperand(W, bf16);
+        frozenProduct(false, tok, inF, outF, g, w, betaFor(gx), gx.data);
+        releaseOperand(w);
+      }
+      if (merged) releaseOperand(merged);
+      merged = null;
+      const gW = gradSlot(weight);
+      if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
+      const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
+      if (!needA && !needB && (order === 'merged' || !gx)) return;
+      if (!u && needB) {
+        u = Tensor.empty([tok, r], false);
+        kb.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      }
+      const gB = gradSlot(loraB);
+      if (gB) kb.gemm(true, false, outF, r, tok, scaling, g, outF, 0, u!.data, r, 0, betaFor(gB), gB.data, r, 0, 1);
+      u?.dispose();
+      u = null;
+      const branchDx = gx !== null && order === 'factored';
+      if (!needA && !branchDx) return;
+      // t = s·g·B [tok, r]: the gradient of u.
+      const t = Tensor.empty([tok, r], false);
+      kb.gemm(false, false, tok, r, outF, scaling, g, outF, 0, Bm, r, 0, 0, t.data, r, 0, 1);
+      const scratch = dropout ? Tensor.empty([n], false) : null;
+      const gA = gradSlot(loraA);
+      if (gA) {
+        let xd = x.data;
+        if (scratch) {
+          applyDropout(x.data, scratch.data, n, dropout!);
+          xd = scratch.data;
         }
-        const gW = gradSlot(weight);
-        if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
-        const gB = gradSlot(loraB);
-        if (gB) kb.gemm(true, false, outF, r, tok, scaling, g, outF, 0, u.data, r, 0, betaFor(gB), gB.data, r, 0, 1);
-        const needA = loraA.requiresGrad;
-        if (!gx && !needA) return;
-        // t = s·g·B [tok, r]: the gradient of u.
-        const t = Tensor.empty([tok, r], false);
-        kb.gemm(false, false, tok, r, outF, scaling, g, outF, 0, Bm, r, 0, 0, t.data, r, 0, 1);
-        const scratch = dropout ? Tensor.empty([n], false) : null;
-        const gA = gradSlot(loraA);
-        if (gA) {
-          let xd = x.data;
-          if (scratch) {
-            applyDropout(x.data, scratch.data, n, dropout!);
-            xd = scratch.data;
-          }
-          kb.gemm(true, false, r, inF, tok, 1, t.data, r, 0, xd, inF, 0, betaFor(gA), gA.data, inF, 0, 1);
+        kb.gemm(true, false, r, inF, tok, 1, t.data, r, 0, xd, inF, 0, betaFor(gA), gA.data, inF, 0, 1);
+      }
+      if (branchDx) {
+        // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
+        if (scratch) {
+          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 0, scratch.data, inF, 0, 1);
+          dropoutBackwardAdd(scratch.data, gx!.data, n, dropout!);
+        } else {
+          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 1, gx!.data, inF, 0, 1);
         }
-        if (gx) {
-          // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
-          if (scratch) {
-            kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 0, scratch.data, inF, 0, 1);
-            dropoutBackwardAdd(scratch.data, gx.data, n, dropout!);
-          } else {
-            kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 1, gx.data, inF, 0, 1);
-          }
-        }
-        scratch?.dispose();
-        t.dispose();
-      },
-    };
-  }
+      }
+      scratch?.dispose();
+      t.dispose();
+    },
+  };
   return out;
 }
