@@ -1,5 +1,5 @@
 /**
- * npm run bench:scaling [-- --rounds N --micro-batch B --context-tokens N --steps N --rank R --skip-context --skip-largest --markdown --out FILE]
+ * npm run bench:scaling [-- --rounds N --micro-batch B --context-tokens N --steps N --rank R --lora-dropout P --skip-context --skip-largest --markdown --out FILE]
  * Tokens/s and peak RSS across model sizes and sequence lengths, full vs relora, and the largest
  * named config each mode trains here. See src/bench/scaling.ts.
  */
@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { findLargest, largestTable, runContextSweep, runSizeSweep, scalingTable, type LargestResult } from '../src/bench/scaling.ts';
-import { parseIntOption } from '../src/cli/errors.ts';
+import { parseFloatOption, parseIntOption } from '../src/cli/errors.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -21,6 +21,7 @@ const { values: v } = parseArgs({
     'max-wait': { type: 'string', default: '120' },
     'memory-fraction': { type: 'string', default: '0.85' },
     rank: { type: 'string', default: '128' },
+    'lora-dropout': { type: 'string' },
     'skip-context': { type: 'boolean', default: false },
     'skip-largest': { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
@@ -35,6 +36,7 @@ if (!(fraction > 0 && fraction <= 1)) throw new Error(`--memory-fraction: expect
 const opts = {
   microBatch: int('micro-batch', v['micro-batch']),
   rank: int('rank', v.rank),
+  ...(v['lora-dropout'] !== undefined ? { loraDropout: parseFloatOption('--lora-dropout')(v['lora-dropout']) } : {}),
   contextTokens: int('context-tokens', v['context-tokens']),
   steps: int('steps', v.steps),
   warmup: int('warmup', v.warmup, 0),
@@ -51,7 +53,7 @@ const largest: LargestResult[] = [];
 if (!v['skip-largest']) for (const mode of ['full', 'relora'] as const) largest.push(await findLargest(opts, mode));
 
 const md = v.markdown;
-process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), relora at rank ${opts.rank}, ${opts.steps} timed steps after ${opts.warmup}, best of ${opts.rounds} round(s) per point\n\n`);
+process.stdout.write(`bench:scaling ${started.toISOString()}, ${opts.threads} thread(s), relora at rank ${opts.rank}${opts.loraDropout !== undefined ? `, LoRA dropout ${opts.loraDropout}` : ''}, ${opts.steps} timed steps after ${opts.warmup}, best of ${opts.rounds} round(s) per point\n\n`);
 process.stdout.write(`Model size (sequence 256, micro-batch ${opts.microBatch}):\n${scalingTable(sizes, 'model', md)}\n\n`);
 if (context.length) process.stdout.write(`Context (llama_60m, ${opts.contextTokens} tokens per step):\n${scalingTable(context, 'seq', md)}\n\n`);
 if (largest.length) process.stdout.write(`Largest named config (micro-batch 1, sequence 256, one warm-up + one timed step):\n${largestTable(largest, md)}\n`);

@@ -203,13 +203,24 @@ test('bench ratio alternates real full and relora steps in one process and repor
   assert.ok(Math.abs(r.ratio_of_medians - r.relora_ms_median / r.full_ms_median) < 1e-12);
   const cfg = namedConfig('llama_9m', { vocabSize: 256, maxSeqLen: 16 });
   assert.equal(r.flop_ratio, stepFlops(cfg, 'relora', 8, 2, 16) / stepFlops(cfg, 'full', 8, 2, 16));
+  assert.equal(r.lora_dropout, DEFAULT_LORA.dropout);
+  // Without dropout, 256 tokens put every llama_9m projection in the merged order: fewer FLOPs.
+  const m = runStepRatio({ model: 'llama_9m', rank: 8, seqLen: 64, microBatch: 4, steps: 1, warmup: 0, vocabSize: 256, loraDropout: 0 });
+  const cfg64 = namedConfig('llama_9m', { vocabSize: 256, maxSeqLen: 64 });
+  assert.equal(m.lora_dropout, 0);
+  assert.equal(m.flop_ratio, stepFlops(cfg64, 'relora', 8, 4, 64, false) / stepFlops(cfg64, 'full', 8, 4, 64));
+  assert.ok(stepFlops(cfg64, 'relora', 8, 4, 64, false) < stepFlops(cfg64, 'relora', 8, 4, 64, true));
   assert.throws(() => runStepRatio({ model: 'llama_9m', rank: 0, seqLen: 16, microBatch: 2, steps: 1, warmup: 0 }), /rank must be a positive integer/);
+  assert.throws(() => runStepRatio({ model: 'llama_9m', rank: 8, seqLen: 16, microBatch: 2, steps: 1, warmup: 0, loraDropout: 1 }), /lora dropout must be in \[0, 1\), got 1/);
 });
 
-test('bench:scaling --rank reaches the relora points only', () => {
-  const o = { microBatch: 8, contextTokens: 2048, steps: 2, warmup: 1, threads: 2, quiet: { maxBusy: 1, maxWaitMs: 0 }, memoryFraction: 0.85, rank: 32 };
+test('bench:scaling --rank and --lora-dropout reach the relora points only', () => {
+  const o = { microBatch: 8, contextTokens: 2048, steps: 2, warmup: 1, threads: 2, quiet: { maxBusy: 1, maxWaitMs: 0 }, memoryFraction: 0.85, rank: 32, loraDropout: 0 };
   const relora = oursCommand(pointArgs(o, 'llama_9m', 'relora', 256, 8))[1], full = oursCommand(pointArgs(o, 'llama_9m', 'full', 256, 8))[1];
-  assert.deepEqual(relora.slice(relora.indexOf('--rank'), relora.indexOf('--rank') + 2), ['--rank', '32']);
-  assert.ok(!full.includes('--rank'));
-  assert.ok(!oursCommand(pointArgs({ ...o, rank: undefined }, 'llama_9m', 'relora', 256, 8))[1].includes('--rank'));
+  const flag = (argv: string[], name: string) => argv.slice(argv.indexOf(name), argv.indexOf(name) + 2);
+  assert.deepEqual(flag(relora, '--rank'), ['--rank', '32']);
+  assert.deepEqual(flag(relora, '--lora-dropout'), ['--lora-dropout', '0']);
+  assert.ok(!full.includes('--rank') && !full.includes('--lora-dropout'));
+  const defaults = oursCommand(pointArgs({ ...o, rank: undefined, loraDropout: undefined }, 'llama_9m', 'relora', 256, 8))[1];
+  assert.ok(!defaults.includes('--rank') && !defaults.includes('--lora-dropout'));
 });

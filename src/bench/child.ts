@@ -38,6 +38,8 @@ export interface StepArgs {
   gemmReps?: number;
   /** LoRA modes: frozen-weight products in bfloat16 on both sides. */
   frozenBf16?: boolean;
+  /** LoRA modes: dropout on the LoRA input (default 0.1 on both sides). */
+  loraDropout?: number;
 }
 
 /** A mode as the scripts name it: `full`, `lora`, `relora`, or `lora-bf16` / `relora-bf16`
@@ -61,6 +63,7 @@ function shapeFlags(a: StepArgs): string[] {
     '--steps', String(a.steps), '--warmup', String(a.warmup), '--json'];
   if (a.rank !== undefined) f.push('--rank', String(a.rank));
   if (a.frozenBf16) f.push('--frozen-bf16');
+  if (a.loraDropout !== undefined) f.push('--lora-dropout', String(a.loraDropout));
   return f;
 }
 

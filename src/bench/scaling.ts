@@ -30,6 +30,8 @@ export interface ScalingOptions {
   rounds?: number;
   /** LoRA rank of the relora points (default DEFAULT_LORA.rank, 128). */
   rank?: number;
+  /** LoRA dropout of the relora points (default DEFAULT_LORA.dropout, 0.1). */
+  loraDropout?: number;
   /** Skip the largest-config search (it runs the biggest models and takes minutes). */
   skipLargest?: boolean;
   log?: (line: string) => void;
@@ -74,9 +76,10 @@ export function configsBySize(): string[] {
   return Object.keys(NAMED_CONFIGS).sort((a, b) => countParameters(namedConfig(b)) - countParameters(namedConfig(a)));
 }
 
-/** The `bench step` arguments of one point; the LoRA rank only where there are LoRA factors. */
+/** The `bench step` arguments of one point; the LoRA rank and dropout only where there are LoRA factors. */
 export function pointArgs(o: ScalingOptions, model: string, mode: TrainingMode, seqLen: number, microBatch: number, steps = o.steps, warmup = o.warmup, gemmReps?: number): StepArgs {
-  return { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps, ...(mode !== 'full' && o.rank ? { rank: o.rank } : {}) };
+  return { model, mode, seqLen, microBatch, steps, warmup, threads: o.threads, gemmReps, ...(mode !== 'full' && o.rank ? { rank: o.rank } : {}),
+    ...(mode !== 'full' && o.loraDropout !== undefined ? { loraDropout: o.loraDropout } : {}) };
 }
 
 async function point(o: ScalingOptions, model: string, mode: TrainingMode, seqLen: number, microBatch: number, steps = o.steps, warmup = o.warmup, gemmReps?: number, rounds = o.rounds ?? 1): Promise<ScalingPoint> {

@@ -49,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mode", default="full", choices=["full", "lora", "relora"])
     p.add_argument("--rank", type=int, default=128)
     p.add_argument("--alpha", type=float, default=32.0)
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", "--lora-dropout", dest="dropout", type=float, default=0.1)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps (after the warm-up)")
