@@ -18,12 +18,12 @@ import { maxRelDiff, param } from './engine-helpers.ts';
 
 const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as const);
 
-interface Case { p: number; wTrainable: boolean; twice: boolean; order?: 'factored' | 'merged' }
+interface Case { p: number; wTrainable: boolean; twice: boolean; order?: 'factored' | 'merged'; factorsFrozen?: boolean }
 
 /** out, and the gradients of x, W, A, B after backward of sum(out ∘ G) (twice: two layers share x). */
 function run(c: Case, fused: boolean): Float32Array[] {
   const inF = 12, outF = 7, r = 3;
-  const x = param([2, 5, inF], 1), W = param([outF, inF], 2, c.wTrainable), A = param([r, inF], 3), Bm = param([outF, r], 4);
+  const x = param([2, 5, inF], 1), W = param([outF, inF], 2, c.wTrainable), A = param([r, inF], 3, !c.factorsFrozen), Bm = param([outF, r], 4, !c.factorsFrozen);
   const G = Tensor.from(Float32Array.from({ length: 2 * 5 * outF }, (_, i) => Math.sin(i)), [2, 5, outF]);
   const s = 0.75;
   const result = scope(() => {
@@ -54,6 +54,7 @@ for (const backend of backends) {
       { p: 0.3, wTrainable: true, twice: false }, { p: 0.5, wTrainable: false, twice: true }, { p: 0, wTrainable: true, twice: true },
       { p: 0, wTrainable: false, twice: false, order: 'factored' as const }, { p: 0, wTrainable: false, twice: true, order: 'merged' as const },
       { p: 0, wTrainable: true, twice: false, order: 'merged' as const },
+      { p: 0.3, wTrainable: false, twice: false, factorsFrozen: true }, { p: 0, wTrainable: false, twice: false, order: 'merged' as const, factorsFrozen: true },
     ]) {
       const fused = run(c, true), composed = run(c, false);
       const names = ['out', 'dx', 'dW', 'dA', 'dB'];
@@ -62,6 +63,7 @@ for (const backend of backends) {
         if (fused[i].length) assert.ok(maxRelDiff(fused[i], composed[i]) < 1e-5, `${names[i]} ${JSON.stringify(c)}: ${maxRelDiff(fused[i], composed[i])}`);
       }
       assert.equal(fused[2].length === 0, !c.wTrainable, 'a frozen W gets no gradient');
+      assert.equal(fused[3].length === 0, c.factorsFrozen === true, 'frozen factors get no gradient');
     }
   });
 

@@ -246,8 +246,8 @@ export function loraLinear(
   if (requested === 'merged' && dropout) throw new Error('loraLinear: the merged order needs dropout off (the branch must see the same x as W)');
   const order = requested === 'auto' ? loraProductOrder(tok, inF, outF, r, dropout !== null, grads) : requested;
   // The bf16 copy of W is made again in backward rather than kept: converting costs less than
-  // holding half of every frozen weight through the step. The merged W + s·B·A is kept in bf16
-  // (forming it again would cost a GEMM as well), in fp32 formed again.
+  // holding half of every frozen weight through the step. A bf16 copy of the merged W + s·B·A is
+  // kept (forming it again would cost a GEMM too); an fp32 one is formed again rather than held.
   const bf16 = opts.frozenBf16 === true && !weight.requiresGrad;
   let u: Tensor | null = null;
   let merged: FrozenOperand | null = null;
@@ -301,7 +301,10 @@ export function loraLinear(
       const gW = gradSlot(weight);
       if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
       const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
-      if (!needA && !needB && (order === 'merged' || !gx)) return;
+      if (!needA && !needB && (order === 'merged' || !gx)) {
+        u?.dispose();
+        return;
+      }
       if (!u && needB) {
         u = Tensor.empty([tok, r], false);
         kb.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
