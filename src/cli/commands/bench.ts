@@ -19,6 +19,19 @@ function asUsageError(e: unknown): unknown {
   return /^(bench step|unknown model|model config|lora|rank)/.test(msg) ? new UsageError(msg) : e;
 }
 
+/** The options `bench step` and `bench ratio` share: the model, the step's shape, the LoRA setting.
+ * `loraNote` prefixes the LoRA options' help where the command also has a full-rank mode. */
+function stepShapeOptions(cmd: Command, loraNote: string): Command {
+  return cmd
+    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
+    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
+    .option('--seq-len <t>', 'sequence length', parseIntOption('--seq-len'), 256)
+    .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
+    .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
+    .option('--frozen-bf16', `${loraNote}compute the frozen weights' products in bfloat16 (fp32 accumulation)`)
+    .option('--lora-dropout <p>', `${loraNote}dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'));
+}
+
 function printStep(r: StepBenchRecord): void {
   const rows: [string, string][] = [
     ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}, LoRA dropout ${r.lora_dropout}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
@@ -58,20 +71,13 @@ export function register(program: Command): void {
       }
       process.stdout.write('GFLOP/s, median of the timed repetitions\n');
     });
-  bench
+  stepShapeOptions(bench
     .command('step')
-    .description('time the full training step (forward, backward, clipping, AdamW) on random tokens')
-    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
+    .description('time the full training step (forward, backward, clipping, AdamW) on random tokens'), 'lora/relora: ')
     .option('--mode <mode>', 'full, lora or relora', 'full')
-    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
-    .option('--seq-len <t>', 'sequence length', parseIntOption('--seq-len'), 256)
-    .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
     .option('--steps <n>', 'timed steps (median and spread reported)', parseIntOption('--steps'), 5)
     .option('--warmup <n>', 'untimed steps first', parseIntOption('--warmup', 0), 2)
-    .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
     .option('--gemm-reps <n>', 'repetitions per GEMM case of the peak that MFU is relative to; 0 skips it', parseIntOption('--gemm-reps', 0), 5)
-    .option('--frozen-bf16', 'lora/relora: compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
-    .option('--lora-dropout <p>', `lora/relora: dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'))
     .option('--profile', 'also print the time per kernel (and per GEMM shape) of the timed steps')
     .option('--json', 'print one JSON record')
     .action((opts: {
@@ -119,18 +125,11 @@ export function register(program: Command): void {
         }
       }
     });
-  bench
+  stepShapeOptions(bench
     .command('ratio')
-    .description('the ReLoRA step time over the full-rank step time, both models in one process, steps alternating')
-    .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
-    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
-    .option('--seq-len <t>', 'sequence length', parseIntOption('--seq-len'), 256)
-    .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
+    .description('the ReLoRA step time over the full-rank step time, both models in one process, steps alternating'), '')
     .option('--steps <n>', 'timed pairs of steps', parseIntOption('--steps'), 6)
     .option('--warmup <n>', 'untimed pairs first', parseIntOption('--warmup', 0), 1)
-    .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
-    .option('--frozen-bf16', 'compute the frozen weights\' products in bfloat16 (fp32 accumulation)')
-    .option('--lora-dropout <p>', `dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'))
     .option('--json', 'print one JSON record')
     .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; loraDropout?: number; json?: boolean }) => {
       let r;
