@@ -1,4 +1,4 @@
-/** LLaMA model configurations: the reference's named sizes (spec section 2) and custom ones. */
+/** LLaMA model configurations: the reference's named sizes (docs/method.md, "Model") and custom ones. */
 
 export interface LlamaConfig {
   vocabSize: number;

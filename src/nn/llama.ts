@@ -1,5 +1,5 @@
 /**
- * LLaMA decoder, numerically the same as Hugging Face LlamaForCausalLM (spec section 2):
+ * LLaMA decoder, numerically the same as Hugging Face LlamaForCausalLM (docs/method.md, "Model"):
  * pre-norm RMSNorm, rotary embeddings (rotate half), causal multi-head attention, SwiGLU MLP,
  * final norm, untied lm_head, no biases. Parameter names are Hugging Face's.
  *

@@ -1,5 +1,5 @@
 /**
- * AdamW over trainable parameters only (PyTorch semantics, spec section 4): β = (0.9, 0.999),
+ * AdamW over trainable parameters only (PyTorch semantics; docs/method.md, "Optimizer reset"): β = (0.9, 0.999),
  * eps 1e-8, decoupled weight decay, bias correction from the step count.
  */
 import { K } from '../engine/backend.ts';

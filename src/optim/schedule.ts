@@ -1,5 +1,6 @@
 /**
- * Learning-rate multiplier schedules (spec section 5).
+ * Learning-rate multiplier schedules (docs/method.md, "Learning-rate schedule"; Lialin et al.,
+ * ReLoRA, ICLR 2024).
  *
  * `makeSchedule(cfg)` returns λ with PyTorch LambdaLR semantics: the optimizer update that
  * follows k scheduler steps uses `lr · λ(k)`, so update u (1-based) uses λ(u − 1) and the very

@@ -1,5 +1,5 @@
 /**
- * The ReLoRA linear layer (spec section 3): frozen W plus s·B·A.
+ * The ReLoRA linear layer (docs/method.md, "LoRA layer"): frozen W plus s·B·A.
  *   y = x·Wᵀ + s · ((dropout(x)·Aᵀ)·Bᵀ),  s = alpha / r
  * A ~ kaiming-uniform(a = √5) = U(−1/√in, 1/√in), B = 0, so wrapping changes nothing.
  * W gets no gradient buffer and its dW product is never computed.

@@ -1,5 +1,5 @@
 /**
- * Partial reset of optimizer moments at a ReLoRA restart (spec section 4): each moment tensor is
+ * Partial reset of optimizer moments at a ReLoRA restart (docs/method.md, "Optimizer reset"): each moment tensor is
  * pruned in place, independently, either at random or by magnitude.
  */
 import { RandomStream } from '../engine/rng.ts';

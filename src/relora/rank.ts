@@ -1,5 +1,6 @@
 /**
- * ReLoRA's central claim, measured (spec section 1): the accumulated update W − W_at_warm_start is
+ * ReLoRA's central claim, measured (Lialin et al., ReLoRA, ICLR 2024; docs/method.md,
+ * "Merge and re-initialisation"): the accumulated update W − W_at_warm_start is
  * a sum of k merged rank-r updates and so can reach rank up to min(k·r, out, in), far above r.
  * `RankTracker` snapshots the sampled wrapped matrices when the low-rank phase starts and, at each
  * merge (or at the end), records the singular values of the effective weight minus that snapshot.

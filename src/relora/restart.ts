@@ -1,6 +1,6 @@
 /**
- * A ReLoRA restart (spec sections 3, 4, 6): merge every LoRA factor into its frozen weight and
- * re-draw it, then prune the Adam moments of the LoRA factors (each moment independently; the
+ * A ReLoRA restart (docs/method.md, "Merge and re-initialisation" and "Optimizer reset"): merge
+ * every LoRA factor into its frozen weight and re-draw it, then prune the Adam moments of the LoRA factors (each moment independently; the
  * step count and every other parameter's state untouched).
  */
 import type { RandomStream } from '../engine/rng.ts';

@@ -1,5 +1,5 @@
 /**
- * When ReLoRA restarts happen (spec section 6). Updates are counted u = 1, 2, … from the start of
+ * When ReLoRA restarts happen (docs/method.md, "Merge and re-initialisation"). Updates are counted u = 1, 2, … from the start of
  * the ReLoRA phase, and update u uses λ(u − 1). A restart (merge, then optimizer reset) follows
  * the update that used λ(kR) for k >= 1, which under cosine_restarts is the zero-learning-rate
  * update at the start of each restart warm-up.

@@ -1,7 +1,7 @@
 /**
- * Training modes (spec section 3): `full` trains every weight; `lora` and `relora` wrap the target
+ * Training modes (docs/method.md, "LoRA layer"): `full` trains every weight; `lora` and `relora` wrap the target
  * projections with LoraLinear (W frozen); embeddings, RMSNorm weights and lm_head stay trainable.
- * `relora` additionally merges and restarts (see relora.ts).
+ * `relora` additionally merges and restarts (see restart.ts).
  */
 import { RandomStream } from '../engine/rng.ts';
 import { Linear } from '../nn/layers.ts';
