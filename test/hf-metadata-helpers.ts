@@ -1,0 +1,49 @@
+/** A Llama-3-like Hugging Face folder's metadata: distinct BOS and EOS ids, 8192 positions. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const LLAMA3_BOS = 128000;
+export const LLAMA3_EOS = 128001;
+
+/** The shape fields a small Llama-3-like config.json has (vocabulary large enough for Llama-3's ids). */
+export function llama3LikeConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: LLAMA3_BOS,
+    eos_token_id: LLAMA3_EOS,
+    hidden_act: 'silu',
+    hidden_size: 16,
+    initializer_range: 0.02,
+    intermediate_size: 32,
+    max_position_embeddings: 8192,
+    mlp_bias: false,
+    num_attention_heads: 2,
+    num_hidden_layers: 1,
+    num_key_value_heads: 1,
+    pretraining_tp: 1,
+    rms_norm_eps: 1e-5,
+    rope_scaling: null,
+    rope_theta: 500000.0,
+    tie_word_embeddings: false,
+    torch_dtype: 'bfloat16',
+    transformers_version: '4.40.0',
+    use_cache: true,
+    vocab_size: 128256,
+    ...overrides,
+  };
+}
+
+/** Writes config.json, generation_config.json, tokenizer_config.json and special_tokens_map.json of a Llama-3-like model. */
+export function writeLlama3LikeMetadata(dir: string, config: Record<string, unknown> = llama3LikeConfig()): void {
+  const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+  writeFileSync(join(dir, 'config.json'), json(config));
+  writeFileSync(join(dir, 'generation_config.json'), json({ bos_token_id: LLAMA3_BOS, eos_token_id: [LLAMA3_EOS, 128009], do_sample: true, temperature: 0.6, top_p: 0.9 }));
+  writeFileSync(join(dir, 'tokenizer_config.json'), json({
+    add_bos_token: true, add_eos_token: false, bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>',
+    clean_up_tokenization_spaces: true, model_max_length: 1000000000000000019884624838656, tokenizer_class: 'PreTrainedTokenizerFast',
+  }));
+  writeFileSync(join(dir, 'special_tokens_map.json'), json({ bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>' }));
+}
