@@ -8,8 +8,9 @@
  *   RUN/latest            → "step-000120"
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { testHook } from './test-hooks.ts';
@@ -39,7 +40,30 @@ export interface TrainState {
   engine?: { backend: string; threads: number };
 }
 
-interface ManifestEntry {
+const count = z.number().int().nonnegative();
+const randomState = z.object({ seed: count, calls: count });
+
+/**
+ * What state.json must hold. The manifest proves the bytes are the ones written; this proves
+ * they mean something (a hand-edited or foreign file is refused by field, never half-used).
+ */
+const TrainStateSchema = z.object({
+  version: z.literal(CHECKPOINT_VERSION),
+  step: count,
+  phase: z.enum(['full', 'lora', 'relora']),
+  phase_step: count,
+  optimizer_steps: count,
+  counters: z.object({ merges: count, resets: count }),
+  tokens: count,
+  elapsed: z.number().nonnegative(),
+  skipped: count,
+  sampler: z.object({ epoch: count, position: count }),
+  rng: z.record(z.string(), randomState),
+  engine: z.object({ backend: z.string(), threads: z.number().int().positive() }).optional(),
+});
+
+/** One file of a manifest: its name (relative to the manifest's folder), size and SHA-256. */
+export interface ManifestEntry {
   file: string;
   bytes: number;
   sha256: string;
@@ -47,12 +71,18 @@ interface ManifestEntry {
 
 /** The files every checkpoint holds (besides its manifest), in manifest order. */
 export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors', 'state.json'] as const;
+export type CheckpointFile = (typeof CHECKPOINT_FILES)[number];
 
 interface Manifest {
   version: number;
   step: number;
   files: ManifestEntry[];
 }
+
+/** The folder of a run that holds its checkpoints. */
+export const CHECKPOINTS_DIR = 'checkpoints';
+/** The file of a run naming its newest committed checkpoint. */
+export const LATEST_POINTER = 'latest';
 
 export const checkpointName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
 const stepOf = (name: string): number => Number(name.slice('step-'.length));
@@ -69,8 +99,37 @@ function fsyncPath(path: string): void {
   }
 }
 
+const HASH_CHUNK = 1 << 22;
+
+/** SHA-256 of a file, read in chunks so a multi-gigabyte checkpoint is never held in memory at once. */
 function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(HASH_CHUNK);
+  const fd = openSync(path, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, HASH_CHUNK, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** The manifest entry of `dir/file` as it is now. */
+export function manifestEntry(dir: string, file: string): ManifestEntry {
+  const p = join(dir, file);
+  return { file, bytes: statSync(p).size, sha256: sha256File(p) };
+}
+
+/**
+ * How `dir/entry.file` differs from what its manifest recorded: 'missing', 'size' (with the
+ * size found), 'checksum', or null when it is unchanged.
+ */
+export function manifestMismatch(dir: string, entry: ManifestEntry): { kind: 'missing' | 'size' | 'checksum'; bytes?: number } | null {
+  const p = join(dir, entry.file);
+  if (!existsSync(p)) return { kind: 'missing' };
+  const bytes = statSync(p).size;
+  if (bytes !== entry.bytes) return { kind: 'size', bytes };
+  return sha256File(p) === entry.sha256 ? null : { kind: 'checksum' };
 }
 
 function tensorsToWrite(tensors: Record<string, Tensor>): Record<string, TensorToWrite> {
@@ -99,7 +158,7 @@ const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
  * as they were, removes the partial write and throws an error that says so.
  */
 export async function saveCheckpoint(runDir: string, content: CheckpointContent, keep: number): Promise<string> {
-  const dir = join(runDir, 'checkpoints');
+  const dir = join(runDir, CHECKPOINTS_DIR);
   mkdirSync(dir, { recursive: true });
   const name = checkpointName(content.state.step);
   const tmp = join(dir, `.tmp-${name}-${process.pid}`);
@@ -113,10 +172,7 @@ export async function saveCheckpoint(runDir: string, content: CheckpointContent,
     testHook(`checkpoint:${content.state.step}`);
     await writeSafetensors(join(tmp, 'optimizer.safetensors'), tensorsToWrite(content.optimizer));
     await atomicWriteFile(join(tmp, 'state.json'), `${JSON.stringify(content.state, null, 1)}\n`);
-    const files = CHECKPOINT_FILES.map((file) => {
-      const p = join(tmp, file);
-      return { file, bytes: statSync(p).size, sha256: sha256File(p) };
-    });
+    const files = CHECKPOINT_FILES.map((file) => manifestEntry(tmp, file));
     const manifest: Manifest = { version: CHECKPOINT_VERSION, step: content.state.step, files };
     await atomicWriteFile(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
     fsyncPath(tmp);
@@ -136,25 +192,34 @@ export async function saveCheckpoint(runDir: string, content: CheckpointContent,
     throw new Error(`checkpoint ${name} not written: ${err.message}; ${keptNote}`, { cause: e });
   }
   try {
-    await atomicWriteFile(join(runDir, 'latest'), `${name}\n`);
+    await atomicWriteFile(join(runDir, LATEST_POINTER), `${name}\n`);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new Error(`checkpoint ${name} was written, but ${join(runDir, 'latest')} could not be updated (${err.code ?? err.message}); ${keptNote}`, { cause: e });
+    throw new Error(`checkpoint ${name} was written, but ${join(runDir, LATEST_POINTER)} could not be updated (${err.code ?? err.message}); ${keptNote}`, { cause: e });
   }
   pruneCheckpoints(runDir, keep, name);
   return final;
 }
 
-function readLatestPointer(runDir: string): string | null {
-  const p = join(runDir, 'latest');
+/**
+ * The checkpoint name in RUN/latest, or null when there is none or it names none (a torn
+ * write, a hand edit, a folder in its place). `problem` hears of a pointer that is not a file,
+ * which would also stop the next checkpoint from being committed.
+ */
+export function readLatestPointer(runDir: string, problem?: (msg: string) => void): string | null {
+  const p = join(runDir, LATEST_POINTER);
   if (!existsSync(p)) return null;
+  if (!statSync(p).isFile()) {
+    problem?.(`${p} is not a file (it should hold the name of the newest checkpoint): ignoring it; remove it before training on in this folder`);
+    return null;
+  }
   const name = readFileSync(p, 'utf8').trim();
   return /^step-\d+$/.test(name) ? name : null;
 }
 
 /** Checkpoint folder names, newest first. */
 export function listCheckpoints(runDir: string): string[] {
-  const dir = join(runDir, 'checkpoints');
+  const dir = join(runDir, CHECKPOINTS_DIR);
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((n) => /^step-\d+$/.test(n)).sort((a, b) => stepOf(b) - stepOf(a));
 }
@@ -167,7 +232,7 @@ function pruneCheckpoints(runDir: string, keep: number, latest: string): void {
       kept++;
       continue;
     }
-    rmSync(join(runDir, 'checkpoints', n), { recursive: true, force: true });
+    rmSync(join(runDir, CHECKPOINTS_DIR, n), { recursive: true, force: true });
   }
   cleanInterruptedWrites(runDir);
 }
@@ -179,7 +244,7 @@ function pruneCheckpoints(runDir: string, keep: number, latest: string): void {
  * replacement never arrived, else removed.
  */
 export function cleanInterruptedWrites(runDir: string): void {
-  const dir = join(runDir, 'checkpoints');
+  const dir = join(runDir, CHECKPOINTS_DIR);
   if (!existsSync(dir)) return;
   for (const n of readdirSync(dir)) {
     const m = /^\.(tmp|old)-(step-\d+)-(\d+)$/.exec(n);
@@ -199,7 +264,7 @@ export function discardCheckpointsAfter(runDir: string, step: number): string[] 
   const removed: string[] = [];
   for (const n of listCheckpoints(runDir)) {
     if (stepOf(n) <= step) continue;
-    rmSync(join(runDir, 'checkpoints', n), { recursive: true, force: true });
+    rmSync(join(runDir, CHECKPOINTS_DIR, n), { recursive: true, force: true });
     removed.push(n);
   }
   return removed;
@@ -238,24 +303,53 @@ function readManifest(dir: string): Manifest {
   return m as Manifest;
 }
 
-/** Read and verify one checkpoint folder; throws naming the file that is missing or corrupt. */
-export function loadCheckpoint(dir: string): LoadedCheckpoint {
-  const manifest = readManifest(dir);
-  for (const f of manifest.files) {
-    const p = join(dir, f.file);
-    if (!existsSync(p)) throw new Error(`checkpoint file ${p} is missing`);
-    const bytes = statSync(p).size;
-    if (bytes !== f.bytes) throw new Error(`checkpoint file ${p} has ${bytes} bytes, its manifest says ${f.bytes} (truncated or corrupted)`);
-    if (sha256File(p) !== f.sha256) throw new Error(`checkpoint file ${p} does not match its checksum (corrupted)`);
-  }
+/** Parse and validate state.json: every field named when missing or out of range. */
+function readState(dir: string, manifestStep: number | undefined): TrainState {
   const statePath = join(dir, 'state.json');
-  let state: TrainState;
+  let raw: unknown;
   try {
-    state = JSON.parse(readFileSync(statePath, 'utf8')) as TrainState;
+    raw = JSON.parse(readFileSync(statePath, 'utf8'));
   } catch {
     throw new Error(`checkpoint file ${statePath} is not valid JSON`);
   }
-  if (state?.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${dir}: version ${state?.version}, this relora reads version ${CHECKPOINT_VERSION}`);
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${dir}: version ${JSON.stringify(version)}, this relora reads version ${CHECKPOINT_VERSION}`);
+  const parsed = TrainStateSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `"${i.path.join('.') || '(root)'}": ${i.message}`);
+    throw new Error(`checkpoint file ${statePath} is not a valid training state: ${problems.join('; ')}`);
+  }
+  const state = parsed.data as TrainState;
+  const name = basename(dir);
+  if (/^step-\d+$/.test(name) && stepOf(name) !== state.step) {
+    throw new Error(`checkpoint file ${statePath} says "step" ${state.step}, but its folder is ${name}`);
+  }
+  if (manifestStep !== undefined && manifestStep !== state.step) {
+    throw new Error(`checkpoint file ${statePath} says "step" ${state.step}, but ${join(dir, 'manifest.json')} says ${manifestStep}`);
+  }
+  return state;
+}
+
+/**
+ * Verify one checkpoint folder without loading its tensors: the manifest, the listed `files`
+ * (default all) against it, and state.json's contents. Throws naming the file at fault.
+ */
+export function verifyCheckpoint(dir: string, files: readonly CheckpointFile[] = CHECKPOINT_FILES): TrainState {
+  const manifest = readManifest(dir);
+  for (const f of manifest.files) {
+    if (!files.includes(f.file as CheckpointFile) && f.file !== 'state.json') continue;
+    const p = join(dir, f.file);
+    const bad = manifestMismatch(dir, f);
+    if (bad?.kind === 'missing') throw new Error(`checkpoint file ${p} is missing`);
+    if (bad?.kind === 'size') throw new Error(`checkpoint file ${p} has ${bad.bytes} bytes, its manifest says ${f.bytes} (truncated or corrupted)`);
+    if (bad?.kind === 'checksum') throw new Error(`checkpoint file ${p} does not match its checksum (corrupted)`);
+  }
+  return readState(dir, manifest.step);
+}
+
+/** Read and verify one checkpoint folder; throws naming the file that is missing or corrupt. */
+export function loadCheckpoint(dir: string): LoadedCheckpoint {
+  const state = verifyCheckpoint(dir);
   const read = (file: string): Record<string, Float32Array> => {
     const st = parseSafetensors(readFileSync(join(dir, file)), join(dir, file));
     return Object.fromEntries(st.names().map((n) => [n, st.readFloat32(n)]));
@@ -264,20 +358,22 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
 }
 
 /**
- * The newest valid checkpoint of a run: the one `latest` names, else (or when it fails
- * verification) the next older valid one. Each one passed over is reported through `warn` and
- * listed in `skipped`.
+ * The newest valid checkpoint of a run, opened by `open` (which throws when a checkpoint fails
+ * verification): the one `latest` names, else (or when it fails) the next older one. Each one
+ * passed over is reported through `warn` and listed in `skipped`. This is the one fallback rule
+ * for --resume, eval, export and generate.
  */
-export function loadLatestCheckpoint(runDir: string, warn: (msg: string) => void): LoadedCheckpoint {
+export function openLatestCheckpoint<T>(runDir: string, open: (dir: string) => T, warn: (msg: string) => void): { value: T; dir: string; skipped: string[] } {
   const names = listCheckpoints(runDir);
-  const pointed = readLatestPointer(runDir);
+  const pointed = readLatestPointer(runDir, warn);
   // `latest` is the commit point: a newer folder is one whose pointer update never happened.
   const order = pointed && names.includes(pointed) ? names.filter((n) => stepOf(n) <= stepOf(pointed)) : names;
-  if (order.length === 0) throw new Error(`${runDir}: no checkpoints to resume from (looked in ${join(runDir, 'checkpoints')})`);
+  if (order.length === 0) throw new Error(`${runDir}: run folder has no checkpoints yet (looked in ${join(runDir, CHECKPOINTS_DIR)})`);
   const skipped: string[] = [];
   for (const n of order) {
+    const dir = join(runDir, CHECKPOINTS_DIR, n);
     try {
-      return { ...loadCheckpoint(join(runDir, 'checkpoints', n)), skipped };
+      return { value: open(dir), dir, skipped };
     } catch (e) {
       skipped.push(n);
       const older = order.indexOf(n) < order.length - 1;
@@ -285,4 +381,10 @@ export function loadLatestCheckpoint(runDir: string, warn: (msg: string) => void
     }
   }
   throw new Error(`${runDir}: no valid checkpoint (all of ${order.join(', ')} failed verification)`);
+}
+
+/** {@link openLatestCheckpoint} loading the tensors (what --resume needs). */
+export function loadLatestCheckpoint(runDir: string, warn: (msg: string) => void): LoadedCheckpoint {
+  const { value, skipped } = openLatestCheckpoint(runDir, loadCheckpoint, warn);
+  return { ...value, skipped };
 }

@@ -1,0 +1,225 @@
+/**
+ * The run folder, in one place: what its files are called, which checkpoint a path means, the
+ * integrity of the files that define the run, reading its config and model shape, the lock that
+ * keeps it to one process, and which held-out sequences are evaluated.
+ *
+ *   RUN/config.json              the resolved training config (what --resume continues)
+ *   RUN/tokenizer.json           the run's tokenizer; tokenizer_config.json beside it for an imported one
+ *   RUN/model.json               the exact model shape
+ *   RUN/rank_base.safetensors    W at the warm start, the reference of the rank measurements
+ *   RUN/run-manifest.json        sizes and SHA-256 of the five files above, recorded when written
+ *   RUN/metrics.jsonl            one record per update, evaluation, restart, rank measurement
+ *   RUN/checkpoints/step-N/      one checkpoint (its own manifest; see checkpoint.ts)
+ *   RUN/latest                   the name of the newest committed checkpoint
+ *   RUN/summary.json, report.html
+ *   RUN/run.lock                 held by the one process writing the folder (see run-lock.ts)
+ *
+ * A path given to --resume, eval, export or generate resolves the same way: a checkpoint folder
+ * is used as it is and must verify; a run folder means its newest checkpoint that verifies, any
+ * newer one that does not being passed over with a warning naming it.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { TokenDataset } from '../data/token-cache.ts';
+import { atomicWriteFile } from '../io/atomic.ts';
+import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
+import {
+  CHECKPOINTS_DIR, LATEST_POINTER, manifestEntry, manifestMismatch, openLatestCheckpoint, verifyCheckpoint,
+  type CheckpointFile, type ManifestEntry,
+} from './checkpoint.ts';
+import { resolveConfig, type TrainConfig } from './config.ts';
+import { RUN_LOCK_FILE } from './run-lock.ts';
+import { modelConfigFor } from './trainer.ts';
+
+export { lockRunFolder, RunLockedError } from './run-lock.ts';
+
+/** The names of a run folder's files. */
+export const RUN_FILES = {
+  config: 'config.json',
+  tokenizer: 'tokenizer.json',
+  tokenizerConfig: 'tokenizer_config.json',
+  model: 'model.json',
+  rankBase: 'rank_base.safetensors',
+  manifest: 'run-manifest.json',
+  metrics: 'metrics.jsonl',
+  checkpoints: CHECKPOINTS_DIR,
+  latest: LATEST_POINTER,
+  summary: 'summary.json',
+  report: 'report.html',
+  lock: RUN_LOCK_FILE,
+} as const;
+
+export type RunFileKey = keyof typeof RUN_FILES;
+
+/** The path of one of a run folder's files. */
+export const runFile = (runDir: string, key: RunFileKey): string => join(runDir, RUN_FILES[key]);
+
+// ---- config and model shape ----
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** Read and validate the config a run folder was started with (RUN/config.json). */
+export function readRunConfig(runDir: string): TrainConfig {
+  const p = runFile(runDir, 'config');
+  if (!existsSync(p)) throw new Error(`${runDir}: no config.json (not a relora run folder)`);
+  const raw = readJson(p);
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object`);
+  // The saved config is a resolved one: drop what resolving derives (and the token budget that
+  // became `steps`) and validate the rest like any config.
+  const { grad_accum: _derived, tokens: _budget, ...keys } = raw as Record<string, unknown>;
+  return resolveConfig(keys, p);
+}
+
+/**
+ * The exact model shape of a run: RUN/model.json, or for a run folder older than that file,
+ * the shape derived from RUN/config.json (`tokenizerVocab` is then the vocabulary size unless
+ * the config names one).
+ */
+export function readRunModelConfig(runDir: string, tokenizerVocab?: number): LlamaConfig {
+  const exact = runFile(runDir, 'model');
+  if (existsSync(exact)) return configFromJSON(readJson(exact), exact);
+  try {
+    const cfg = readRunConfig(runDir);
+    if (cfg.vocab_size === undefined && tokenizerVocab === undefined) throw new Error('it names no vocab_size and no tokenizer was given');
+    return modelConfigFor(cfg, tokenizerVocab ?? 0);
+  } catch (e) {
+    throw new Error(`${runFile(runDir, 'config')}: cannot derive the model shape, and ${exact} is missing (${(e as Error).message})`, { cause: e });
+  }
+}
+
+// ---- integrity of the files that define the run ----
+
+/** The files whose change would turn a resumed run into a different one. */
+export const SEALED_RUN_FILES: readonly RunFileKey[] = ['config', 'tokenizer', 'tokenizerConfig', 'model', 'rankBase'];
+
+interface RunManifest {
+  version: 1;
+  files: ManifestEntry[];
+}
+
+function readRunManifest(runDir: string): RunManifest | null {
+  const p = runFile(runDir, 'manifest');
+  if (!existsSync(p)) return null;
+  const m = readJson(p) as Partial<RunManifest> | null;
+  const ok = !!m && m.version === 1 && Array.isArray(m.files) &&
+    m.files.every((f) => !!f && typeof f.file === 'string' && Number.isSafeInteger(f.bytes) && typeof f.sha256 === 'string');
+  if (!ok) throw new Error(`${p}: not a run manifest (expected {"version": 1, "files": [{file, bytes, sha256}, …]}); it was edited or corrupted`);
+  return m as RunManifest;
+}
+
+/**
+ * Record the size and SHA-256 of the run's defining files that exist and are not recorded yet
+ * (RUN/run-manifest.json). Call it after writing any of them (config, tokenizer, model shape
+ * at set-up; the rank base when the low-rank phase starts). A file once recorded is never
+ * re-recorded: its later change is what {@link verifyRunFiles} reports.
+ */
+export async function sealRunFiles(runDir: string): Promise<void> {
+  const manifest = readRunManifest(runDir) ?? { version: 1, files: [] };
+  const recorded = new Set(manifest.files.map((f) => f.file));
+  let added = false;
+  for (const key of SEALED_RUN_FILES) {
+    const file = RUN_FILES[key];
+    if (recorded.has(file) || !existsSync(join(runDir, file))) continue;
+    manifest.files.push(manifestEntry(runDir, file));
+    added = true;
+  }
+  if (added) await atomicWriteFile(runFile(runDir, 'manifest'), `${JSON.stringify(manifest, null, 1)}\n`);
+}
+
+/**
+ * Throws, naming the file, when one of the run's defining files was changed or deleted since it
+ * was recorded by {@link sealRunFiles}. A run folder from before run manifests has none to check.
+ */
+export function verifyRunFiles(runDir: string): void {
+  const manifest = readRunManifest(runDir);
+  if (!manifest) return;
+  const manifestPath = runFile(runDir, 'manifest');
+  const advice = `a run must be resumed, evaluated and exported with the files it was trained with: restore the original, or start a new run (${manifestPath} records them)`;
+  for (const f of manifest.files) {
+    const p = join(runDir, f.file);
+    const bad = manifestMismatch(runDir, f);
+    if (bad?.kind === 'missing') throw new Error(`run file ${p} is missing; ${advice}`);
+    if (bad) throw new Error(`run file ${p} has changed since the run wrote it (${bad.kind === 'size' ? `${bad.bytes} bytes, recorded ${f.bytes}` : 'its SHA-256 differs'}); ${advice}`);
+  }
+}
+
+// ---- which folder and which checkpoint a path means ----
+
+/** A Hugging Face folder has a config.json with a model_type; a run's config.json has none. */
+export function isHuggingFaceFolder(dir: string): boolean {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p) || existsSync(join(dir, CHECKPOINTS_DIR))) return false;
+  const raw = readJson(p);
+  return typeof raw === 'object' && raw !== null && 'model_type' in raw;
+}
+
+/** A checkpoint folder holds a manifest.json; its run folder is two levels up (RUN/checkpoints/step-N). */
+const isCheckpointFolder = (dir: string): boolean => existsSync(join(dir, 'manifest.json'));
+
+export interface OpenedCheckpoint<T> {
+  /** What `open` returned for the checkpoint chosen. */
+  value: T;
+  runDir: string;
+  checkpointDir: string;
+  /** Newer checkpoints of the run that failed verification and were passed over. */
+  skipped: string[];
+}
+
+/**
+ * Resolve a checkpoint folder, or a run folder (its newest valid checkpoint), check the run's
+ * defining files, and open the checkpoint with `open` (which throws when it fails
+ * verification). `command` names what the user ran, for the message about a Hugging Face folder.
+ */
+export function openCheckpoint<T>(path: string, open: (checkpointDir: string) => T, warn: (msg: string) => void, command = 'this command'): OpenedCheckpoint<T> {
+  const p = resolve(path);
+  if (!existsSync(p)) throw new Error(`${p}: no such checkpoint or run folder`);
+  if (!statSync(p).isDirectory()) throw new Error(`${p}: is a file; expected a run folder or a checkpoint folder (RUN/checkpoints/step-N)`);
+  if (isCheckpointFolder(p)) {
+    const runDir = dirname(dirname(p));
+    if (!existsSync(runFile(runDir, 'config'))) {
+      throw new Error(`${p}: is a checkpoint, but ${runDir} (two levels up) has no config.json; a checkpoint is read inside its run folder (RUN/checkpoints/step-N)`);
+    }
+    verifyRunFiles(runDir);
+    return { value: open(p), runDir, checkpointDir: p, skipped: [] };
+  }
+  if (isHuggingFaceFolder(p)) {
+    throw new Error(`${p}: is a Hugging Face model folder, not a relora run; ${command} takes a run folder (RUN) or one of its checkpoints (RUN/checkpoints/step-N). To train on from this model, use relora train --init-from ${p}`);
+  }
+  if (!existsSync(runFile(p, 'config'))) {
+    throw new Error(`${p}: not a relora run folder, checkpoint folder or Hugging Face model folder (no config.json or manifest.json)`);
+  }
+  verifyRunFiles(p);
+  const { value, dir, skipped } = openLatestCheckpoint(p, open, warn);
+  if (skipped.length) warn(`using ${dir}: ${skipped.join(', ')} failed verification (see above)`);
+  return { value, runDir: p, checkpointDir: dir, skipped };
+}
+
+/**
+ * {@link openCheckpoint} verifying only what reading the weights needs (model.safetensors and
+ * state.json), for export and generate; returns the folders.
+ */
+export function resolveCheckpoint(path: string, warn: (msg: string) => void, command?: string): OpenedCheckpoint<null> {
+  const needed: readonly CheckpointFile[] = ['model.safetensors', 'state.json'];
+  return openCheckpoint(path, (dir) => {
+    verifyCheckpoint(dir, needed);
+    return null;
+  }, warn, command);
+}
+
+// ---- evaluation ----
+
+/**
+ * The held-out sequences every evaluation of a run uses: the first ⌊evalTokens / seqLen⌋
+ * whole sequences of the validation set (all of them if fewer), in order — the same during
+ * training, in `relora eval`, and after a resume.
+ */
+export function evaluationSequences(validation: TokenDataset, evalTokens: number, seqLen: number): Int32Array[] {
+  const count = Math.min(Math.floor(evalTokens / seqLen), validation.numSequences(seqLen));
+  return Array.from({ length: count }, (_, i) => validation.readSequence(i, seqLen));
+}
