@@ -9,7 +9,7 @@
  * - Causal attention: q·kᵀ and P·v over the lower triangle, forward once, backward twice.
  * - lm_head is trainable in every mode; the embedding lookup and the elementwise work are free.
  */
-import { loraProductOrder } from '../engine/ops/matmul.ts';
+import { loraProductOrder } from '../engine/ops/lora-linear.ts';
 import type { LlamaConfig } from '../nn/config.ts';
 import type { TrainingMode } from '../relora/wrap.ts';
 

@@ -78,7 +78,7 @@ export class LoraLinear extends Module {
     this.loraB.data.fill(0);
   }
 
-  /** One fused op (engine/ops/matmul.ts loraLinear): x·Aᵀ first, no dW for the frozen W. */
+  /** One fused op (engine/ops/lora-linear.ts): x·Aᵀ first, no dW for the frozen W. */
   forward(x: Tensor): Tensor {
     // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
     const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;

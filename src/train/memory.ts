@@ -10,7 +10,7 @@
  */
 import { totalmem } from 'node:os';
 import { defaultChunkRows } from '../engine/ops/loss.ts';
-import { loraProductOrder } from '../engine/ops/matmul.ts';
+import { loraProductOrder } from '../engine/ops/lora-linear.ts';
 import type { LlamaConfig } from '../nn/config.ts';
 import type { ProjectionName } from '../nn/llama.ts';
 import { projectionShape, trainingFootprint } from '../relora/accounting.ts';

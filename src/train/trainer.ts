@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setBackend, backendInfo } from '../engine/backend.ts';
-import { bf16Support } from '../engine/ops/matmul.ts';
+import { bf16Support } from '../engine/ops/bf16.ts';
 import { clearPool } from '../engine/pool.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';

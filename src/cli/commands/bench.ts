@@ -2,7 +2,6 @@
 import type { Command } from 'commander';
 import { backendInfo, K } from '../../engine/backend.ts';
 import { profileKernels } from '../../bench/profile.ts';
-import { fusedKernels } from '../../engine/backends/native.ts';
 import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
@@ -90,8 +89,7 @@ export function register(program: Command): void {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      const fused = fusedKernels(K());
-      const profiler = opts.profile ? profileKernels(K(), ...(fused ? [fused] : [])) : null;
+      const profiler = opts.profile ? profileKernels(K()) : null;
       const hooks = {
         log: (s: string): void => {
           if (!opts.json) process.stderr.write(`${s}\n`);

@@ -3,7 +3,9 @@
  * each kernel computes (native must agree with it), the oracle in tests, and the fallback when
  * the native addon cannot load.
  */
+import { acquire, release } from '../pool.ts';
 import { hash32 } from '../rng.ts';
+import { emulatedGemmBf16, toBf16Packed } from './bf16.ts';
 import type { Kernels } from './kernels.ts';
 
 function need(kernel: string, what: string, arr: ArrayLike<number>, n: number): void {
@@ -282,6 +284,19 @@ export const jsKernels: Kernels = {
     need('dropoutMask', 'mask', mask, n);
     for (let i = 0; i < n; i++) mask[i] = hash32(key, i) >= threshold ? scale : 0;
   },
+  // Composed from the mask: `out` holds the mask, then the product.
+  dropoutApply(x, out, n, key, threshold, scale) {
+    jsKernels.dropoutMask(out, n, key, threshold, scale);
+    jsKernels.mul(x, out, out, n);
+  },
+  dropoutBackwardAdd(g, dx, n, key, threshold, scale) {
+    need('dropoutBackwardAdd', 'g', g, n); need('dropoutBackwardAdd', 'dx', dx, n);
+    const masked = acquire(n, false);
+    jsKernels.dropoutMask(masked, n, key, threshold, scale);
+    jsKernels.mul(g, masked, masked, n);
+    jsKernels.axpy(1, masked, dx, n);
+    release(masked);
+  },
 
   crossEntropyForward(logits, targets, losses, lse, rows, V, ignoreIndex) {
     need('crossEntropy', 'logits', logits, rows * V); need('crossEntropy', 'targets', targets, rows);
@@ -320,6 +335,28 @@ export const jsKernels: Kernels = {
       dLogits[o + t] -= gradScale;
     }
   },
+  crossEntropyBackwardWrite(logits, targets, lse, dLogits, rows, V, ignoreIndex, gradScale) {
+    const k = 'crossEntropyBackwardWrite';
+    need(k, 'logits', logits, rows * V); need(k, 'targets', targets, rows); need(k, 'lse', lse, rows); need(k, 'dLogits', dLogits, rows * V);
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t !== ignoreIndex && (t < 0 || t >= V)) throw new Error(`${k}: target ${t} at row ${r} is outside [0, ${V})`);
+    }
+    // Row by row, each element read before it is written: dLogits may be logits itself.
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r], o = r * V, l = lse[r];
+      if (t === ignoreIndex) {
+        dLogits.fill(0, o, o + V);
+        continue;
+      }
+      for (let j = 0; j < V; j++) dLogits[o + j] = gradScale * Math.exp(logits[o + j] - l);
+      dLogits[o + t] -= gradScale;
+    }
+  },
+
+  toBf16: toBf16Packed,
+  gemmBf16: emulatedGemmBf16(gemm),
+  hasBf16Gemm: () => false,
 
   adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2) {
     need('adamw', 'param', param, n); need('adamw', 'grad', grad, n); need('adamw', 'm', m, n); need('adamw', 'v', v, n);

@@ -120,6 +120,10 @@ export interface Kernels {
    * Pure integer comparison, so js and native produce identical masks.
    */
   dropoutMask(mask: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** out[i] = x[i] · mask[i] with the mask of dropoutMask(key, threshold, scale), never stored (out must not be x). */
+  dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** dx[i] += g[i] · mask[i], the same mask (the backward of dropoutApply). */
+  dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
 
   /**
    * Fused log-softmax + negative log-likelihood over rows of logits [rows, V].
@@ -130,6 +134,34 @@ export interface Kernels {
   crossEntropyForward(logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, V: number, ignoreIndex: number): number;
   /** dLogits[r, :] += gradScale * (softmax(logits[r]) - onehot(targets[r])) for non-ignored rows. */
   crossEntropyBackward(logits: Float32Array, targets: Int32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number): void;
+  /**
+   * crossEntropyBackward that WRITES dLogits (ignored rows zeroed) instead of adding to it, so a
+   * fresh buffer needs no clearing pass. dLogits may be `logits` itself (the gradient overwrites
+   * the logits it is computed from).
+   */
+  crossEntropyBackwardWrite(logits: Float32Array, targets: Int32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number): void;
+
+  /**
+   * bfloat16 values travel packed two per float (so they come from the same buffer pool): a bf16
+   * array of n values needs ceil(n / 2) floats.
+   * dst = bf16(src[0..n)), rounded to nearest even; NaN stays NaN.
+   */
+  toBf16(src: Float32Array, dst: Float32Array, n: number): void;
+  /**
+   * C = alpha·op(A)·op(B) + beta·C for one matrix (gemm's conventions, no batch) with A and B
+   * packed bf16 (as toBf16 writes them; leading dimensions count bf16 values), C fp32, fp32
+   * accumulation.
+   */
+  gemmBf16(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void;
+  /**
+   * Whether gemmBf16 runs on bf16 matrix hardware (oneDNN on AMX or AVX512-BF16). When false it
+   * is emulated: the bf16 values widened to fp32 and multiplied by gemm, the same result up to
+   * summation order.
+   */
+  hasBf16Gemm(): boolean;
 
   /**
    * One AdamW step in place (PyTorch semantics):

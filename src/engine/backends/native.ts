@@ -2,41 +2,21 @@
  * The native backend: a thin wrapper over the N-API addon built from native/ by
  * scripts/build-native.mjs. Every kernel is the addon's own function (no per-call JS work
  * beyond the call itself); the addon validates sizes and throws Errors like the js backend.
+ * The one exception: gemmBf16 falls back to an emulation where oneDNN cannot run bf16 matmuls.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { emulatedGemmBf16 } from './bf16.ts';
 import type { Kernels } from './kernels.ts';
 
-/**
- * Fused kernels outside the Kernels interface (native/src/fused.c). The ops use them when the
- * native backend is active and compose the same result from Kernels methods otherwise, so the
- * js backend stays the readable reference.
- */
-export interface FusedKernels {
-  /** out[i] = x[i] · mask[i], mask as Kernels.dropoutMask(key, threshold, scale) without the buffer. */
-  dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
-  /** dx[i] += g[i] · mask[i], the same mask. */
-  dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
-  /** Kernels.crossEntropyBackward that writes dLogits (ignored rows zeroed) instead of adding to it. */
-  crossEntropyBackwardWrite: Kernels['crossEntropyBackward'];
-  /** Whether gemmBf16 works here (oneDNN build on a CPU it can run bf16 matmuls on). */
-  readonly bf16: boolean;
-  /** dst = bf16(src[0..n)) rounded to nearest even, packed two per float: dst needs ceil(n/2) floats. */
-  toBf16(src: Float32Array, dst: Float32Array, n: number): void;
-  /** C = alpha·op(A)·op(B) + beta·C with A, B packed bf16 (as toBf16 writes), C fp32; fp32 accumulation. */
-  gemmBf16(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
-  ): void;
-}
-
-/** What the compiled addon exports (see native/src/addon.c). */
-interface NativeAddon extends Omit<Kernels, 'name'>, Omit<FusedKernels, 'bf16'> {
-  bf16Available(): boolean;
+/** What the compiled addon exports (see native/src/napi/addon.c). */
+interface NativeAddon extends Omit<Kernels, 'name' | 'hasBf16Gemm'> {
   readonly name: 'native';
+  /** Whether oneDNN can run bf16 matmuls on this CPU (probed once, on the first call). */
+  bf16Available(): boolean;
   /** Whether LAPACK was found at build time. */
   readonly lapack: boolean;
   /** Singular values (descending) through LAPACK dgesdd, loaded lazily at run time. */
@@ -52,7 +32,6 @@ const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'relora_native.no
 
 let addon: NativeAddon | null = null;
 let kernels: Kernels | null = null;
-let fused: FusedKernels | null = null;
 let loadError: string | null = null;
 let attempted = false;
 
@@ -111,7 +90,11 @@ export function loadNativeKernels(): Kernels | null {
   if (kernels) return kernels;
   const a = loadAddon();
   if (!a) return null;
-  kernels = {
+  // Probing builds a small oneDNN primitive: only when a bf16 product is first asked for.
+  let bf16: boolean | null = null;
+  const hasBf16Gemm = (): boolean => (bf16 ??= a.bf16Available());
+  const emulated = emulatedGemmBf16(a.gemm);
+  const k: Kernels = {
     name: 'native',
     blas: a.blas,
     getThreads: a.getThreads,
@@ -138,32 +121,24 @@ export function loadNativeKernels(): Kernels | null {
     swigluForward: a.swigluForward,
     swigluBackward: a.swigluBackward,
     dropoutMask: a.dropoutMask,
+    dropoutApply: a.dropoutApply,
+    dropoutBackwardAdd: a.dropoutBackwardAdd,
     crossEntropyForward: a.crossEntropyForward,
     crossEntropyBackward: a.crossEntropyBackward,
+    crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
+    toBf16: a.toBf16,
+    gemmBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16 : emulated)(...args),
+    hasBf16Gemm,
     adamwStep: a.adamwStep,
   };
-  // An addon built from older sources lacks them; the ops then compose Kernels methods.
-  let bf16: boolean | null = null;
-  fused = typeof a.dropoutApply === 'function' && typeof a.gemmBf16 === 'function' && typeof a.crossEntropyBackwardWrite === 'function'
-    ? {
-      dropoutApply: a.dropoutApply,
-      dropoutBackwardAdd: a.dropoutBackwardAdd,
-      crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
-      // Probing builds a small oneDNN primitive: only when a bf16 product is first asked for.
-      get bf16(): boolean {
-        bf16 ??= a.bf16Available();
-        return bf16;
-      },
-      toBf16: a.toBf16,
-      gemmBf16: a.gemmBf16,
-    }
-    : null;
+  // An addon built from older sources lacks some kernels: say so rather than fail mid-step.
+  const missing = Object.entries(k).filter(([, v]) => v === undefined).map(([name]) => name);
+  if (missing.length > 0) {
+    loadError = `the native addon is out of date (no ${missing.join(', ')}); rebuild it with "node scripts/build-native.mjs"`;
+    return null;
+  }
+  kernels = k;
   return kernels;
-}
-
-/** The fused kernels when `k` is the native backend (the object loadNativeKernels returned), else null. */
-export function fusedKernels(k: Kernels): FusedKernels | null {
-  return k === kernels ? fused : null;
 }
 
 /** Why loadNativeKernels() returned null; null when it has not failed. */

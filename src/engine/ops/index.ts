@@ -1,9 +1,12 @@
-export { matmul, linear, loraLinear, loraProductOrder, bf16Support, type MatmulOptions, type LoraDropout, type LoraLinearOptions, type LoraOrder } from './matmul.ts';
+export { matmul, linear, type MatmulOptions } from './matmul.ts';
+export { loraLinear, loraProductOrder, type LoraLinearOptions, type LoraOrder } from './lora-linear.ts';
+export { bf16Support } from './bf16.ts';
 export { add, mul, scale, sum, mean } from './elementwise.ts';
 export { embedding } from './embedding.ts';
 export { rmsnorm } from './rmsnorm.ts';
 export { rope, ropeTables, type RopeTables } from './rope.ts';
 export { causalAttention } from './attention.ts';
-export { silu, swiglu, dropout } from './activations.ts';
+export { silu, swiglu } from './activations.ts';
+export { dropout, type LoraDropout } from './dropout.ts';
 export { crossEntropy, linearCrossEntropy, defaultChunkRows, IGNORE_INDEX, type LinearCrossEntropyOptions } from './loss.ts';
 export { repeatKV } from './repeat-kv.ts';

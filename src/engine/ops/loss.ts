@@ -1,6 +1,5 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
-import { fusedKernels } from '../backends/native.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
 import { gradSlot } from './grad.ts';
 
@@ -27,11 +26,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
       backward(g) {
         const gl = gradSlot(logits);
         if (!gl) return;
-        const k = K(), f = fusedKernels(k), scale = g[0] / count;
+        const scale = g[0] / count;
         // The logits' gradient is as large as the logits: write it rather than clear and add.
-        if (gl.fresh && f) return f.crossEntropyBackwardWrite(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
-        if (gl.fresh) k.fill(gl.data, 0, logits.size);
-        k.crossEntropyBackward(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
+        if (gl.fresh) K().crossEntropyBackwardWrite(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
+        else K().crossEntropyBackward(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
       },
     };
   }
@@ -81,12 +79,10 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
   const chunk = Math.min(rows, opts.chunkRows ?? defaultChunkRows(V));
   if (!(Number.isInteger(chunk) && chunk >= 1)) throw new Error(`linearCrossEntropy: chunkRows must be a positive integer, got ${opts.chunkRows}`);
 
-  const k = K(), f = fusedKernels(k);
+  const k = K();
   const needX = recording(x), needW = recording(weight);
   const losses = Tensor.empty([rows], false), lse = Tensor.empty([chunk], false);
   const logits = Tensor.empty([chunk * V], false);
-  // Without the native in-place kernel the gradient goes to its own buffer (js accumulates into it).
-  const dlogits = (needX || needW) && !f ? Tensor.empty([chunk * V], false) : null;
   const dx = needX ? Tensor.empty(x.shape, false) : null;
   const dW = needW ? Tensor.empty(weight.shape, false) : null;
   const X = x.data, W = weight.data;
@@ -96,18 +92,14 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
     k.gemm(false, true, c, V, d, 1, xc, d, 0, W, d, 0, 0, logits.data, V, 0, 1);
     k.crossEntropyForward(logits.data, tc, losses.data.subarray(r0, r0 + c), lse.data, c, V, ignoreIndex);
     if (!dx && !dW) continue;
-    let dl = logits.data;
-    if (f) f.crossEntropyBackwardWrite(logits.data, tc, lse.data, logits.data, c, V, ignoreIndex, 1 / count);
-    else {
-      dl = dlogits!.data;
-      k.fill(dl, 0, c * V);
-      k.crossEntropyBackward(logits.data, tc, lse.data, dl, c, V, ignoreIndex, 1 / count);
-    }
+    // The softmax gradient overwrites the logits it comes from.
+    const dl = logits.data;
+    k.crossEntropyBackwardWrite(logits.data, tc, lse.data, dl, c, V, ignoreIndex, 1 / count);
     if (dx) k.gemm(false, false, c, d, V, 1, dl, V, 0, W, d, 0, 0, dx.data.subarray(r0 * d, (r0 + c) * d), d, 0, 1);
     if (dW) k.gemm(true, false, V, d, c, 1, dl, V, 0, xc, d, 0, r0 === 0 ? 0 : 1, dW.data, d, 0, 1);
   }
   const out = Tensor.from(new Float32Array([k.sum(losses.data, rows) / count]), []);
-  for (const s of [losses, lse, logits, dlogits]) s?.dispose();
+  for (const s of [losses, lse, logits]) s.dispose();
   if (!dx && !dW) return out;
   out.requiresGrad = true;
   out.node = {

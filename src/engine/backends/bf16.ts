@@ -1,0 +1,44 @@
+/**
+ * bfloat16 in TypeScript: rounding fp32 to packed bf16 (two values per float, as the native
+ * addon's toBf16 writes them) and a bf16 product emulated with an fp32 GEMM. The js backend uses
+ * both; the native backend uses the emulation where oneDNN cannot run bf16 matmuls.
+ */
+import { acquire, release } from '../pool.ts';
+import type { Kernels } from './kernels.ts';
+
+/** Kernels.toBf16 bit for bit: round to nearest even, NaN kept NaN (quietened), packed. */
+export function toBf16Packed(src: Float32Array, dst: Float32Array, n: number): void {
+  if (src.length < n || dst.length < (n + 1) >> 1) {
+    throw new Error(`toBf16: src has ${src.length} elements and dst ${dst.length}; n = ${n} needs ${n} and ${(n + 1) >> 1}`);
+  }
+  const s = new Uint32Array(src.buffer, src.byteOffset, n), d = new Uint16Array(dst.buffer, dst.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const u = s[i];
+    // A NaN whose payload sits in the low bits only would round to Inf: keep the top bits, set quiet.
+    d[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** dst[i] = the fp32 value of packed bf16 element i (exact: bf16 is fp32 with a shorter mantissa). */
+function widenBf16(src: Float32Array, dst: Float32Array, n: number): void {
+  const s = new Uint16Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+  for (let i = 0; i < n; i++) d[i] = s[i] << 16;
+}
+
+/**
+ * Kernels.gemmBf16 through `gemm`: each packed operand widened whole to an fp32 copy with the
+ * same layout (so gemm checks its sizes, in bf16 values), then one fp32 product.
+ */
+export function emulatedGemmBf16(gemm: Kernels['gemm']): Kernels['gemmBf16'] {
+  return (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
+    const a = acquire(2 * A.length, false), b = acquire(2 * B.length, false);
+    try {
+      widenBf16(A, a, a.length);
+      widenBf16(B, b, b.length);
+      gemm(transA, transB, M, N, K, alpha, a, lda, 0, b, ldb, 0, beta, C, ldc, 0, 1);
+    } finally {
+      release(a);
+      release(b);
+    }
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * The LoRA linear layer as one op (Hu et al., LoRA; the layer ReLoRA trains, Lialin et al.,
+ * ICLR 2024): the frozen product and the low-rank branch in the cheaper order of products, with
+ * the dropout mask drawn again in backward rather than stored and no dW for a frozen W.
+ */
+import { K } from '../backend.ts';
+import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { frozenOperand, frozenProduct, releaseOperand, type FrozenOperand } from './bf16.ts';
+import { applyDropout, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
+import { betaFor, gradSlot } from './grad.ts';
+
+export interface LoraLinearOptions {
+  /**
+   * Form the frozen-weight products (x·Wᵀ and dY·W) in bfloat16 with fp32 accumulation (AMX /
+   * AVX512-BF16 through oneDNN where available; rounding emulated elsewhere). Ignored when W
+   * requires a gradient. W itself stays fp32 (merges, checkpoints and export are unchanged).
+   */
+  frozenBf16?: boolean;
+  /** Order of products (see loraProductOrder); 'auto' (default) picks the one with fewer FLOPs. */
+  order?: 'auto' | LoraOrder;
+}
+
+/**
+ * 'factored': y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, the LoRA branch as two skinny products.
+ * 'merged' (RunLoRA): y = x·(W + s·B·A)ᵀ, the branch folded into a temporary copy of W, one big
+ * product; only possible without dropout, since the branch must see the same x as W.
+ */
+export type LoraOrder = 'factored' | 'merged';
+
+/**
+ * The order with fewer FLOPs for `tokens` rows through an [out, in] layer of rank r. Forward
+ * alone: factored 2·T·r·(in+out), merged 2·r·in·out. Forward and backward (W frozen, A and B
+ * trained): merged also skips the branch's share of dX (2·T·r·in) but recomputes x·Aᵀ and the
+ * merged W, so it wins when T·(in+out) > 2·in·out.
+ */
+export function loraProductOrder(tokens: number, inF: number, outF: number, r: number, dropout: boolean, backward: boolean): LoraOrder {
+  if (dropout || r === 0) return 'factored';
+  return tokens * (inF + outF) > (backward ? 2 : 1) * inF * outF ? 'merged' : 'factored';
+}
+
+/** W + s·B·A as a scratch tensor [out, in] (the caller disposes it). */
+function mergedCopy(W: Float32Array, A: Float32Array, Bm: Float32Array, s: number, outF: number, inF: number, r: number): Tensor {
+  const m = Tensor.empty([outF, inF], false);
+  m.data.set(W);
+  K().gemm(false, false, outF, inF, r, s, Bm, r, 0, A, inF, 0, 1, m.data, inF, 0, 1);
+  return m;
+}
+
+/**
+ * A LoRA linear layer as one op (docs/method.md; Lialin et al., ReLoRA):
+ *   y = x·Wᵀ + s · ((dropout(x)·Aᵀ)·Bᵀ),   W [out, in], A [r, in], B [out, r]
+ * in the order of products with fewer FLOPs (loraProductOrder). Factored: x·Aᵀ first, the
+ * [tokens, r] intermediate u is the only thing kept for backward besides x, and s·u·Bᵀ is added
+ * into y by the GEMM itself; the dropout mask is regenerated from its key in backward instead of
+ * being stored. Merged: nothing is kept but x; W + s·B·A is formed again in backward. Either way
+ * a frozen W (no gradient) costs no dW product. x: [..., in] -> [..., out].
+ */
+export function loraLinear(
+  x: Tensor, weight: Tensor, loraA: Tensor, loraB: Tensor, scaling: number, dropout: LoraDropout | null, opts: LoraLinearOptions = {},
+): Tensor {
+  if (weight.shape.length !== 2 || loraA.shape.length !== 2 || loraB.shape.length !== 2) {
+    throw new Error(`loraLinear: W, A and B must be 2-D, got ${shapeStr(weight.shape)}, ${shapeStr(loraA.shape)}, ${shapeStr(loraB.shape)}`);
+  }
+  const [outF, inF] = weight.shape, r = loraA.shape[0];
+  if (x.shape[x.shape.length - 1] !== inF) throw new Error(`loraLinear: input ${shapeStr(x.shape)} has last dimension ${x.shape[x.shape.length - 1]}, W ${shapeStr(weight.shape)} expects ${inF}`);
+  if (loraA.shape[1] !== inF || loraB.shape[0] !== outF || loraB.shape[1] !== r) {
+    throw new Error(`loraLinear: A ${shapeStr(loraA.shape)} and B ${shapeStr(loraB.shape)} do not fit W ${shapeStr(weight.shape)} (expected A [r, ${inF}], B [${outF}, r])`);
+  }
+  if (dropout && !(dropout.p > 0 && dropout.p < 1)) throw new Error(`loraLinear: dropout probability must be in (0, 1), got ${dropout.p}`);
+  const k = K();
+  const tok = x.size / inF, n = x.size;
+  const W = weight.data, A = loraA.data, Bm = loraB.data;
+  const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
+  const y = out.data;
+  const grads = recording(x, weight, loraA, loraB);
+  const requested = opts.order ?? 'auto';
+  if (requested === 'merged' && dropout) throw new Error('loraLinear: the merged order needs dropout off (the branch must see the same x as W)');
+  const order = requested === 'auto' ? loraProductOrder(tok, inF, outF, r, dropout !== null, grads) : requested;
+  // The bf16 copy of W is made again in backward rather than kept: converting costs less than
+  // holding half of every frozen weight through the step. A bf16 copy of the merged W + s·B·A is
+  // kept (forming it again would cost a GEMM too); an fp32 one is formed again rather than held.
+  const bf16 = opts.frozenBf16 === true && !weight.requiresGrad;
+  let u: Tensor | null = null;
+  let merged: FrozenOperand | null = null;
+  if (order === 'merged') {
+    const m = mergedCopy(W, A, Bm, scaling, outF, inF, r);
+    merged = frozenOperand(m.data, bf16);
+    frozenProduct(true, tok, outF, inF, x.data, merged, 0, y);
+    if (merged === m.data || !grads) {
+      releaseOperand(merged);
+      merged = null;
+    }
+    m.dispose();
+  } else {
+    const w = frozenOperand(W, bf16);
+    frozenProduct(true, tok, outF, inF, x.data, w, 0, y);
+    releaseOperand(w);
+    u = Tensor.empty([tok, r], false);
+    if (dropout) {
+      const xd = Tensor.empty([n], false);
+      applyDropout(x.data, xd.data, n, dropout);
+      k.gemm(false, true, tok, r, inF, 1, xd.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      xd.dispose();
+    } else {
+      k.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+    }
+    k.gemm(false, true, tok, outF, r, scaling, u.data, r, 0, Bm, r, 0, 1, y, outF, 0, 1);
+  }
+  if (!grads) {
+    u?.dispose();
+    return out;
+  }
+  out.requiresGrad = true;
+  out.node = {
+    op: 'loraLinear',
+    inputs: [x, weight, loraA, loraB],
+    backward(g) {
+      const kb = K();
+      const gx = gradSlot(x);
+      if (gx && order === 'merged') {
+        // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
+        const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
+        frozenProduct(false, tok, inF, outF, g, merged ?? m!.data, betaFor(gx), gx.data);
+        m?.dispose();
+      } else if (gx) {
+        const w = frozenOperand(W, bf16);
+        frozenProduct(false, tok, inF, outF, g, w, betaFor(gx), gx.data);
+        releaseOperand(w);
+      }
+      if (merged) releaseOperand(merged);
+      merged = null;
+      const gW = gradSlot(weight);
+      if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
+      const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
+      if (!needA && !needB && (order === 'merged' || !gx)) {
+        u?.dispose();
+        return;
+      }
+      if (!u && needB) {
+        u = Tensor.empty([tok, r], false);
+        kb.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      }
+      const gB = gradSlot(loraB);
+      if (gB) kb.gemm(true, false, outF, r, tok, scaling, g, outF, 0, u!.data, r, 0, betaFor(gB), gB.data, r, 0, 1);
+      u?.dispose();
+      u = null;
+      const branchDx = gx !== null && order === 'factored';
+      if (!needA && !branchDx) return;
+      // t = s·g·B [tok, r]: the gradient of u.
+      const t = Tensor.empty([tok, r], false);
+      kb.gemm(false, false, tok, r, outF, scaling, g, outF, 0, Bm, r, 0, 0, t.data, r, 0, 1);
+      const scratch = dropout ? Tensor.empty([n], false) : null;
+      const gA = gradSlot(loraA);
+      if (gA) {
+        let xd = x.data;
+        if (scratch) {
+          applyDropout(x.data, scratch.data, n, dropout!);
+          xd = scratch.data;
+        }
+        kb.gemm(true, false, r, inF, tok, 1, t.data, r, 0, xd, inF, 0, betaFor(gA), gA.data, inF, 0, 1);
+      }
+      if (branchDx) {
+        // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
+        if (scratch) {
+          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 0, scratch.data, inF, 0, 1);
+          dropoutBackwardAdd(scratch.data, gx!.data, n, dropout!);
+        } else {
+          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 1, gx!.data, inF, 0, 1);
+        }
+      }
+      scratch?.dispose();
+      t.dispose();
+    },
+  };
+  return out;
+}
