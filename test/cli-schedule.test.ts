@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { register, scheduleReport } from '../src/cli/commands/schedule.ts';
-import { terminalPlot, svgLineChart } from '../src/cli/plot.ts';
+import { svgLineChart } from '../src/report/chart.ts';
+import { terminalPlot } from '../src/report/terminal-plot.ts';
 
 interface RunResult {
   out: string;
@@ -200,4 +201,6 @@ test('svgLineChart draws the series and rules at marker x positions', async () =
   assert.match(svg, />dashed lines: restart</);
   assert.match(svg, /aria-label="x: 2"[^>]*stroke-dasharray/);
   await assert.rejects(svgLineChart([Infinity]), /index 0 is Infinity/);
+  // Drawn by the reports' chart template: restart rules in the reports' colour, integer ticks.
+  assert.match(svg, /aria-label="x: 2"[^>]*stroke="#b22222"/);
 });

@@ -62,7 +62,7 @@ export function register(program: Command): void {
       if (code !== 0) throw new Error(`the ${v.label} run failed (exit code ${code}); its folder is ${v.dir}`);
     }
     const rows = variants.map((v) => ({ v, s: JSON.parse(readFileSync(join(v.dir, 'summary.json'), 'utf8')) as TrainSummary }));
-    const { writeComparisonReport } = await import('../../train/report.ts');
+    const { writeComparisonReport } = await import('../../report/comparison.ts');
     const report = await writeComparisonReport(outDir, variants.map((v) => ({ label: v.label, dir: v.dir })));
     const head = ['method', 'val. ppl', 'tokens/s', 'peak RSS', 'trainable', 'state bytes'];
     const table = rows.map(({ v, s }) => [

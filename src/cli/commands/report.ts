@@ -5,7 +5,7 @@
  */
 import { dirname, relative } from 'node:path';
 import type { Command } from 'commander';
-import { writeRunReport } from '../../train/report.ts';
+import { writeRunReport } from '../../report/run-report.ts';
 
 /** A path as short as it can be written from the current folder. */
 function shortPath(path: string): string {

@@ -6,7 +6,8 @@ import { writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { makeSchedule, SCHEDULER_KINDS, type ScheduleConfig } from '../../optim/schedule.ts';
 import { restartsAfter } from '../../relora/restarts.ts';
-import { svgLineChart, terminalPlot } from '../plot.ts';
+import { svgLineChart } from '../../report/chart.ts';
+import { terminalPlot } from '../../report/terminal-plot.ts';
 
 export interface ScheduleReport {
   /** λ(s) for s = 0 … steps − 1; update u uses λ(u − 1). */

@@ -6,7 +6,12 @@ import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { register } from '../src/cli/commands/report.ts';
 import type { MetricRecord, TrainRecord } from '../src/train/metrics.ts';
-import { escapeHtml, loadRun, scopeIds, thin, writeComparisonReport, writeRunReport } from '../src/train/report.ts';
+import { thin } from '../src/report/chart.ts';
+import { writeComparisonReport } from '../src/report/comparison.ts';
+import { escapeHtml, scopeIds } from '../src/report/html.ts';
+import { loadRun } from '../src/report/run-data.ts';
+import { writeRunReport } from '../src/report/run-report.ts';
+import { formatBytes, formatDuration } from '../src/report/units.ts';
 
 const FIXTURE = new URL('./fixtures/report/run/', import.meta.url).pathname;
 const RESTART_STROKE = 'stroke="#b22222"';
@@ -252,4 +257,33 @@ test('relora report RUN_DIR prints where the report is; errors propagate', async
   assert.match(out, /5 SVG charts in .*plots/);
   await stat(join(dir, 'report.html'));
   await assert.rejects(program.parseAsync(['report', join(tmp, 'nope')], { from: 'user' }), /nope: no such run folder/);
+});
+
+test('writeRunReport: one summary table, metrics figures first, bytes and times in human units', async () => {
+  const dir = await runFolder('units');
+  await writeFile(join(dir, 'summary.json'), JSON.stringify({
+    steps: 60, tokens: 245760, elapsed_s: 4000, merges: 2, resets: 2, final_eval_ppl: 50.9,
+    tokens_per_s: 1398.2, peak_rss_bytes: 1.5 * 2 ** 30, state_bytes: 3 * 2 ** 20 + 2 ** 19,
+  }));
+  const page = await readFile((await writeRunReport(dir)).html, 'utf8');
+  assert.doesNotMatch(page, /At a glance/);
+  assert.equal(occurrences(page, '<h2>Summary</h2>'), 1);
+  const summary = page.slice(page.indexOf('<h2>Summary</h2>'), page.indexOf('</table>', page.indexOf('<h2>Summary</h2>')));
+  // metrics.jsonl's elapsed seconds (60 updates × 3.1 s) as minutes and seconds.
+  assert.match(summary, /<td>elapsed<\/td><td>3 min 06 s<\/td>/);
+  assert.match(summary, /<td>peak_rss_bytes<\/td><td>1\.50 GiB<\/td>/);
+  assert.match(summary, /<td>state_bytes<\/td><td>3\.50 MiB<\/td>/);
+  assert.match(summary, /<td>tokens_per_s<\/td><td>1398\.2<\/td>/, 'a rate is not a duration');
+  // Figures metrics.jsonl already shows are not repeated from summary.json.
+  for (const key of ['steps', 'tokens', 'elapsed_s', 'merges', 'resets']) assert.doesNotMatch(summary, new RegExp(`<td>${key}</td>`));
+  assert.ok(summary.indexOf('<td>updates</td>') < summary.indexOf('<td>final_eval_ppl</td>'));
+});
+
+test('formatBytes and formatDuration', () => {
+  assert.equal(formatBytes(412), '412 B');
+  assert.equal(formatBytes(1536), '1.50 KiB');
+  assert.equal(formatBytes(6363 * 2 ** 20), '6.21 GiB');
+  assert.equal(formatDuration(42.25), '42.3 s');
+  assert.equal(formatDuration(186), '3 min 06 s');
+  assert.equal(formatDuration(3 * 3600 + 5 * 60 + 20), '3 h 05 min');
 });

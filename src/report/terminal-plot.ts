@@ -1,9 +1,9 @@
 /**
- * Line plots of one series with optional vertical markers: in the terminal (asciichart) and as
- * an SVG file (Vega-Lite rendered headless by Vega).
+ * A line plot of one series as text, for the terminal (asciichart): no colours, so it survives
+ * pipes and logs. Long series are bucketed to the width; markers are dotted vertical lines.
  */
 import asciichart from 'asciichart';
-import type { TopLevelSpec } from 'vega-lite';
+import { checkSeries } from './chart.ts';
 
 export type Reduce = 'mean' | 'min' | 'max';
 
@@ -25,13 +25,6 @@ export interface TerminalPlotOptions {
 
 const MARKER = '┊';
 const AXIS = /[┤┼]/;
-
-function checkSeries(values: ArrayLike<number>, where: string): void {
-  if (values.length === 0) throw new Error(`${where}: series is empty`);
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new Error(`${where}: series value at index ${i} is ${values[i]}, expected a finite number`);
-  }
-}
 
 function checkCount(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) throw new Error(`terminal plot: ${name} must be an integer >= ${min}, got ${value}`);
@@ -103,64 +96,4 @@ export function terminalPlot(values: ArrayLike<number>, opts: TerminalPlotOption
   const gap = Math.max(1, series.length - first.length - last.length);
   marked.push(' '.repeat(axis) + first + ' '.repeat(gap) + last);
   return marked.join('\n');
-}
-
-export interface SvgChartOptions {
-  title?: string;
-  xTitle?: string;
-  yTitle?: string;
-  /** x positions (not indices) of dashed vertical rules. */
-  markers?: readonly number[];
-  /** What the dashed rules mean; shown as the subtitle. */
-  markerLabel?: string;
-  /** x value of index 0 (default 0). */
-  xStart?: number;
-  width?: number;
-  height?: number;
-}
-
-/** Renders the series as an SVG document. Vega is loaded on first use: it is large. */
-export async function svgLineChart(values: ArrayLike<number>, opts: SvgChartOptions = {}): Promise<string> {
-  checkSeries(values, 'SVG chart');
-  const [vega, vegaLite] = await Promise.all([import('vega'), import('vega-lite')]);
-  const xStart = opts.xStart ?? 0;
-  const xTitle = opts.xTitle ?? 'x';
-  const yTitle = opts.yTitle ?? 'y';
-  const points = Array.from(values, (y, i) => ({ x: xStart + i, y }));
-  const markers = opts.markers ?? [];
-  const hasMarkers = markers.length > 0;
-  const spec: TopLevelSpec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: {
-      text: opts.title ?? '',
-      subtitle: hasMarkers && opts.markerLabel !== undefined ? `dashed lines: ${opts.markerLabel}` : undefined,
-    },
-    width: opts.width ?? 640,
-    height: opts.height ?? 240,
-    layer: [
-      {
-        data: { values: points },
-        mark: { type: 'line', interpolate: 'linear' },
-        encoding: {
-          x: { field: 'x', type: 'quantitative', title: xTitle },
-          y: { field: 'y', type: 'quantitative', title: yTitle },
-        },
-      },
-      ...(hasMarkers
-        ? [
-            {
-              data: { values: markers.map((x) => ({ x })) },
-              mark: { type: 'rule' as const, strokeDash: [4, 4], color: 'firebrick' },
-              encoding: { x: { field: 'x', type: 'quantitative' as const } },
-            },
-          ]
-        : []),
-    ],
-  };
-  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
 }
