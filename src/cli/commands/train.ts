@@ -145,7 +145,7 @@ export function register(program: Command): void {
     });
     let reportPath: string | null = null;
     if (opts.report !== false) {
-      const { writeRunReport } = await import('../../train/report.ts');
+      const { writeRunReport } = await import('../../report/run-report.ts');
       reportPath = (await writeRunReport(runDir)).html;
     }
     printSummary(summary, reportPath);
