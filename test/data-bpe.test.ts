@@ -18,7 +18,10 @@ interface Expected {
   probes: Array<{ text: string; ids: number[]; decoded: string }>;
 }
 /** Ids and decoded text from the Python `tokenizers` library (make_fixtures.py). */
-const EXPECTED = JSON.parse(readFileSync(join(FIXTURES, 'expected.json'), 'utf8')) as Record<string, Expected>;
+const EXPECTED_FILE = JSON.parse(readFileSync(join(FIXTURES, 'expected.json'), 'utf8')) as Record<string, unknown>;
+const EXPECTED = EXPECTED_FILE as Record<string, Expected>;
+/** The Rust ByteLevel pre-tokenizer's pieces of the same probes. */
+const EXPECTED_PRETOKENS = EXPECTED_FILE.byte_level_pretokens as Array<{ text: string; pieces: string[] }>;
 
 const ROUND_TRIP = [
   '',
@@ -48,6 +51,11 @@ test('byte-level mapping covers all 256 bytes with printable, distinct character
 test('GPT-2 pre-tokenisation', () => {
   assert.deepEqual(pretokenize("Hello world, it's  2024!\n\n ok"), ['Hello', ' world', ',', ' it', "'s", ' ', ' 2024', '!', '\n\n', ' ok']);
   assert.deepEqual(pretokenize(''), []);
+});
+
+test('GPT-2 pre-tokenisation splits whitespace as the Rust tokenizers do (U+FEFF, U+0085, U+2028, …)', () => {
+  assert.ok(EXPECTED_PRETOKENS.some((p) => p.text.includes('\uFEFF')) && EXPECTED_PRETOKENS.some((p) => p.text.includes('\u0085')));
+  for (const { text, pieces } of EXPECTED_PRETOKENS) assert.deepEqual(pretokenize(text), pieces, JSON.stringify(text));
 });
 
 test('training on a tiny corpus gives the hand-derived merges', async () => {

@@ -39,7 +39,8 @@ function escapeRegex(s: string): string {
 }
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder();
+// ignoreBOM: a U+FEFF at the start of the text is content, not a byte-order mark to drop.
+const utf8Decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 
 export class ByteLevelBpe implements Tokenizer {
   readonly vocabSize: number;

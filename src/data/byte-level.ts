@@ -6,9 +6,25 @@
  * "words" by GPT-2's pre-tokenisation regex; BPE merges never cross a word boundary.
  */
 
+/**
+ * Whitespace as the Rust regex engine of Hugging Face `tokenizers` sees it (Unicode White_Space).
+ * JavaScript's `\s` differs in two characters: it counts U+FEFF (a byte-order mark, which is
+ * not White_Space) and omits U+0085 (NEXT LINE, which is), so `\s` would split text differently.
+ */
+export const WHITESPACE_CLASS = '\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const WS = `[${WHITESPACE_CLASS}]`;
+const NOT_WS = `[^${WHITESPACE_CLASS}]`;
+
 /** GPT-2's pre-tokenisation pattern, exactly as the Hugging Face ByteLevel pre-tokenizer uses it. */
 export const GPT2_PRETOKENIZE_PATTERN =
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+  `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WHITESPACE_CLASS}\\p{L}\\p{N}]+|${WS}+(?!${NOT_WS})|${WS}+`;
+
+const WHITESPACE = new RegExp(WS);
+
+/** Whether a character (one UTF-16 unit) is whitespace in the sense of the pre-tokenisation regex. */
+export function isWhitespace(ch: string): boolean {
+  return WHITESPACE.test(ch);
+}
 
 /** A fresh global regex for the pattern (a /g regex carries lastIndex state, so never share one). */
 export function pretokenizeRegex(): RegExp {

@@ -40,6 +40,22 @@ export function findEosId(vocab: ReadonlyMap<string, number>, config: Json, desc
   );
 }
 
+/**
+ * @huggingface/tokenizers' ByteFallback decoder uses a plain TextDecoder, which drops a U+FEFF at
+ * the start of the bytes as a byte-order mark; the Rust library keeps it. Give every decoder in the
+ * (possibly nested) decoder chain one that keeps it.
+ */
+function keepLeadingBom(decoder: unknown, seen = new Set<object>()): void {
+  // The library's decoders are callable objects, hence 'function'.
+  if ((typeof decoder !== 'object' && typeof decoder !== 'function') || decoder === null || seen.has(decoder)) return;
+  seen.add(decoder);
+  const d = decoder as { text_decoder?: unknown; decoders?: unknown };
+  if (d.text_decoder instanceof TextDecoder && !d.text_decoder.ignoreBOM) {
+    d.text_decoder = new TextDecoder(d.text_decoder.encoding, { fatal: d.text_decoder.fatal, ignoreBOM: true });
+  }
+  if (Array.isArray(d.decoders)) for (const inner of d.decoders) keepLeadingBom(inner, seen);
+}
+
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
@@ -53,6 +69,7 @@ export class HfTokenizer implements Tokenizer {
     } catch (err) {
       throw new Error(`${describe}: @huggingface/tokenizers cannot load it: ${(err as Error).message}`);
     }
+    keepLeadingBom((this.inner as unknown as { decoder?: unknown }).decoder);
     this.json = json;
     const vocab = this.inner.get_vocab(true);
     let maxId = -1;
