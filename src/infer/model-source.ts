@@ -4,27 +4,28 @@
  * and ReLoRA phases hold W, lora_A and lora_B separately; the model returned here has every
  * LoRA factor merged (W + (alpha/r)·B·A), so it is a plain LLaMA.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { loadTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import { K } from '../engine/backend.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { loadHFModel } from '../io/hf-model.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
-import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { loraLayers } from '../relora/wrap.ts';
 import { promptPrefix } from './prompt.ts';
-import { listCheckpoints } from '../train/checkpoint.ts';
-import type { TrainConfig } from '../train/config.ts';
-import { modelConfigFor, readRunConfig } from '../train/trainer.ts';
+import { isHuggingFaceFolder, readRunConfig, readRunModelConfig, resolveCheckpoint, runFile } from '../train/run-folder.ts';
+
+// Where a path points is decided by the run folder module; re-exported for export's metadata.
+export { isHuggingFaceFolder, resolveCheckpoint };
 
 export interface ModelSource {
   kind: 'huggingface' | 'checkpoint';
   /** The folder the weights came from (the checkpoint folder for a run). */
   dir: string;
+  /** The run folder, for a checkpoint. */
+  runDir?: string;
   model: LlamaForCausalLM;
   tokenizer: Tokenizer | null;
   /** tokenizer_config.json of a Hugging Face folder, to carry through an export. */
@@ -35,88 +36,21 @@ export interface ModelSource {
   promptPrefix: number[];
 }
 
-/** A run folder keeps the exact model shape here (written by the trainer). */
-export const RUN_MODEL_CONFIG = 'model.json';
-
-function readJson(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not readable JSON (${(e as Error).message})`, { cause: e });
-  }
-}
-
-/** A Hugging Face folder has a config.json with a model_type; a run's config.json has none. */
-export function isHuggingFaceFolder(dir: string): boolean {
-  const p = join(dir, 'config.json');
-  if (!existsSync(p) || existsSync(join(dir, 'checkpoints'))) return false;
-  const raw = readJson(p);
-  return typeof raw === 'object' && raw !== null && 'model_type' in raw;
-}
-
-/** The checkpoint folder and its run folder for a run or checkpoint path. */
-export function resolveCheckpoint(path: string): { checkpointDir: string; runDir: string } {
-  const p = resolve(path);
-  if (existsSync(join(p, 'manifest.json'))) {
-    const runDir = dirname(dirname(p));
-    if (!existsSync(join(runDir, 'config.json'))) {
-      throw new Error(`${p}: is a checkpoint, but ${runDir} (two levels up) has no config.json; a checkpoint is read inside its run folder (RUN/checkpoints/step-N)`);
-    }
-    return { checkpointDir: p, runDir };
-  }
-  if (existsSync(join(p, 'config.json'))) {
-    const latest = join(p, 'latest');
-    let name = existsSync(latest) ? readFileSync(latest, 'utf8').trim() : '';
-    if (!name || !existsSync(join(p, 'checkpoints', name))) name = listCheckpoints(p)[0] ?? '';
-    if (!name) throw new Error(`${p}: run folder has no checkpoints (looked in ${join(p, 'checkpoints')})`);
-    return { checkpointDir: join(p, 'checkpoints', name), runDir: p };
-  }
-  throw new Error(`${p}: not a relora run folder, checkpoint folder or Hugging Face model folder (no config.json or manifest.json)`);
-}
-
-async function sha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-/** Checks model.safetensors against the checkpoint's manifest (size, SHA-256). */
-async function verifyModelFile(checkpointDir: string): Promise<string> {
-  const file = join(checkpointDir, 'model.safetensors');
-  const manifestPath = join(checkpointDir, 'manifest.json');
-  const manifest = readJson(manifestPath) as { files?: { file: string; bytes: number; sha256: string }[] };
-  const entry = manifest.files?.find((f) => f.file === 'model.safetensors');
-  if (!entry) throw new Error(`${manifestPath}: does not list model.safetensors`);
-  if (!existsSync(file)) throw new Error(`${file}: is missing`);
-  const bytes = statSync(file).size;
-  if (bytes !== entry.bytes) throw new Error(`${file}: has ${bytes} bytes, its manifest says ${entry.bytes} (truncated or corrupted)`);
-  if ((await sha256(file)) !== entry.sha256) throw new Error(`${file}: does not match the checksum in ${manifestPath} (corrupted)`);
-  return file;
-}
-
-/** The model shape of a run: RUN/model.json when present, else derived from RUN/config.json. */
-export function runModelConfig(runDir: string, tokenizerVocab: number): LlamaConfig {
-  const exact = join(runDir, RUN_MODEL_CONFIG);
-  if (existsSync(exact)) return configFromJSON(readJson(exact), exact);
-  let cfg: TrainConfig;
-  try {
-    cfg = readRunConfig(runDir);
-    return modelConfigFor(cfg, tokenizerVocab);
-  } catch (e) {
-    throw new Error(`${join(runDir, 'config.json')}: cannot derive the model shape (${(e as Error).message})`, { cause: e });
-  }
-}
+/** Where a run folder's warnings (a checkpoint passed over) go unless the caller says. */
+const warnOnStderr = (msg: string): void => {
+  process.stderr.write(`warning: ${msg}\n`);
+};
 
 /**
  * Loads a checkpoint's model with its LoRA factors merged. Tensors are read one at a time into
  * the model's buffers; LoRA factors are read, merged and dropped one layer at a time.
  */
-export async function loadCheckpointModel(path: string): Promise<ModelSource> {
-  const { checkpointDir, runDir } = resolveCheckpoint(path);
-  const tokPath = join(runDir, 'tokenizer.json');
+export async function loadCheckpointModel(path: string, warn: (msg: string) => void = warnOnStderr): Promise<ModelSource> {
+  const { checkpointDir, runDir } = resolveCheckpoint(path, warn);
+  const tokPath = runFile(runDir, 'tokenizer');
   const tokenizer = existsSync(tokPath) ? await loadTokenizer(tokPath) : null;
-  const cfg = runModelConfig(runDir, tokenizer?.vocabSize ?? 0);
-  const file = await verifyModelFile(checkpointDir);
+  const cfg = readRunModelConfig(runDir, tokenizer?.vocabSize);
+  const file = join(checkpointDir, 'model.safetensors');
   const st = await SafetensorsFile.open(file);
   const model = new LlamaForCausalLM(cfg);
   try {
@@ -135,7 +69,7 @@ export async function loadCheckpointModel(path: string): Promise<ModelSource> {
     }
     if (loraModules.size > 0) {
       const runCfg = readRunConfig(runDir);
-      if (!(typeof runCfg.alpha === 'number' && runCfg.alpha > 0)) throw new Error(`${join(runDir, 'config.json')}: "alpha" is ${JSON.stringify(runCfg.alpha)}; the LoRA scaling needs it`);
+      if (!(typeof runCfg.alpha === 'number' && runCfg.alpha > 0)) throw new Error(`${runFile(runDir, 'config')}: "alpha" is ${JSON.stringify(runCfg.alpha)}; the LoRA scaling needs it`);
       for (const mod of loraModules) mergeFactors(st, file, mod, params.get(`${mod}.weight`), runCfg.alpha);
     }
   } catch (e) {
@@ -144,7 +78,7 @@ export async function loadCheckpointModel(path: string): Promise<ModelSource> {
   } finally {
     await st.close();
   }
-  return { kind: 'checkpoint', dir: checkpointDir, model, tokenizer, tokenizerConfig: null, eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
+  return { kind: 'checkpoint', dir: checkpointDir, runDir, model, tokenizer, tokenizerConfig: null, eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
 }
 
 /** W += (alpha / r)·B·A for one module, with the factors' shapes checked against W. */
@@ -177,18 +111,22 @@ export function mergedCopy(model: LlamaForCausalLM): LlamaForCausalLM {
   return copy;
 }
 
-/** Loads any supported model folder for generation or export. */
-export async function loadModelSource(path: string, opts: { maxSeqLen?: number } = {}): Promise<ModelSource> {
+/**
+ * Loads any supported model folder for generation or export. A run folder means its newest
+ * checkpoint that verifies (see src/train/run-folder.ts); a checkpoint passed over is reported
+ * through `opts.warn` (default: stderr).
+ */
+export async function loadModelSource(path: string, opts: { maxSeqLen?: number; warn?: (msg: string) => void } = {}): Promise<ModelSource> {
   const p = resolve(path);
   if (!existsSync(p)) throw new Error(`${p}: no such file or folder`);
   if (!statSync(p).isDirectory()) throw new Error(`${p}: is a file; expected a run folder, a checkpoint folder or a Hugging Face model folder`);
   if (isHuggingFaceFolder(p)) {
-    const hf = await loadHFModel(p, opts);
+    const hf = await loadHFModel(p, { maxSeqLen: opts.maxSeqLen });
     const eos = hf.hfConfig.eos_token_id;
     const eosIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
     if (eosIds.length === 0 && hf.tokenizer) eosIds.push(hf.tokenizer.eosId);
     const prefix = promptPrefix(hf.tokenizer?.toJSON() ?? null, hf.tokenizerConfig, hf.hfConfig.bos_token_id);
     return { kind: 'huggingface', dir: p, model: hf.model, tokenizer: hf.tokenizer, tokenizerConfig: hf.tokenizerConfig, eosIds, promptPrefix: prefix };
   }
-  return loadCheckpointModel(p);
+  return loadCheckpointModel(p, opts.warn);
 }

@@ -1,7 +1,7 @@
 /**
  * The run folder, in one place: what its files are called, which checkpoint a path means, the
- * integrity of the files that define the run, reading its config and model shape, the lock that
- * keeps it to one process, and which held-out sequences are evaluated.
+ * integrity of the files that define the run, reading its config and model shape, and the lock
+ * that keeps it to one process. (Which held-out sequences are evaluated: evaluate.ts.)
  *
  *   RUN/config.json              the resolved training config (what --resume continues)
  *   RUN/tokenizer.json           the run's tokenizer; tokenizer_config.json beside it for an imported one
@@ -20,7 +20,6 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { TokenDataset } from '../data/token-cache.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
 import {
@@ -29,6 +28,7 @@ import {
 } from './checkpoint.ts';
 import { resolveConfig, type TrainConfig } from './config.ts';
 import { RUN_LOCK_FILE } from './run-lock.ts';
+// A cycle (trainer.ts will import this module), harmless as both only call each other's functions.
 import { modelConfigFor } from './trainer.ts';
 
 export { lockRunFolder, RunLockedError } from './run-lock.ts';
@@ -202,24 +202,13 @@ export function openCheckpoint<T>(path: string, open: (checkpointDir: string) =>
 
 /**
  * {@link openCheckpoint} verifying only what reading the weights needs (model.safetensors and
- * state.json), for export and generate; returns the folders.
+ * state.json), for export and generate; returns the folders. Without `warn`, checkpoints passed
+ * over are not reported (for a caller that loaded, and so warned, already).
  */
-export function resolveCheckpoint(path: string, warn: (msg: string) => void, command?: string): OpenedCheckpoint<null> {
+export function resolveCheckpoint(path: string, warn: (msg: string) => void = () => {}, command?: string): OpenedCheckpoint<null> {
   const needed: readonly CheckpointFile[] = ['model.safetensors', 'state.json'];
   return openCheckpoint(path, (dir) => {
     verifyCheckpoint(dir, needed);
     return null;
   }, warn, command);
-}
-
-// ---- evaluation ----
-
-/**
- * The held-out sequences every evaluation of a run uses: the first ⌊evalTokens / seqLen⌋
- * whole sequences of the validation set (all of them if fewer), in order — the same during
- * training, in `relora eval`, and after a resume.
- */
-export function evaluationSequences(validation: TokenDataset, evalTokens: number, seqLen: number): Int32Array[] {
-  const count = Math.min(Math.floor(evalTokens / seqLen), validation.numSequences(seqLen));
-  return Array.from({ length: count }, (_, i) => validation.readSequence(i, seqLen));
 }

@@ -19,7 +19,7 @@ export function register(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt with a trained or Hugging Face model (KV cache; greedy at --temperature 0)')
-    .argument('<source>', 'run folder (its latest checkpoint), checkpoint folder, or Hugging Face model folder')
+    .argument('<source>', 'run folder (its newest checkpoint that verifies), checkpoint folder, or Hugging Face model folder')
     .requiredOption('--prompt <text>', 'text to continue')
     .option('--max-new-tokens <n>', 'tokens to generate at most', parseIntOption('--max-new-tokens', 0), 64)
     .option('--temperature <t>', 'softmax temperature; 0 = greedy', parseFloatOption('--temperature'), 1)
