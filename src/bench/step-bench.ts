@@ -7,7 +7,7 @@
 import { backendInfo } from '../engine/backend.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { Tensor } from '../engine/tensor.ts';
-import { gemmThroughput, GEMM_SHAPES } from '../cli/gemm-bench.ts';
+import { gemmThroughput, GEMM_SHAPES } from './gemm.ts';
 import { namedConfig, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { AdamW } from '../optim/adamw.ts';

@@ -6,10 +6,23 @@
  * merge (or at the end), records the singular values of the effective weight minus that snapshot.
  */
 import { singularValues } from '../engine/linalg.ts';
-import type { RankRecord } from '../train/metrics.ts';
 import type { LoraLinear } from './lora-linear.ts';
 
-/** RankRecord.rank counts singular values above this fraction of the largest (metrics.ts). */
+/**
+ * Singular values of W − W_at_warm_start for one wrapped matrix, at a merge or at the end: one
+ * line of metrics.jsonl. `rank` counts singular values above 1% of the largest; `lora_rank` is r.
+ */
+export interface RankRecord {
+  type: 'rank';
+  step: number;
+  merges: number;
+  module: string;
+  rank: number;
+  lora_rank: number;
+  singular_values: number[];
+}
+
+/** RankRecord.rank counts singular values above this fraction of the largest. */
 export const DEFAULT_REL_THRESHOLD = 0.01;
 /** Singular values kept per record: enough for the spectra plots, bounded so metrics.jsonl stays small. */
 export const MAX_RECORDED_VALUES = 256;

@@ -3,6 +3,9 @@
  * comes from this file, so a report can be rebuilt from any run folder.
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { isDiskFull } from './checkpoint.ts';
+import { testHook } from './test-hooks.ts';
+import type { RankRecord } from '../relora/rank.ts';
 
 /** One record per optimizer update. */
 export interface TrainRecord {
@@ -41,27 +44,26 @@ export interface RestartRecord {
   resets: number;
 }
 
-/**
- * Singular values of W − W_at_warm_start for one wrapped matrix, at a merge or at the end.
- * `rank` counts singular values above 1% of the largest; `lora_rank` is r.
- */
-export interface RankRecord {
-  type: 'rank';
-  step: number;
-  merges: number;
-  module: string;
-  rank: number;
-  lora_rank: number;
-  singular_values: number[];
-}
+/** The rank record is defined where ranks are measured, in relora (it sits below train). */
+export type { RankRecord } from '../relora/rank.ts';
 
 export type MetricRecord = TrainRecord | EvalRecord | RestartRecord | RankRecord;
 
 export class MetricsWriter {
   constructor(readonly path: string) {}
 
+  /** Append one record; a failed write names the file (and, for a full disk, says so). */
   write(record: MetricRecord): void {
-    appendFileSync(this.path, `${JSON.stringify(record)}\n`);
+    try {
+      testHook('metrics');
+      appendFileSync(this.path, `${JSON.stringify(record)}\n`);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = isDiskFull(code)
+        ? `the disk is full (${code}); free some space, then continue the run with --resume (its last checkpoint is intact)`
+        : (e as Error).message;
+      throw new Error(`cannot append to ${this.path}: ${why}`, { cause: e });
+    }
   }
 }
 

@@ -5,7 +5,7 @@ import { profileKernels } from '../../bench/profile.ts';
 import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
-import { benchGemm } from '../gemm-bench.ts';
+import { benchGemm } from '../../bench/gemm.ts';
 import { parseFloatOption, parseIntOption, UsageError } from '../errors.ts';
 
 function mib(bytes: number): string {

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { backendInfo } from '../../engine/backend.ts';
 import { runGradchecks } from '../../engine/gradcheck.ts';
-import { gemmThroughput } from '../gemm-bench.ts';
+import { gemmThroughput } from '../../bench/gemm.ts';
 
 export function register(program: Command): void {
   program

@@ -4,6 +4,7 @@ import { benchGemmDirect } from '../engine/backends/native.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';
+import { spread } from './stats.ts';
 
 export interface GemmRecord {
   m: number;
@@ -20,11 +21,6 @@ export const GEMM_SHAPES: [number, number, number][] = [
   [1024, 1024, 1024],
   [4096, 512, 1536],
 ];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 /** Median GFLOP/s of C = op(A)·op(B) through `matmul`, over `reps` timed calls after warm-up. */
 export function gemmThroughput(m: number, k: number, n: number, transA: boolean, transB: boolean, reps: number): number {
@@ -43,7 +39,7 @@ export function gemmThroughput(m: number, k: number, n: number, transA: boolean,
       if (i >= 2) times.push(dt);
     }
   });
-  return (2 * m * n * k) / median(times) / 1e9;
+  return (2 * m * n * k) / spread(times).median / 1e9;
 }
 
 export function benchGemm(reps: number): GemmRecord[] {
