@@ -12,6 +12,25 @@ import { dirname } from 'node:path';
 /** Appends bytes at the end of the file being written. */
 export type ChunkWriter = (chunk: Uint8Array) => Promise<void>;
 
+/** Errno codes that mean "no room left": a full disk, or the user's quota. */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * A file-system error met while writing `path`, as an Error that names the file and says what
+ * to do (for a full disk: free space there or write elsewhere); the errno `code` is kept for
+ * callers that branch on it. Other errors (a producer's own refusal) are returned as they are.
+ */
+export function writeFailure(path: string, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof e.code !== 'string' || e.syscall === undefined) return err as Error;
+  let reason: string;
+  if (NO_SPACE.has(e.code)) reason = `the disk is full (${e.code}); free some space on the device holding ${dirname(path)}, or write elsewhere`;
+  else if (e.code === 'EROFS') reason = `the file system holding ${dirname(path)} is read-only (EROFS)`;
+  else if (e.code === 'EACCES' || e.code === 'EPERM') reason = `permission denied (${e.code}); check the permissions of ${dirname(path)}`;
+  else reason = e.message;
+  return Object.assign(new Error(`cannot write ${path}: ${reason}`, { cause: err }), { code: e.code });
+}
+
 // The counter keeps two concurrent writes of the same path in one process from sharing a
 // temporary file; the pid does the same across processes.
 let tmpCounter = 0;
@@ -54,7 +73,7 @@ async function fsyncDirectory(dir: string): Promise<void> {
 /**
  * Streams a file into place atomically. `produce` receives a writer and appends chunks in
  * order; if it throws (or a write fails) the temporary file is removed and the target is left
- * untouched.
+ * untouched. A failed write is reported by writeFailure (the file named, a full disk said so).
  */
 export async function atomicWriteStream(
   path: string,
@@ -73,7 +92,7 @@ export async function atomicWriteStream(
   } catch (err) {
     if (handle !== undefined) await handle.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
-    throw err;
+    throw writeFailure(path, err);
   }
   await fsyncDirectory(dirname(path));
 }

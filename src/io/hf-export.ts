@@ -4,30 +4,53 @@
  *
  *   config.json  model.safetensors  tokenizer.json  tokenizer_config.json  generation_config.json
  *
+ * A model that came from a Hugging Face folder (exported directly, or continued with
+ * `--init-from`, whose run keeps the source's metadata) is written with that metadata unchanged
+ * (BOS/EOS ids, max_position_embeddings, tokenizer_config.json, special_tokens_map.json, …);
+ * only what the model truly changed (a grown vocabulary, the weight dtype) is updated. A model
+ * trained from scratch gets generated metadata whose BOS/EOS agree with `relora generate`.
+ *
  * The folder is written under a temporary name and renamed into place, each file fsynced first,
- * so OUT_DIR is either absent, the previous export, or complete.
+ * so OUT_DIR is either absent, the previous export, or complete. Temporary folders that a killed
+ * export left next to it are removed by the next export into the same parent folder.
  */
 import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Tokenizer } from '../data/tokenizer.ts';
-import { kvHeadsOf } from '../nn/config.ts';
+import { kvHeadsOf, type LlamaConfig } from '../nn/config.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
-import { atomicWriteFile } from './atomic.ts';
-import { writeHFConfig, type HFDtype, type LlamaArchitecture } from './hf-config.ts';
+import { atomicWriteFile, writeFailure } from './atomic.ts';
+import { parseHFConfig, toHFConfig, type HFDtype, type LlamaArchitecture } from './hf-config.ts';
+import type { HfMetadata } from './hf-metadata.ts';
+import { isProcessAlive } from './process-alive.ts';
 import { writeSafetensors, type TensorToWrite, type WritableDtype } from './safetensors.ts';
 
 export interface ExportOptions {
   /** Weight dtype in the file; default float32. */
   dtype?: HFDtype;
   tokenizer?: Tokenizer | null;
-  /** A tokenizer_config.json to write as is (e.g. the one an imported model came with). */
+  /**
+   * Metadata of the Hugging Face model this one is or continues (readHfMetadata of the folder,
+   * or of a run's RUN/hf_source/): written over unchanged except where the model differs.
+   */
+  metadata?: HfMetadata | null;
+  /**
+   * For a model without metadata: the ids that end a sequence and the tokens put before a
+   * prompt, as `relora generate` uses them (default: the tokenizer's EOS, no prefix).
+   */
+  eosIds?: number[];
+  promptPrefix?: number[];
+  /** A tokenizer_config.json to write as is, in place of the source's or the generated one. */
   tokenizerConfig?: Record<string, unknown> | null;
   /** Replace OUT_DIR when it exists and is not empty. */
   overwrite?: boolean;
 }
 
 const SAFETENSORS_DTYPE: Record<HFDtype, WritableDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+
+/** Metadata files that describe the tokenizer: written only with a tokenizer.json. */
+const TOKENIZER_METADATA = new Set(['tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.json', 'chat_template.jinja']);
 
 function json(v: unknown): string {
   return `${JSON.stringify(v, null, 2)}\n`;
@@ -44,22 +67,113 @@ export function tokenText(tokenizerJson: object, id: number): string | null {
   return null;
 }
 
+/** BOS, EOS and whether a prompt starts with BOS, as generated metadata states them. */
+export interface SpecialTokens {
+  bos: number | null;
+  eos: number | number[] | null;
+  addBos: boolean;
+}
+
 /**
- * tokenizer_config.json for a tokenizer.json that adds no special tokens by itself: the fast
- * tokenizer class runs tokenizer.json exactly, with EOS named (our tokenizers have no BOS; it is
- * the EOS, GPT-2 style).
+ * The special tokens of a model without metadata, from what `relora generate` uses: it ends a
+ * sequence at any of `eosIds` and puts `promptPrefix` before a prompt. Without a BOS token (our
+ * tokenizers have none) a document starts after EOS, as generate starts an empty prompt, so
+ * BOS is the EOS, GPT-2 style.
  */
-export function defaultTokenizerConfig(tokenizer: Tokenizer, modelMaxLength: number): Record<string, unknown> {
-  const eos = tokenText(tokenizer.toJSON(), tokenizer.eosId);
+export function specialTokensFor(eosIds: readonly number[], promptPrefix: readonly number[]): SpecialTokens {
+  if (promptPrefix.length > 1) {
+    throw new Error(`export: prompts start with ${promptPrefix.length} special tokens (${promptPrefix.join(', ')}); tokenizer_config.json can only state one (add_bos_token)`);
+  }
+  const eos = eosIds.length === 0 ? null : eosIds.length === 1 ? eosIds[0] : [...eosIds];
+  return { bos: promptPrefix.length === 1 ? promptPrefix[0] : (eosIds[0] ?? null), eos, addBos: promptPrefix.length === 1 };
+}
+
+/** tokenizer_config.json for one of our tokenizer.json files (which add no special tokens by themselves). */
+export function defaultTokenizerConfig(tokenizer: Tokenizer, modelMaxLength: number, special: SpecialTokens): Record<string, unknown> {
+  const text = (id: number | null): string | null => (id === null ? null : tokenText(tokenizer.toJSON(), id));
+  const eos = Array.isArray(special.eos) ? special.eos[0] : special.eos;
   return {
     tokenizer_class: 'PreTrainedTokenizerFast',
     model_max_length: modelMaxLength,
-    bos_token: eos,
-    eos_token: eos,
-    add_bos_token: false,
+    bos_token: text(special.bos),
+    eos_token: text(eos),
+    add_bos_token: special.addBos,
     add_eos_token: false,
     clean_up_tokenization_spaces: false,
   };
+}
+
+function architectureOf(c: LlamaConfig, dtype: HFDtype, special: SpecialTokens): LlamaArchitecture {
+  return {
+    vocabSize: c.vocabSize,
+    hiddenSize: c.hiddenSize,
+    intermediateSize: c.intermediateSize,
+    numAttentionHeads: c.numHeads,
+    numKeyValueHeads: kvHeadsOf(c),
+    numHiddenLayers: c.numLayers,
+    maxPositionEmbeddings: c.maxSeqLen,
+    rmsNormEps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta,
+    tieWordEmbeddings: c.tieWordEmbeddings ?? false,
+    bosTokenId: special.bos,
+    eosTokenId: special.eos,
+    padTokenId: null,
+    dtype,
+  };
+}
+
+/**
+ * config.json of a model that came from a Hugging Face folder: the source's config.json with
+ * every field kept, except those the model truly changed. The model's rotary tables may be
+ * shorter than the source's context (a run trains at its sequence length), which does not
+ * change max_position_embeddings; the weight dtype is the one written.
+ */
+export function configFromMetadata(meta: HfMetadata, c: LlamaConfig, dtype: HFDtype): Record<string, unknown> {
+  const src = parseHFConfig(meta.config, join(meta.dir, 'config.json'));
+  const out: Record<string, unknown> = { ...meta.config };
+  const changes: [string, number | boolean, number | boolean][] = [
+    ['vocab_size', src.vocab_size, c.vocabSize],
+    ['hidden_size', src.hidden_size, c.hiddenSize],
+    ['intermediate_size', src.intermediate_size, c.intermediateSize],
+    ['num_hidden_layers', src.num_hidden_layers, c.numLayers],
+    ['num_attention_heads', src.num_attention_heads, c.numHeads],
+    ['num_key_value_heads', src.num_key_value_heads, kvHeadsOf(c)],
+    ['tie_word_embeddings', src.tie_word_embeddings, c.tieWordEmbeddings ?? false],
+    ['rms_norm_eps', src.rms_norm_eps, c.rmsNormEps],
+  ];
+  for (const [field, was, now] of changes) if (was !== now) out[field] = now;
+  if (out.head_dim !== undefined && out.head_dim !== null) out.head_dim = c.hiddenSize / c.numHeads;
+  if (src.rope_theta !== c.ropeTheta) {
+    out.rope_theta = c.ropeTheta;
+    const params = out.rope_parameters;
+    if (typeof params === 'object' && params !== null) out.rope_parameters = { ...params, rope_theta: c.ropeTheta };
+  }
+  if (c.maxSeqLen > src.max_position_embeddings) out.max_position_embeddings = c.maxSeqLen;
+  // transformers 4.x names the dtype "torch_dtype", 5.x "dtype": update whichever the source has.
+  const dtypeFields = ['torch_dtype', 'dtype'].filter((f) => f in out);
+  for (const f of dtypeFields.length ? dtypeFields : ['torch_dtype']) out[f] = dtype;
+  parseHFConfig(out, 'config to write');
+  return out;
+}
+
+/** Every metadata file of the export but the weights and tokenizer.json: name → content. */
+function metadataFiles(c: LlamaConfig, dtype: HFDtype, opts: ExportOptions): Map<string, string | Uint8Array> {
+  const files = new Map<string, string | Uint8Array>();
+  const tokenizer = opts.tokenizer ?? null;
+  const meta = opts.metadata;
+  if (meta) {
+    const config = configFromMetadata(meta, c, dtype);
+    files.set('config.json', json(config));
+    files.set('generation_config.json', meta.files.get('generation_config.json') ??
+      json({ _from_model_config: true, bos_token_id: config.bos_token_id ?? null, eos_token_id: config.eos_token_id ?? null }));
+    if (tokenizer) for (const [name, bytes] of meta.files) if (TOKENIZER_METADATA.has(name)) files.set(name, bytes);
+    return files;
+  }
+  const special = specialTokensFor(opts.eosIds ?? (tokenizer ? [tokenizer.eosId] : []), opts.promptPrefix ?? []);
+  files.set('config.json', json(toHFConfig(architectureOf(c, dtype, special))));
+  files.set('generation_config.json', json({ _from_model_config: true, bos_token_id: special.bos, eos_token_id: special.eos }));
+  if (tokenizer) files.set('tokenizer_config.json', json(defaultTokenizerConfig(tokenizer, c.maxSeqLen, special)));
+  return files;
 }
 
 /** The weights of a plain (LoRA-merged) model under Hugging Face names, non-finite values refused. */
@@ -82,53 +196,71 @@ function isEmptyDir(p: string): boolean {
   return statSync(p).isDirectory() && readdirSync(p).length === 0;
 }
 
+/** `.OUT.tmp-PID` (being written) and `.OUT.old-PID` (the previous export, moved aside). */
+const LEFTOVER = /^\.(.+)\.(tmp|old)-(\d+)$/;
+/** What an export folder, complete or not, may hold (atomic writes add `NAME.tmp-PID-N`). */
+const EXPORT_FILE = /^(config\.json|model\.safetensors|tokenizer\.json|generation_config\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|chat_template\.json|chat_template\.jinja)(\.tmp-\d+-\d+)?$/;
+
+/**
+ * Cleans up after exports into `parent` that were killed before they finished: their temporary
+ * folders are removed, and a previous export one of them had moved aside (killed between its
+ * two renames) is put back when nothing took its place. Only folders of processes no longer
+ * running, holding nothing but export files, are touched. Returns what was done, for messages.
+ */
+export function removeStaleExports(parent: string): string[] {
+  if (!existsSync(parent)) return [];
+  const done: string[] = [];
+  for (const name of readdirSync(parent)) {
+    const m = LEFTOVER.exec(name);
+    if (!m) continue;
+    const pid = Number(m[3]);
+    if (pid === process.pid || isProcessAlive(pid)) continue;
+    const path = join(parent, name);
+    if (!statSync(path).isDirectory() || !readdirSync(path).every((f) => EXPORT_FILE.test(f))) continue;
+    const original = join(parent, m[1]);
+    if (m[2] === 'old' && !existsSync(original)) {
+      renameSync(path, original);
+      done.push(`restored ${original} (an export killed while replacing it had moved it to ${path})`);
+    } else {
+      rmSync(path, { recursive: true, force: true });
+      done.push(`removed ${path} (left by export process ${pid}, which is no longer running)`);
+    }
+  }
+  return done;
+}
+
+function formatMiB(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
 /** Writes `model` (no LoRA layers) and its tokenizer as a Hugging Face folder. Returns the files written. */
 export async function exportHFModel(model: LlamaForCausalLM, outDir: string, opts: ExportOptions = {}): Promise<string[]> {
   const dtype = opts.dtype ?? 'float32';
   if (!(dtype in SAFETENSORS_DTYPE)) throw new Error(`export: unknown dtype "${dtype}"; expected float32, float16 or bfloat16`);
   const target = resolve(outDir);
+  const parent = dirname(target);
+  removeStaleExports(parent);
   if (existsSync(target) && !opts.overwrite && !isEmptyDir(target)) {
     throw new Error(`export: ${target} already exists and is not empty; choose another folder or allow overwriting`);
   }
   const tensors = weightsToWrite(model, SAFETENSORS_DTYPE[dtype]);
-  const c = model.config;
-  const eos = opts.tokenizer ? opts.tokenizer.eosId : null;
-  const arch: LlamaArchitecture = {
-    vocabSize: c.vocabSize,
-    hiddenSize: c.hiddenSize,
-    intermediateSize: c.intermediateSize,
-    numAttentionHeads: c.numHeads,
-    numKeyValueHeads: kvHeadsOf(c),
-    numHiddenLayers: c.numLayers,
-    maxPositionEmbeddings: c.maxSeqLen,
-    rmsNormEps: c.rmsNormEps,
-    ropeTheta: c.ropeTheta,
-    tieWordEmbeddings: c.tieWordEmbeddings ?? false,
-    bosTokenId: eos,
-    eosTokenId: eos,
-    padTokenId: null,
-    dtype,
-  };
+  const files = metadataFiles(model.config, dtype, opts);
+  if (opts.tokenizer) {
+    files.set('tokenizer.json', JSON.stringify(opts.tokenizer.toJSON()));
+    if (opts.tokenizerConfig) files.set('tokenizer_config.json', json(opts.tokenizerConfig));
+  }
+  const weightBytes = Object.values(tensors).reduce((n, t) => n + t.data.length * (dtype === 'float32' ? 4 : 2), 0);
 
-  await mkdir(dirname(target), { recursive: true });
-  const tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
-  const files = ['config.json', 'model.safetensors', 'generation_config.json'];
+  const tmp = join(parent, `.${basename(target)}.tmp-${process.pid}`);
   try {
-    await writeHFConfig(tmp, arch);
+    await mkdir(parent, { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
     await writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-    const generation: Record<string, unknown> = { _from_model_config: true, bos_token_id: eos, eos_token_id: eos };
-    await atomicWriteFile(join(tmp, 'generation_config.json'), json(generation));
-    if (opts.tokenizer) {
-      await atomicWriteFile(join(tmp, 'tokenizer.json'), JSON.stringify(opts.tokenizer.toJSON()));
-      const tc = opts.tokenizerConfig ?? defaultTokenizerConfig(opts.tokenizer, c.maxSeqLen);
-      await atomicWriteFile(join(tmp, 'tokenizer_config.json'), json(tc));
-      files.push('tokenizer.json', 'tokenizer_config.json');
-    }
+    for (const [name, content] of files) await atomicWriteFile(join(tmp, name), content);
     if (existsSync(target)) {
       // An empty folder (or, with overwrite, an old export) makes way only once the new one is complete.
-      const old = join(dirname(target), `.${basename(target)}.old-${process.pid}`);
+      const old = join(parent, `.${basename(target)}.old-${process.pid}`);
       renameSync(target, old);
       renameSync(tmp, target);
       rmSync(old, { recursive: true, force: true });
@@ -137,7 +269,13 @@ export async function exportHFModel(model: LlamaForCausalLM, outDir: string, opt
     }
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    const err = writeFailure(tmp, e) as NodeJS.ErrnoException;
+    if (err.code === undefined) throw err;
+    throw Object.assign(new Error(
+      `export to ${target} failed: ${err.message}. The export needs about ${formatMiB(weightBytes)} of weights; ` +
+      `${existsSync(target) ? `${target} is unchanged` : 'nothing was left behind'}`,
+      { cause: e },
+    ), { code: err.code });
   }
-  return files.map((f) => join(target, f));
+  return ['config.json', 'model.safetensors', ...[...files.keys()].filter((f) => f !== 'config.json')].map((f) => join(target, f));
 }

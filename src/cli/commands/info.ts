@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { namedConfig } from '../../nn/config.ts';
 import { trainingFootprint } from '../../relora/accounting.ts';
-import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
+import { parseMode, type WrapOptions } from '../../relora/wrap.ts';
+import { resolveConfig } from '../../train/config.ts';
 import { parseIntOption, UsageError } from '../errors.ts';
 
 function human(bytes: number): string {
@@ -12,20 +13,27 @@ function human(bytes: number): string {
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
+/** The LoRA layers `relora train` builds when no flag says otherwise: one source for both commands. */
+function trainDefaults(): WrapOptions {
+  const d = resolveConfig({}, 'default config');
+  return { rank: d.rank, alpha: d.alpha, dropout: d.dropout, targetModules: d.target_modules };
+}
+
 export function register(program: Command): void {
+  const defaults = trainDefaults();
   program
     .command('info')
     .description('parameter counts and the bytes of parameters, gradients and optimizer state training holds')
     .requiredOption('--model <name>', 'named model config, e.g. llama_60m')
     .option('--mode <mode>', 'full, lora or relora', 'full')
-    .option('--rank <r>', 'LoRA rank', parseIntOption('--rank'), DEFAULT_LORA.rank)
+    .option('--rank <r>', 'LoRA rank (default: the one relora train uses)', parseIntOption('--rank'), defaults.rank)
     .option('--vocab-size <v>', 'vocabulary size', parseIntOption('--vocab-size'))
     .option('--json', 'print JSON')
     .action((opts: { model: string; mode: string; rank: number; vocabSize?: number; json?: boolean }) => {
       let fp;
       try {
         const cfg = namedConfig(opts.model, opts.vocabSize ? { vocabSize: opts.vocabSize } : {});
-        fp = trainingFootprint(cfg, parseMode(opts.mode), { ...DEFAULT_LORA, rank: opts.rank });
+        fp = trainingFootprint(cfg, parseMode(opts.mode), { ...defaults, rank: opts.rank });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
