@@ -1,15 +1,16 @@
 /**
  * Checkpoint storage rules, in process: keep-K pruning that never removes the newest committed
  * checkpoint, failed writes that change nothing, same-step replacement without a gap, recovery
- * of writes a crash interrupted, the `latest` pointer as the commit point, numeric ordering.
+ * of writes a crash interrupted, the `latest` pointer as the commit point, numeric ordering,
+ * state.json validated by field, and no checkpoint deleted because a newer one is unreadable.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { Tensor } from '../src/engine/tensor.ts';
 import {
-  cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, saveCheckpoint, type TrainState,
+  cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, manifestEntry, saveCheckpoint, type TrainState,
 } from '../src/train/checkpoint.ts';
 import { tempDir } from './fixtures/reliability/harness.ts';
 
@@ -108,4 +109,69 @@ test('checkpoints past update 999999 still sort by step', async () => {
   assert.deepEqual(listCheckpoints(run), ['step-1000001', 'step-1000000']);
   assert.ok(!existsSync(join(run, 'checkpoints', 'step-999999')));
   assert.equal(loadLatestCheckpoint(run, assert.fail).state.step, 1_000_001);
+});
+
+/** Replace state.json and re-hash the manifest, so only the contents are wrong. */
+function tamperState(dir: string, edit: (s: Record<string, unknown>) => void): void {
+  const p = join(dir, 'state.json');
+  const s = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+  edit(s);
+  writeFileSync(p, JSON.stringify(s));
+  const mp = join(dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(mp, 'utf8')) as { files: { file: string }[] };
+  m.files = m.files.map((f) => (f.file === 'state.json' ? manifestEntry(dir, 'state.json') : f));
+  writeFileSync(mp, JSON.stringify(m));
+}
+
+test('state.json contents are validated field by field: the file and the field are named', async () => {
+  const run = tempDir('ck-state');
+  await saveCheckpoint(run, content(3), 2);
+  const dir = join(run, 'checkpoints', 'step-000003');
+  const cases: [string, (s: Record<string, unknown>) => void, RegExp][] = [
+    ['missing step', (s) => delete s.step, /"step": /],
+    ['negative step', (s) => { s.step = -1; }, /"step": .*>=0/],
+    ['rng null', (s) => { s.rng = null; }, /"rng": /],
+    ['optimizer_steps null', (s) => { s.optimizer_steps = null; }, /"optimizer_steps": /],
+    ['unknown phase', (s) => { s.phase = 'half'; }, /"phase": /],
+    ['fractional sampler position', (s) => { s.sampler = { epoch: 0, position: 1.5 }; }, /"sampler\.position": /],
+    ['a generator without calls', (s) => { s.rng = { prune: { seed: 1 } }; }, /"rng\.prune\.calls": /],
+  ];
+  for (const [what, edit, field] of cases) {
+    const copy = join(run, `copy-${what.replace(/ /g, '-')}`, 'step-000003');
+    cpSync(dir, copy, { recursive: true });
+    tamperState(copy, edit);
+    assert.throws(() => loadCheckpoint(copy), (e: Error) => {
+      assert.match(e.message, new RegExp(`checkpoint file ${copy}/state\\.json is not a valid training state: `), what);
+      assert.match(e.message, field, what);
+      return true;
+    });
+  }
+  // A step that disagrees with the folder's name (a state copied from another checkpoint).
+  tamperState(dir, (s) => { s.step = 4; });
+  assert.throws(() => loadCheckpoint(dir), /state\.json says "step" 4, but its folder is step-000003/);
+});
+
+test('a newer checkpoint with an unreadable state is passed over, and resuming deletes no checkpoint because of it', async () => {
+  const run = tempDir('ck-state-fallback');
+  for (const s of [10, 20, 30]) await saveCheckpoint(run, content(s), 5);
+  for (const [i, edit] of [(s: Record<string, unknown>) => delete s.step, (s: Record<string, unknown>) => { s.step = -1; }].entries()) {
+    tamperState(join(run, 'checkpoints', 'step-000030'), edit);
+    const warnings: string[] = [];
+    const ck = loadLatestCheckpoint(run, (m) => warnings.push(m));
+    assert.equal(ck.state.step, 20);
+    assert.match(warnings[0]!, /step-000030\/state\.json is not a valid training state: "step": .*; falling back to an older checkpoint/);
+    const notes: string[] = [];
+    assert.deepEqual(discardCheckpointsAfter(run, ck.state.step, (m) => notes.push(m)), [], 'nothing is deleted');
+    assert.deepEqual(listCheckpoints(run), ['step-000020', 'step-000010'], 'the valid checkpoints stay');
+    const aside = readdirSync(join(run, 'checkpoints')).filter((n) => n.startsWith('step-000030.rejected-'));
+    assert.equal(aside.length, 1, 'the unreadable one is set aside, not deleted');
+    assert.match(notes[0]!, /set aside step-000030 as .*step-000030\.rejected-\d+ \(it failed verification: .*state\.json/);
+    if (i === 0) {
+      // Put it back for the second kind of damage.
+      rmSync(join(run, 'checkpoints', aside[0]!), { recursive: true });
+      await saveCheckpoint(run, content(30), 5);
+    }
+  }
+  assert.throws(() => discardCheckpointsAfter(run, undefined as unknown as number), /step must be a non-negative integer, got undefined/);
+  assert.deepEqual(listCheckpoints(run), ['step-000020', 'step-000010']);
 });

@@ -149,8 +149,8 @@ export interface CheckpointContent {
   state: TrainState;
 }
 
-/** Errno codes that mean "no room left" (a full disk, or the user's quota). */
-const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+/** Whether an errno code means "no room left" (a full disk, or the user's quota). */
+export const isDiskFull = (code: string | undefined): boolean => code === 'ENOSPC' || code === 'EDQUOT';
 
 /**
  * Write a checkpoint atomically and point `latest` at it; then keep only the newest `keep`.
@@ -186,7 +186,7 @@ export async function saveCheckpoint(runDir: string, content: CheckpointContent,
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     const err = e as NodeJS.ErrnoException;
-    if (err.code && NO_SPACE.has(err.code)) {
+    if (isDiskFull(err.code)) {
       throw new Error(`checkpoint ${name} not written: the disk is full (${err.code}); ${keptNote}. Free some space and continue with --resume ${runDir}`, { cause: e });
     }
     throw new Error(`checkpoint ${name} not written: ${err.message}; ${keptNote}`, { cause: e });
@@ -257,15 +257,31 @@ export function cleanInterruptedWrites(runDir: string): void {
 
 /**
  * Remove the checkpoints after `step`: a resumed run redoes those updates, and a checkpoint
- * from the abandoned stretch (or one that failed verification) must not be taken for its
- * newest state later. Returns the names removed.
+ * from the abandoned stretch must not be taken for its newest state later. One that fails
+ * verification is never deleted (its damage may be the user's to inspect or repair): it is
+ * renamed to `step-N.rejected-<time>`, which no listing takes for a checkpoint, and reported
+ * through `log`. Returns the names removed.
  */
-export function discardCheckpointsAfter(runDir: string, step: number): string[] {
+export function discardCheckpointsAfter(runDir: string, step: number, log?: (msg: string) => void): string[] {
+  if (!Number.isSafeInteger(step) || step < 0) throw new Error(`discardCheckpointsAfter: step must be a non-negative integer, got ${step}`);
   const removed: string[] = [];
   for (const n of listCheckpoints(runDir)) {
     if (stepOf(n) <= step) continue;
-    rmSync(join(runDir, CHECKPOINTS_DIR, n), { recursive: true, force: true });
-    removed.push(n);
+    const dir = join(runDir, CHECKPOINTS_DIR, n);
+    let problem: string | null = null;
+    try {
+      verifyCheckpoint(dir);
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+    if (problem === null) {
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(n);
+      continue;
+    }
+    const aside = `${dir}.rejected-${Date.now()}`;
+    renameSync(dir, aside);
+    log?.(`set aside ${n} as ${aside} (it failed verification: ${problem}); it is no longer used, delete it once you no longer need it`);
   }
   return removed;
 }

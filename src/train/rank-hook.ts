@@ -9,6 +9,7 @@ import { parseSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { RankTracker } from '../relora/rank.ts';
 import { loraLayers } from '../relora/wrap.ts';
+import { sealRunFiles } from './run-folder.ts';
 import type { RankHook } from './trainer.ts';
 
 export function makeRankHook(sample: 'default' | 'all' | 'none' | string[]): RankHook | undefined {
@@ -18,7 +19,9 @@ export function makeRankHook(sample: 'default' | 'all' | 'none' | string[]): Ran
     async start(model: LlamaForCausalLM, runDir: string, resumed: boolean) {
       tracker = new RankTracker(loraLayers(model), { modules: sample === 'default' ? undefined : sample });
       const base = join(runDir, 'rank_base.safetensors');
-      if (resumed && existsSync(base)) {
+      if (resumed) {
+        // Measuring against the current weights instead would report a different run's ranks.
+        if (!existsSync(base)) throw new Error(`${base} is missing: it holds W at the warm start, the reference of this run's rank measurements; restore it to resume the run`);
         const st = parseSafetensors(readFileSync(base), base);
         tracker.startFrom(new Map(st.names().map((n) => [n, st.readFloat32(n)])));
         return;
@@ -31,6 +34,7 @@ export function makeRankHook(sample: 'default' | 'all' | 'none' | string[]): Ran
         tensors[name] = { dtype: 'F32', shape: [l.outFeatures, l.inFeatures], data: tracker.snapshot(name)! };
       }
       await writeSafetensors(base, tensors);
+      await sealRunFiles(runDir);
     },
     measure(_model: LlamaForCausalLM, step: number, merges: number) {
       return tracker ? tracker.measure(step, merges) : [];

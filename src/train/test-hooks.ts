@@ -11,7 +11,7 @@
  *
  * Points: "checkpoint:<step>" (inside the write of that checkpoint: model.safetensors is in the
  * temporary folder, the rest is not) and "update:<step>" (inside that update: gradients
- * computed, optimizer not yet stepped).
+ * computed, optimizer not yet stepped) and "metrics" (every append to metrics.jsonl).
  */
 import { existsSync } from 'node:fs';
 
