@@ -186,6 +186,14 @@ const bad: [string, (c: Record<string, unknown>) => unknown, RegExp][] = [
   ['unknown dtype', (c) => ({ ...c, torch_dtype: 'int8' }), /"torch_dtype" is "int8"; expected "float32", "float16", "bfloat16"/],
   ['tie flag as a string', (c) => ({ ...c, tie_word_embeddings: 'false' }), /"tie_word_embeddings" is "false"; expected true or false/],
   ['a JSON array', () => [1], /expected a JSON object, got \[1\]/],
+  // Sizes are bounded before anything is allocated from them.
+  ['100000 layers', (c) => ({ ...c, num_hidden_layers: 100000 }), /"num_hidden_layers" is 100000; expected a positive integer up to 1,024/],
+  ['a hidden size of 1e9', (c) => ({ ...c, hidden_size: 1e9 }), /"hidden_size" is 1000000000; expected a positive integer up to 65,536/],
+  ['a vocabulary of 1e9', (c) => ({ ...c, vocab_size: 1e9 }), /"vocab_size" is 1000000000; expected a positive integer up to 4,194,304/],
+  ['an intermediate size of 1e9', (c) => ({ ...c, intermediate_size: 1e9 }), /"intermediate_size" is 1000000000; expected a positive integer up to 262,144/],
+  ['1e9 positions', (c) => ({ ...c, max_position_embeddings: 1e9 }), /"max_position_embeddings" is 1000000000; expected a positive integer up to 16,777,216/],
+  ['an embedding no array holds', (c) => ({ ...c, hidden_size: 6144, vocab_size: 1000000 }), /vocab_size × hidden_size = 1000000 × 6144 = 6,144,000,000 values in one weight matrix, more than the 4,294,967,296 one array can hold/],
+  ['an odd head size', (c) => ({ ...c, hidden_size: 36 }), /"num_attention_heads" is 12; expected a divisor of hidden_size 36 leaving an even head size/],
 ];
 
 for (const [what, mutate, expected] of bad) {

@@ -58,6 +58,25 @@ export interface LlamaArchitecture {
 
 const DTYPES: readonly HFDtype[] = ['float32', 'float16', 'bfloat16'];
 
+/**
+ * Upper bounds on the size fields of config.json: far above any released LLaMA-family model
+ * (Llama 3.1 405B: hidden 16384, intermediate 53248, 128 heads, 126 layers, vocabulary 128256,
+ * 131072 positions), so that a mistyped or hostile file is refused by name before anything is
+ * allocated, instead of exhausting memory or failing deep inside with "Invalid typed array length".
+ */
+export const HF_SIZE_LIMITS = {
+  hidden_size: 2 ** 16,
+  intermediate_size: 2 ** 18,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  num_hidden_layers: 1024,
+  vocab_size: 2 ** 22,
+  max_position_embeddings: 2 ** 24,
+} as const;
+
+/** The most values one tensor can hold here (the longest typed array Node allocates). */
+export const MAX_TENSOR_VALUES = 2 ** 32;
+
 // ---------------------------------------------------------------------------------------------
 // Field checks: each names the file and the field
 
@@ -86,6 +105,14 @@ class FieldReader {
     if (v === undefined && fallback !== undefined) return fallback;
     if (v === undefined) throw new Error(`${this.file}: required field "${field}" is missing`);
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw this.fail(field, 'a positive integer');
+    return v;
+  }
+
+  /** A positive integer no larger than HF_SIZE_LIMITS[field]. */
+  size(field: keyof typeof HF_SIZE_LIMITS, fallback?: number): number {
+    const v = this.positiveInt(field, fallback);
+    const limit = HF_SIZE_LIMITS[field];
+    if (v > limit) throw this.fail(field, `a positive integer up to ${limit.toLocaleString('en-US')} (larger than any LLaMA model; is the file damaged?)`);
     return v;
   }
 
@@ -174,9 +201,9 @@ export function parseHFConfig(raw: unknown, file: string): LlamaHFConfig {
     }
   }
 
-  const hidden = r.positiveInt('hidden_size');
-  const heads = r.positiveInt('num_attention_heads');
-  const kvHeads = r.positiveInt('num_key_value_heads', heads);
+  const hidden = r.size('hidden_size');
+  const heads = r.size('num_attention_heads');
+  const kvHeads = r.size('num_key_value_heads', heads);
   if (hidden % heads !== 0) {
     throw r.fail('num_attention_heads', `a divisor of hidden_size ${hidden}`);
   }
@@ -187,13 +214,23 @@ export function parseHFConfig(raw: unknown, file: string): LlamaHFConfig {
   if (headDim !== undefined && headDim !== null && headDim !== hidden / heads) {
     throw r.fail('head_dim', `hidden_size / num_attention_heads = ${hidden / heads} (other head sizes are not supported)`);
   }
+  if ((hidden / heads) % 2 !== 0) {
+    throw r.fail('num_attention_heads', `a divisor of hidden_size ${hidden} leaving an even head size for rotary embeddings (${hidden} / ${heads} = ${hidden / heads})`);
+  }
   const act = r.get('hidden_act');
   if (act !== undefined && act !== 'silu') throw r.fail('hidden_act', '"silu" (the only activation implemented)');
   for (const bias of ['attention_bias', 'mlp_bias']) {
     if (r.boolean(bias, false)) throw r.fail(bias, 'false (biases are not supported)');
   }
 
-  const vocab = r.positiveInt('vocab_size');
+  const vocab = r.size('vocab_size');
+  const intermediate = r.size('intermediate_size');
+  // Each weight matrix is one array: refuse what no array can hold, naming the fields.
+  for (const [a, b, x, y] of [['vocab_size', 'hidden_size', vocab, hidden], ['intermediate_size', 'hidden_size', intermediate, hidden]] as const) {
+    if (x * y > MAX_TENSOR_VALUES) {
+      throw new Error(`${file}: ${a} × ${b} = ${x} × ${y} = ${(x * y).toLocaleString('en-US')} values in one weight matrix, more than the ${MAX_TENSOR_VALUES.toLocaleString('en-US')} one array can hold`);
+    }
+  }
   const eos = raw.eos_token_id;
   let eosId: number | number[] | null;
   if (eos === undefined) eosId = 2;
@@ -215,14 +252,14 @@ export function parseHFConfig(raw: unknown, file: string): LlamaHFConfig {
 
   return {
     hidden_size: hidden,
-    intermediate_size: r.positiveInt('intermediate_size'),
+    intermediate_size: intermediate,
     num_attention_heads: heads,
     num_key_value_heads: kvHeads,
-    num_hidden_layers: r.positiveInt('num_hidden_layers'),
+    num_hidden_layers: r.size('num_hidden_layers'),
     rms_norm_eps: r.positiveNumber('rms_norm_eps'),
     rope_theta: ropeTheta(r, file),
     vocab_size: vocab,
-    max_position_embeddings: r.positiveInt('max_position_embeddings'),
+    max_position_embeddings: r.size('max_position_embeddings'),
     tie_word_embeddings: r.boolean('tie_word_embeddings', false),
     bos_token_id: r.tokenId('bos_token_id', 1, vocab),
     eos_token_id: eosId,
