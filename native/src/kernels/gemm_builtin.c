@@ -5,7 +5,7 @@
  * does the arithmetic. On x86-64 GCC the block kernel is compiled twice (AVX2+FMA and baseline)
  * and picked at load time, so the addon stays portable without assuming -march=native.
  */
-#include "gemm.h"
+#include "kernels.h"
 #include "simd.h"
 
 #include <stdlib.h>
@@ -20,7 +20,6 @@
 
 /* Below this many multiply-adds, thread start-up costs more than it saves. */
 #define PARALLEL_MIN_FLOPS (64.0 * 64.0 * 64.0)
-
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4)));
@@ -100,6 +99,9 @@ static void block_kernel(int64_t kc, const float *Ap, const float *Bp, float *C,
   }
 }
 
+/* 64-byte aligned room for n floats (aligned_alloc needs a multiple of the alignment). */
+static float *alloc_panels(size_t n) { return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); }
+
 static void naive_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc) {
   for (int64_t i = 0; i < M; i++)
@@ -109,10 +111,10 @@ static void naive_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K,
     }
 }
 
-void relora_builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-                          const float *A, int64_t lda, const float *B, int64_t ldb,
-                          float beta, float *C, int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
+int relora_builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return 0;
   int parallel = (double)M * (double)N * (double)K >= PARALLEL_MIN_FLOPS;
 
 #pragma omp parallel for if (parallel)
@@ -124,19 +126,19 @@ void relora_builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t 
       for (int64_t j = 0; j < N; j++) row[j] *= beta;
     }
   }
-  if (K <= 0 || alpha == 0.0f) return;
+  if (K <= 0 || alpha == 0.0f) return 0;
 
   int64_t a_panels = (M + MR - 1) / MR;
   int64_t kc_max = K < KC ? K : KC;
   int64_t nc_max = N < NC ? N : NC;
   int64_t b_panels_max = (nc_max + NR - 1) / NR;
-  float *Ap = aligned_alloc(64, (size_t)(a_panels * MR * kc_max) * sizeof(float) + 64);
-  float *Bp = aligned_alloc(64, (size_t)(b_panels_max * NR * kc_max) * sizeof(float) + 64);
+  float *Ap = alloc_panels((size_t)(a_panels * MR * kc_max));
+  float *Bp = alloc_panels((size_t)(b_panels_max * NR * kc_max));
   if (!Ap || !Bp) {
     free(Ap);
     free(Bp);
     naive_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc);
-    return;
+    return 0;
   }
 
 #pragma omp parallel if (parallel)
@@ -163,4 +165,5 @@ void relora_builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t 
   }
   free(Ap);
   free(Bp);
+  return 0;
 }

@@ -1,14 +1,14 @@
 /*
- * Module entry: exports one function per `Kernels` method plus build facts (blas, lapack) and
- * thread control. All kernels share libgomp's thread pool, which oneDNN (built with the OpenMP
+ * Module entry: exports one function per `Kernels` method (bindings.h) plus build facts (blas,
+ * lapack) and thread control. All kernels share libgomp's thread pool, which oneDNN (built with the OpenMP
  * runtime on Debian) uses too, so setThreads governs everything and only one pool ever exists.
  */
 #include <node_api.h>
 #include <omp.h>
 
+#include "../kernels/kernels.h"
 #include "args.h"
-#include "gemm.h"
-#include "kernels.h"
+#include "bindings.h"
 
 #ifdef RELORA_HAVE_LAPACK
 #define LAPACK_FOUND true

@@ -1,0 +1,138 @@
+/*
+ * Every kernel of the addon as a plain C function on pointers and sizes: the math only. The
+ * N-API bindings (../napi/) parse and validate the JS arguments, then call these; nothing here
+ * knows about JavaScript. Each function's contract is the `Kernels` method of the same name in
+ * src/engine/backends/kernels.ts (the js backend, src/engine/backends/js.ts, is its readable
+ * reference): forward kernels write their outputs, backward kernels accumulate (+=) into
+ * gradients, and a NULL gradient pointer means "not needed".
+ *
+ * Callers guarantee the sizes: every array holds what its dimensions say. Functions that can
+ * fail return a status: 0 on success, a negative RELORA_E* code, or a positive code from the
+ * GEMM library.
+ */
+#ifndef RELORA_KERNELS_H
+#define RELORA_KERNELS_H
+
+#include <stdint.h>
+
+/* Far below LAPACK's negative info values (-i: argument i was illegal). */
+#define RELORA_OK 0
+#define RELORA_ENOMEM (-1000)    /* scratch memory could not be allocated */
+#define RELORA_ENOBF16 (-1001)   /* built without oneDNN: no bf16 matmul */
+#define RELORA_ENOLAPACK (-1002) /* no LAPACK library with dgesdd could be opened */
+
+/* Element counts below this run on one thread: forking the pool costs more than it saves. */
+#define RELORA_PAR_MIN 32768
+
+/*
+ * for (int64_t i = 0; i < n; i++) { body } — vectorised, and on every thread when n is large.
+ * Small loops skip the OpenMP region entirely: entering one costs about half a microsecond even
+ * with an if() clause that keeps it on one thread, which dominated small kernel calls.
+ */
+#define RELORA_PAR_SIMD_FOR(i, n, ...)                                      \
+  do {                                                                      \
+    if ((n) >= RELORA_PAR_MIN) {                                            \
+      _Pragma("omp parallel for simd") for (int64_t i = 0; i < (n); i++) {  \
+        __VA_ARGS__;                                                        \
+      }                                                                     \
+    } else {                                                                \
+      _Pragma("omp simd") for (int64_t i = 0; i < (n); i++) { __VA_ARGS__; } \
+    }                                                                       \
+  } while (0)
+
+/* ---- GEMM (gemm.c, gemm_builtin.c) ----
+ * Row-major single-matrix SGEMM: C = alpha * op(A) · op(B) + beta * C, op(A) M×K, op(B) K×N.
+ * A is M×K (lda >= K) or, transposed, K×M (lda >= M); likewise B. When beta == 0, C is not read.
+ * oneDNN's dnnl_sgemm when built with RELORA_USE_ONEDNN, else the built-in blocked kernel. */
+typedef int (*relora_sgemm_fn)(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                               const float *A, int64_t lda, const float *B, int64_t ldb,
+                               float beta, float *C, int64_t ldc);
+int relora_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The built-in kernel (always compiled; the fallback when oneDNN is absent). Never fails. */
+int relora_builtin_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* "onednn" or "builtin". */
+const char *relora_blas_name(void);
+/* `batch` products through `sgemm`, operand b starting at b * stride (stride 0 broadcasts). */
+int relora_gemm_batched(relora_sgemm_fn sgemm, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, int64_t strideA, const float *B, int64_t ldb, int64_t strideB,
+                        float beta, float *C, int64_t ldc, int64_t strideC, int64_t batch);
+/* GFLOP/s of the library's own SGEMM on C-allocated buffers (one warm-up, then `reps` calls);
+ * negative on failure (RELORA_ENOMEM, or -1 when the library call failed). */
+double relora_bench_gemm_direct(int transA, int transB, int64_t M, int64_t N, int64_t K, int64_t reps);
+
+/* ---- bfloat16 (gemm_bf16.c): bf16 values are uint16_t, round to nearest even ---- */
+void relora_to_bf16(const float *src, uint16_t *dst, int64_t n);
+/* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */
+int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                     const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Whether relora_gemm_bf16 works on this CPU (tried once on a small product). */
+int relora_bf16_available(void);
+
+/* ---- elementwise.c ---- */
+void relora_add(const float *a, const float *b, float *out, int64_t n);
+void relora_mul(const float *a, const float *b, float *out, int64_t n);
+void relora_scale(const float *a, float s, float *out, int64_t n);
+void relora_axpy(float alpha, const float *x, float *y, int64_t n);
+void relora_add_scalar(float *out, float value, int64_t n);
+void relora_fill(float *out, float value, int64_t n);
+double relora_sum(const float *x, int64_t n);
+double relora_sum_squares(const float *x, int64_t n);
+
+/* ---- embedding.c: ids already checked to lie in [0, vocab) ---- */
+void relora_embedding_forward(const float *weight, const int32_t *ids, float *out, int64_t n_ids, int64_t dim);
+void relora_embedding_backward(const float *dout, const int32_t *ids, float *dweight, int64_t n_ids, int64_t dim);
+
+/* ---- rmsnorm.c ---- */
+void relora_rmsnorm_forward(const float *x, const float *weight, float *out, float *rstd, int64_t rows, int64_t dim,
+                            double eps);
+void relora_rmsnorm_backward(const float *dout, const float *x, const float *weight, const float *rstd, float *dx,
+                             float *dweight, int64_t rows, int64_t dim);
+
+/* ---- rope.c: [B, T, H, D] activations, cos/sin tables [T, D/2], D even ---- */
+void relora_rope_forward(const float *x, const float *cos, const float *sin, float *out, int64_t B, int64_t T,
+                         int64_t H, int64_t D);
+void relora_rope_backward(const float *dout, const float *cos, const float *sin, float *dx, int64_t B, int64_t T,
+                          int64_t H, int64_t D);
+
+/* ---- attention.c: q, k, v [B, T, H, D], probs [B, H, T, T] ---- */
+int relora_attention_forward(const float *q, const float *k, const float *v, float *out, float *probs, int64_t B,
+                             int64_t T, int64_t H, int64_t D, float scale);
+int relora_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *probs,
+                              float *dq, float *dk, float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
+
+/* ---- activations.c ---- */
+void relora_silu_forward(const float *x, float *out, int64_t n);
+void relora_silu_backward(const float *dout, const float *x, float *dx, int64_t n);
+void relora_swiglu_forward(const float *gate, const float *up, float *out, int64_t n);
+void relora_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, int64_t n);
+
+/* ---- dropout.c: mask[i] = hash32(key, i) >= threshold ? scale : 0 (threshold compared as a double) ---- */
+void relora_dropout_mask(float *mask, int64_t n, uint32_t key, double threshold, float scale);
+void relora_dropout_apply(const float *x, float *out, int64_t n, uint32_t key, double threshold, float scale);
+void relora_dropout_backward_add(const float *g, float *dx, int64_t n, uint32_t key, double threshold, float scale);
+
+/* ---- cross_entropy.c: logits [rows, V]; targets checked to be in [0, V) or the ignore index ---- */
+/* Returns the number of rows whose target is not the ignore index. */
+int64_t relora_cross_entropy_forward(const float *logits, const int32_t *targets, float *losses, float *lse,
+                                     int64_t rows, int64_t V, int64_t ignore_index);
+void relora_cross_entropy_backward(const float *logits, const int32_t *targets, const float *lse, float *dlogits,
+                                   int64_t rows, int64_t V, int64_t ignore_index, float grad_scale);
+/* Writes dlogits (ignored rows zeroed) instead of adding to it; dlogits may be logits. */
+void relora_cross_entropy_backward_write(const float *logits, const int32_t *targets, const float *lse, float *dlogits,
+                                         int64_t rows, int64_t V, int64_t ignore_index, float grad_scale);
+
+/* ---- adamw.c ---- */
+void relora_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, double bc1, double bc2);
+
+/* ---- linalg.c: singular values through LAPACK, opened at run time ---- */
+int relora_lapack_available(void);
+/* Why relora_lapack_available() is false. */
+const char *relora_lapack_error(void);
+/* s[0..min(m, n)) = singular values (descending) of the row-major m×n matrix a, which is
+ * destroyed. Returns 0, RELORA_ENOMEM, RELORA_ENOLAPACK, or LAPACK's non-zero info. */
+int relora_svd_values(double *a, int64_t m, int64_t n, double *s);
+
+#endif
