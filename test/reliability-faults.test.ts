@@ -1,14 +1,15 @@
 /**
  * Faults other than a crash: corrupted or truncated checkpoints (detected, named, fallen back
- * from), a full disk during a checkpoint write, a config too big for the machine, and a learning
+ * from), a state.json with invalid contents, edited files that define the run (config, tokenizer,
+ * model shape, rank base), a full disk during a checkpoint write, a config too big for the machine, and a learning
  * rate that makes training diverge.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadCheckpoint, loadLatestCheckpoint } from '../src/train/checkpoint.ts';
+import { loadCheckpoint, loadLatestCheckpoint, manifestEntry } from '../src/train/checkpoint.ts';
 import { resolveConfig } from '../src/train/config.ts';
 import { estimateTrainingMemory, ResourceError } from '../src/train/memory.ts';
 import { modelConfigFor, train } from '../src/train/trainer.ts';
@@ -91,6 +92,73 @@ describe('corrupted and truncated checkpoints', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /relora: error: .*no valid checkpoint \(all of step-000030, step-000025, step-000020 failed verification\)/);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+});
+
+/** Replace a checkpoint's state.json and re-hash its manifest, so only the contents are wrong. */
+function tamperState(dir: string, edit: (s: Record<string, unknown>) => void): void {
+  const p = join(dir, 'state.json');
+  const s = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
+  edit(s);
+  writeFileSync(p, JSON.stringify(s));
+  const mp = join(dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(mp, 'utf8')) as { files: { file: string }[] };
+  m.files = m.files.map((f) => (f.file === 'state.json' ? manifestEntry(dir, 'state.json') : f));
+  writeFileSync(mp, JSON.stringify(m));
+}
+
+describe('what a checkpoint does not cover', () => {
+  test('a newer checkpoint whose state.json is invalid (manifest re-hashed): --resume names file and field, falls back, deletes no valid checkpoint, and reproduces the run', async () => {
+    for (const [what, edit, field] of [
+      ['missing step', (s: Record<string, unknown>) => delete s.step, '"step"'],
+      ['step -1', (s: Record<string, unknown>) => { s.step = -1; }, '"step"'],
+      ['rng null', (s: Record<string, unknown>) => { s.rng = null; }, '"rng"'],
+      ['optimizer_steps null', (s: Record<string, unknown>) => { s.optimizer_steps = null; }, '"optimizer_steps"'],
+    ] as const) {
+      const dir = copyRun(`bad-state-${what.replace(/ /g, '-')}`);
+      tamperState(ck(dir, 30), edit);
+      const r = await runCli(['train', '--resume', dir], env);
+      assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`warning: checkpoint file ${ck(dir, 30)}/state.json is not a valid training state: ${field}`), `${what}: ${r.stderr}`);
+      assert.match(r.stderr, /resuming .* from .*step-000025 \(update 25 of 30\)/, what);
+      assert.ok(existsSync(ck(dir, 25)) && existsSync(ck(dir, 30)), `${what}: the valid checkpoint was kept, the redone one written`);
+      assert.equal(readdirSync(join(dir, 'checkpoints')).filter((n) => n.startsWith('step-000030.rejected-')).length, 1, `${what}: the invalid one is set aside, not deleted`);
+      assert.deepEqual(runDifferences(finished, dir), [], what);
+    }
+  });
+
+  test('an edited or deleted file that defines the run stops --resume (and eval) with the file named', async () => {
+    const edits: [string, (d: string) => void, RegExp][] = [
+      ['tokenizer.json', (d) => {
+        appendFileSync(join(d, 'tokenizer.json'), '\n');
+      }, /run file .*tokenizer\.json has changed since the run wrote it/],
+      ['model.json ropeTheta', (d) => {
+        const p = join(d, 'model.json');
+        writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), ropeTheta: 500000 }));
+      }, /run file .*model\.json has changed since the run wrote it/],
+      ['config.json lr', (d) => {
+        const p = join(d, 'config.json');
+        writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(p, 'utf8')), lr: 0.0123 }, null, 2));
+      }, /run file .*config\.json has changed since the run wrote it/],
+      ['config.json seed', (d) => {
+        const p = join(d, 'config.json');
+        writeFileSync(p, readFileSync(p, 'utf8').replace('"seed": 0', '"seed": 1'));
+      }, /run file .*config\.json has changed since the run wrote it/],
+      ['deleted rank base', (d) => rmSync(join(d, 'rank_base.safetensors')), /rank_base\.safetensors is missing/],
+    ];
+    for (const [what, edit, message] of edits) {
+      const dir = copyRun(`edited-${what.replace(/[ .]/g, '-')}`);
+      const lr = readFileSync(join(dir, 'config.json'), 'utf8');
+      edit(dir);
+      if (what.startsWith('config.json')) assert.notEqual(readFileSync(join(dir, 'config.json'), 'utf8'), lr, `${what}: the edit happened`);
+      const r = await runCli(['train', '--resume', dir], env);
+      assert.notEqual(r.code, 0, `${what}: --resume went on as a different run:\n${r.stderr}`);
+      assert.match(r.stderr, message, what);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, `${what}: no stack trace`);
+      const e = await runCli(['eval', dir], env);
+      assert.notEqual(e.code, 0, `${what}: eval`);
+      assert.match(e.stderr, message, `${what}: eval`);
+    }
   });
 });
 

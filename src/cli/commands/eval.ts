@@ -1,24 +1,27 @@
 /** `relora eval CHECKPOINT [--data ...]`: validation loss and perplexity of a checkpoint. */
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadCheckpoint, loadLatestCheckpoint } from '../../train/checkpoint.ts';
+import { loadCheckpoint } from '../../train/checkpoint.ts';
 import { resolveConfig, type TrainConfig } from '../../train/config.ts';
 import { prepareData } from '../../train/data.ts';
-import { evaluate, readRunConfig } from '../../train/trainer.ts';
-import { runModelConfig } from '../../infer/model-source.ts';
+import { evaluate, evaluationSequences } from '../../train/evaluate.ts';
+import { openCheckpoint, readRunConfig, readRunModelConfig, runFile } from '../../train/run-folder.ts';
 import { LlamaForCausalLM } from '../../nn/llama.ts';
 import { setBackend } from '../../engine/backend.ts';
 import { loraStreams, wrapWithLora } from '../../relora/wrap.ts';
 import { UsageError } from '../errors.ts';
 
-/** A checkpoint folder, or a run folder (its latest valid checkpoint). Returns it and the run folder. */
+/**
+ * A checkpoint folder, or a run folder (its newest valid checkpoint, as for --resume, export and
+ * generate). Returns it and the run folder; a path that is neither is a usage error.
+ */
 export function locateCheckpoint(path: string, warn: (s: string) => void): { ck: ReturnType<typeof loadCheckpoint>; runDir: string } {
-  const p = resolve(path);
-  if (!existsSync(p)) throw new UsageError(`${path}: no such checkpoint or run folder`);
-  if (existsSync(join(p, 'manifest.json'))) return { ck: loadCheckpoint(p), runDir: dirname(dirname(p)) };
-  if (existsSync(join(p, 'config.json'))) return { ck: loadLatestCheckpoint(p, warn), runDir: p };
-  throw new UsageError(`${path}: neither a checkpoint folder (manifest.json) nor a run folder (config.json)`);
+  let opened;
+  try {
+    opened = openCheckpoint(path, loadCheckpoint, warn, 'eval');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  return { ck: opened.value, runDir: opened.runDir };
 }
 
 export async function evaluateCheckpoint(path: string, overrides: { data?: string[]; textField?: string; evalTokens?: number }, log: (s: string) => void) {
@@ -33,22 +36,21 @@ export async function evaluateCheckpoint(path: string, overrides: { data?: strin
     cfg = resolveConfig(raw, 'eval options');
   }
   setBackend(cfg.backend, cfg.threads);
-  const data = await prepareData(cfg, log, join(runDir, 'tokenizer.json'));
-  const model = new LlamaForCausalLM(runModelConfig(runDir, data.tokenizer.vocabSize));
+  const data = await prepareData(cfg, log, runFile(runDir, 'tokenizer'));
+  const model = new LlamaForCausalLM(readRunModelConfig(runDir, data.tokenizer.vocabSize));
   if (ck.state.phase !== 'full') wrapWithLora(model, { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules }, loraStreams(cfg.seed));
   model.loadStateDict(ck.model, true, `${ck.dir}/model.safetensors`);
-  const n = Math.min(Math.floor(cfg.eval_tokens / cfg.seq_len), data.validation.numSequences(cfg.seq_len));
-  const seqs = Array.from({ length: n }, (_, i) => data.validation.readSequence(i, cfg.seq_len));
+  const seqs = evaluationSequences(data.validation, cfg.seq_len, cfg.eval_tokens);
   const loss = evaluate(model, seqs, cfg.seq_len, cfg.micro_batch);
   model.dispose();
-  return { checkpoint: ck.dir, step: ck.state.step, data: data.validationName, sequences: n, seq_len: cfg.seq_len, eval_loss: loss, eval_ppl: Math.exp(loss) };
+  return { checkpoint: ck.dir, step: ck.state.step, data: data.validationName, sequences: seqs.length, seq_len: cfg.seq_len, eval_loss: loss, eval_ppl: Math.exp(loss) };
 }
 
 export function register(program: Command): void {
   program
     .command('eval')
     .description('validation loss and perplexity of a checkpoint (or of a run folder\'s latest checkpoint)')
-    .argument('<checkpoint>', 'checkpoint folder or run folder')
+    .argument('<checkpoint>', 'checkpoint folder, or run folder (its newest checkpoint that verifies; newer ones that do not are passed over with a warning)')
     .option('--data <sources>', 'evaluate on these files/folders/globs (comma-separated) instead of the run\'s validation data')
     .option('--text-field <name>', 'JSONL field / Parquet column with the text')
     .option('--eval-tokens <n>', 'how many tokens to evaluate (whole sequences)')
