@@ -158,6 +158,10 @@ test('tokeniser errors and empty corpora leave no cache behind', async () => {
       yield 'fine';
       throw new Error('broken.jsonl: line 2 is not valid JSON');
     },
+    async *pieces() {
+      yield { text: 'fine', end: true };
+      throw new Error('broken.jsonl: line 2 is not valid JSON');
+    },
   };
   await assert.rejects(buildTokenCache(failing, tok, { cacheDir: dir }), /broken\.jsonl: line 2/);
   await assert.rejects(buildTokenCache(memoryCorpus('nothing', []), tok, { cacheDir: dir }), /corpus nothing has no documents/);

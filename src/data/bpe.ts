@@ -6,7 +6,8 @@
  * equals — the order the Hugging Face `tokenizers` BPE model uses, so ids agree with it. Results
  * are cached per pre-token because natural text repeats the same words over and over.
  */
-import { BYTE_TO_UNICODE, bytesToSymbols, pretokenizeRegex, symbolsToBytes } from './byte-level.ts';
+import { BYTE_TO_UNICODE, bytesToSymbols, isWhitespace, pretokenizeRegex, symbolsToBytes } from './byte-level.ts';
+import { whitespaceCut } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export const DEFAULT_EOS_TOKEN = '<|endoftext|>';
@@ -34,6 +35,12 @@ export interface ByteLevelBpeSpec {
   eosId: number;
 }
 
+/** Whether an occurrence of `token` in `text` spans position i (starts before it, ends after it). */
+function overlaps(text: string, token: string, i: number): boolean {
+  const start = text.lastIndexOf(token, i - 1);
+  return start >= 0 && start + token.length > i;
+}
+
 function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -55,6 +62,8 @@ export class ByteLevelBpe implements Tokenizer {
   private readonly addedById = new Map<number, AddedToken>();
   private readonly addedByContent = new Map<string, number>();
   private readonly addedSplitter: RegExp | null;
+  /** Added tokens that hold whitespace: the only ones a whitespace cut could fall inside. */
+  private readonly addedWithWhitespace: string[];
   private readonly wordRegex = pretokenizeRegex();
   private readonly cache = new Map<string, number[]>();
 
@@ -113,6 +122,21 @@ export class ByteLevelBpe implements Tokenizer {
     // Longest first, so that a token that contains another is matched whole.
     const contents = [...this.addedByContent.keys()].sort((a, b) => b.length - a.length);
     this.addedSplitter = contents.length > 0 ? new RegExp(contents.map(escapeRegex).join('|'), 'g') : null;
+    this.addedWithWhitespace = contents.filter((c) => [...c].some(isWhitespace));
+  }
+
+  /**
+   * Before whitespace that follows non-whitespace: no GPT-2 pre-token spans that position (each
+   * starts with at most one space and then holds no whitespace, or is all whitespace), and the
+   * pattern looks behind nothing, so the halves split into the same pre-tokens as the whole.
+   * Positions inside an added token that holds whitespace are skipped.
+   */
+  safeCut(text: string, before: number): number {
+    for (let at = before; ; ) {
+      const i = whitespaceCut(text, at);
+      if (i < 0 || !this.addedWithWhitespace.some((c) => overlaps(text, c, i))) return i;
+      at = i - 1;
+    }
   }
 
   encode(text: string): number[] {

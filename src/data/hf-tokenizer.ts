@@ -62,8 +62,11 @@ export class HfTokenizer implements Tokenizer {
   private readonly inner: HfJsTokenizer;
   private readonly json: object;
 
-  /** `config` is the optional tokenizer_config.json; `describe` names the source in errors. */
-  constructor(json: object, config: Json = {}, describe = 'tokenizer.json') {
+  /**
+   * `config` is the optional tokenizer_config.json; `describe` names the source in errors;
+   * `eosId`, when given, is the EOS id (a worker thread rebuilding a known tokenizer).
+   */
+  constructor(json: object, config: Json = {}, describe = 'tokenizer.json', eosId?: number) {
     try {
       this.inner = new HfJsTokenizer(json, config);
     } catch (err) {
@@ -75,7 +78,7 @@ export class HfTokenizer implements Tokenizer {
     let maxId = -1;
     for (const id of vocab.values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
-    this.eosId = findEosId(vocab, config, describe);
+    this.eosId = eosId ?? findEosId(vocab, config, describe);
   }
 
   encode(text: string): number[] {

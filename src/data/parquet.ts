@@ -4,6 +4,7 @@
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
+import { nullsSkippedNote, type RecordReadOptions } from './jsonl.ts';
 
 /** The top-level column names of a Parquet file. */
 export async function parquetColumns(path: string): Promise<string[]> {
@@ -12,7 +13,12 @@ export async function parquetColumns(path: string): Promise<string[]> {
   return parquetSchema(metadata).children.map((c) => c.element.name);
 }
 
-export async function* readParquetFile(path: string, textColumn = 'text'): AsyncGenerator<string> {
+/**
+ * The texts of one column; null cells are skipped and counted, as in the JSONL reader. A row
+ * group's text is in memory at once (the cells are strings already), so options.maxPieceBytes
+ * does not apply here.
+ */
+export async function* readParquetFile(path: string, textColumn = 'text', options: RecordReadOptions = {}): AsyncGenerator<string> {
   const file = await asyncBufferFromFile(path);
   let metadata;
   try {
@@ -27,6 +33,7 @@ export async function* readParquetFile(path: string, textColumn = 'text'): Async
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let rowStart = 0;
   let count = 0;
+  let nulls = 0;
   for (const [group, rowGroup] of metadata.row_groups.entries()) {
     const rowEnd = rowStart + Number(rowGroup.num_rows);
     let rows;
@@ -46,7 +53,10 @@ export async function* readParquetFile(path: string, textColumn = 'text'): Async
     }
     for (const [i, row] of rows.entries()) {
       const value: unknown = row[textColumn];
-      if (value === null || value === undefined) continue;
+      if (value === null || value === undefined) {
+        nulls++;
+        continue;
+      }
       if (typeof value !== 'string') {
         throw new Error(`${path}: row ${rowStart + i}, column "${textColumn}" holds ${typeof value}, expected text`);
       }
@@ -56,5 +66,6 @@ export async function* readParquetFile(path: string, textColumn = 'text'): Async
     }
     rowStart = rowEnd;
   }
+  if (nulls > 0) options.onNote?.(nullsSkippedNote(path, textColumn, nulls));
   if (count === 0) throw new Error(`${path}: no documents (column "${textColumn}" has no non-empty text)`);
 }

@@ -1,24 +1,33 @@
 /**
  * The token cache: a corpus tokenised once into a flat binary file of token ids on disk
- * (documents each followed by EOS, concatenated — the packed stream of spec §8), plus a JSON
- * sidecar. Files are named by a hash of the corpus fingerprint and the tokenizer JSON, so a later
- * run with the same data and tokenizer reuses the file and any change makes a new one.
+ * (documents each followed by EOS, concatenated — the packed stream of docs/method.md), plus a
+ * JSON sidecar. Files are named by a hash of the corpus fingerprint and the tokenizer JSON, so a
+ * later run with the same data and tokenizer reuses the file and any change makes a new one.
  *
  * Layout in cacheDir:  <key>.tokens  little-endian uint16 (vocabSize <= 65536) or uint32 ids
  *                      <key>.json    TokenCacheMeta, written last: its presence marks a complete cache
- * Both are written to a temporary name and renamed into place, so a crash never leaves a partial
- * cache that looks complete.
+ * The ids are written to <key>.tokens.tmp-<pid>-<random> and renamed into place, so a crash never
+ * leaves a partial cache that looks complete. Beside the temporary file, <…>.progress records how
+ * many documents and tokens of it are on disk (fsynced); a run that finds the temporary file of a
+ * process that no longer exists resumes from there instead of starting again, and temporary
+ * files of dead processes for other keys are removed.
+ *
+ * Documents are read as pieces and tokenised in chunks (pieces.ts), so no document is too large;
+ * with `workers` > 1 the chunks are tokenised by worker threads, written in the same order.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import type { Corpus } from './corpus.ts';
+import { batchEncoder } from './encode-batches.ts';
+import { DEFAULT_CHUNK_CHARS, tokenizerChunks, whitespaceCut, type TextChunk, type TextPiece } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export const TOKEN_CACHE_FORMAT = 'relora-token-cache';
-export const TOKEN_CACHE_VERSION = 1;
+/** 2: GPT-2 pre-tokenisation follows Unicode White_Space (U+FEFF, U+0085), which changes some ids. */
+export const TOKEN_CACHE_VERSION = 2;
 
 export type TokenDtype = 'uint16' | 'uint32';
 
@@ -44,6 +53,12 @@ export interface TokenCacheOptions {
   /** Called after every `progressEvery` documents (default 1000) and at the end. */
   onProgress?: (progress: { documents: number; tokens: number }) => void;
   progressEvery?: number;
+  /** Worker threads that tokenise in parallel (default 1: this thread). */
+  workers?: number;
+  /** Largest text chunk tokenised at once, in UTF-16 units (default 1 Mi). */
+  maxChunkChars?: number;
+  /** Tokens between two fsynced progress records of a partial cache (default 16 Mi). */
+  checkpointTokens?: number;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -83,70 +98,253 @@ async function readCompleteMeta(cacheDir: string, key: string): Promise<TokenCac
   }
 }
 
-async function writeAtomically(path: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+/** An error for a failed write that names the file and, for a full disk, what to do. */
+export function cacheWriteError(path: string, err: unknown): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new Error(
+      `token cache: cannot write ${path}: the disk is full (${code}). Free some space and run again ` +
+        '(the tokens written so far are kept and tokenising resumes), or put the cache on a larger disk (RELORA_CACHE_DIR)',
+    );
+  }
+  return new Error(`token cache: cannot write ${path} (${code ?? (err as Error).message})`);
+}
+
+const TEMP_PATTERN = /^(.*)\.tmp-(\d+)-[0-9a-f]+$/;
+
+function processIsAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
   try {
-    await write(tmp);
-    await rename(tmp, path);
+    process.kill(pid, 0);
+    return true;
   } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+interface Progress {
+  documents: number;
+  tokens: number;
+}
+
+async function readProgress(path: string): Promise<Progress | null> {
+  try {
+    const p = JSON.parse(await readFile(path, 'utf8')) as Progress;
+    return Number.isSafeInteger(p.documents) && Number.isSafeInteger(p.tokens) && p.documents >= 0 && p.tokens >= 0 ? p : null;
+  } catch {
+    return null;
   }
 }
 
 /**
- * Makes sure the token cache of (corpus, tokenizer) exists, tokenising the corpus if it does not.
- * Returns the path of its sidecar and whether an existing cache was reused.
+ * Removes temporary files that processes no longer alive left in cacheDir, except the partial
+ * token file of `key` with the most tokens, which is renamed to `ours` (with its progress file)
+ * and whose progress is returned, to be resumed.
+ */
+async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: string): Promise<Progress | null> {
+  const stale: string[] = [];
+  let best: { path: string; progress: Progress } | null = null;
+  for (const name of await readdir(cacheDir)) {
+    const m = TEMP_PATTERN.exec(name.replace(/\.progress$/, ''));
+    if (m === null || processIsAlive(Number(m[2]))) continue;
+    const path = join(cacheDir, name);
+    if (m[1] === `${key}.tokens` && !name.endsWith('.progress')) {
+      const progress = await readProgress(`${path}.progress`);
+      if (progress !== null && (best === null || progress.tokens > best.progress.tokens)) {
+        if (best !== null) stale.push(best.path, `${best.path}.progress`);
+        best = { path, progress };
+        continue;
+      }
+    }
+    if (best === null || (path !== best.path && path !== `${best.path}.progress`)) stale.push(path);
+  }
+  await Promise.all(stale.map((p) => rm(p, { force: true })));
+  if (best === null) return null;
+  try {
+    // Another run may adopt the same file at the same moment: only one rename succeeds.
+    await rename(best.path, ours);
+    await rename(`${best.path}.progress`, `${ours}.progress`);
+    return best.progress;
+  } catch {
+    await rm(ours, { force: true });
+    return null;
+  }
+}
+
+/** Buffered writes of ids to the temporary token file, with fsynced progress records. */
+export class TokenWriter {
+  private readonly buffer: Uint16Array | Uint32Array;
+  private fill = 0;
+  tokens: number;
+  documents: number;
+
+  private constructor(readonly path: string, private readonly fh: FileHandle, dtype: TokenDtype, start: Progress) {
+    this.buffer = dtype === 'uint16' ? new Uint16Array(1 << 20) : new Uint32Array(1 << 20);
+    this.tokens = start.tokens;
+    this.documents = start.documents;
+  }
+
+  /** Opens `path` for writing after the first `start.tokens` tokens (a resumed file is cut there). */
+  static async open(path: string, dtype: TokenDtype, start: Progress = { documents: 0, tokens: 0 }): Promise<TokenWriter> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, start.tokens > 0 ? 'r+' : 'w');
+      if (start.tokens > 0) await fh.truncate(start.tokens * bytesPerToken(dtype));
+    } catch (err) {
+      throw cacheWriteError(path, err);
+    }
+    return new TokenWriter(path, fh, dtype, start);
+  }
+
+  async append(ids: Uint32Array, documents: number): Promise<void> {
+    for (let i = 0; i < ids.length; ) {
+      const n = Math.min(ids.length - i, this.buffer.length - this.fill);
+      this.buffer.set(ids.subarray(i, i + n), this.fill);
+      this.fill += n;
+      i += n;
+      if (this.fill === this.buffer.length) await this.flush();
+    }
+    this.tokens += ids.length;
+    this.documents += documents;
+  }
+
+  async flush(): Promise<void> {
+    if (this.fill === 0) return;
+    const bytes = new Uint8Array(this.buffer.buffer, 0, this.fill * this.buffer.BYTES_PER_ELEMENT);
+    try {
+      let done = 0;
+      while (done < bytes.length) done += (await this.fh.write(bytes, done, bytes.length - done)).bytesWritten;
+    } catch (err) {
+      throw cacheWriteError(this.path, err);
+    }
+    this.fill = 0;
+  }
+
+  /** Makes everything written so far durable and records it, for a later run to resume from. */
+  async checkpoint(): Promise<void> {
+    await this.flush();
+    const progressPath = `${this.path}.progress`;
+    try {
+      await this.fh.datasync();
+      await writeFile(`${progressPath}.new`, JSON.stringify({ documents: this.documents, tokens: this.tokens }));
+      await rename(`${progressPath}.new`, progressPath);
+    } catch (err) {
+      await rm(`${progressPath}.new`, { force: true });
+      throw cacheWriteError(progressPath, err);
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.flush();
+    try {
+      await this.fh.sync();
+    } catch (err) {
+      throw cacheWriteError(this.path, err);
+    } finally {
+      await this.fh.close();
+    }
+  }
+
+  async abandon(): Promise<void> {
+    await this.fh.close().catch(() => {});
+    await Promise.all([rm(this.path, { force: true }), rm(`${this.path}.progress`, { force: true }), rm(`${this.path}.progress.new`, { force: true })]);
+  }
+}
+
+/** The pieces after the first `documents` documents (already in a resumed partial cache). */
+async function* skipDocuments(pieces: AsyncIterable<TextPiece>, documents: number): AsyncGenerator<TextPiece> {
+  let seen = 0;
+  for await (const piece of pieces) {
+    if (seen >= documents) yield piece;
+    else if (piece.end) seen++;
+  }
+}
+
+/** Batches of chunks of about `chars` characters, each ending at a chunk boundary. */
+async function* batchesOf(chunks: AsyncIterable<TextChunk>, chars: number): AsyncGenerator<TextChunk[]> {
+  let batch: TextChunk[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    batch.push(chunk);
+    size += chunk.text.length;
+    if (size >= chars) {
+      yield batch;
+      batch = [];
+      size = 0;
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** Characters per batch sent to the encoder: large enough to amortise messages, small enough to overlap. */
+const BATCH_CHARS = 1 << 19;
+
+/**
+ * Makes sure the token cache of (corpus, tokenizer) exists, tokenising the corpus if it does not
+ * (resuming a partial cache a killed run left). Returns the path of its sidecar and whether an
+ * existing cache was reused.
  */
 export async function buildTokenCache(
   corpus: Corpus,
   tokenizer: Tokenizer,
   options: TokenCacheOptions,
-): Promise<{ metaPath: string; meta: TokenCacheMeta; reused: boolean }> {
+): Promise<{ metaPath: string; meta: TokenCacheMeta; reused: boolean; resumedTokens: number }> {
   const key = tokenCacheKey(corpus, tokenizer);
   const paths = cachePaths(options.cacheDir, key);
   const existing = await readCompleteMeta(options.cacheDir, key);
-  if (existing) return { metaPath: paths.meta, meta: existing, reused: true };
+  if (existing) return { metaPath: paths.meta, meta: existing, reused: true, resumedTokens: 0 };
   if (endianness() !== 'LE') throw new Error('token cache: only little-endian machines are supported');
 
   await mkdir(options.cacheDir, { recursive: true });
   const dtype = dtypeForVocab(tokenizer.vocabSize);
-  const limit = dtype === 'uint16' ? 65536 : 2 ** 32;
-  const chunk = dtype === 'uint16' ? new Uint16Array(1 << 20) : new Uint32Array(1 << 20);
   const progressEvery = options.progressEvery ?? 1000;
-  let fill = 0;
-  let numTokens = 0;
-  let numDocuments = 0;
-
-  await writeAtomically(paths.tokens, async (tmp) => {
-    const fh = await open(tmp, 'w');
-    try {
-      const flush = async () => {
-        if (fill > 0) await fh.write(new Uint8Array(chunk.buffer, 0, fill * chunk.BYTES_PER_ELEMENT));
-        fill = 0;
-      };
-      for await (const doc of corpus.documents()) {
-        const ids = tokenizer.encode(doc);
-        ids.push(tokenizer.eosId);
-        for (const id of ids) {
-          if (!(id >= 0 && id < limit && id < tokenizer.vocabSize)) {
-            throw new Error(`token cache for ${corpus.name}: tokenizer produced id ${id}, outside [0, ${tokenizer.vocabSize})`);
-          }
-          chunk[fill++] = id;
-          if (fill === chunk.length) await flush();
-        }
-        numTokens += ids.length;
-        numDocuments++;
-        if (options.onProgress && numDocuments % progressEvery === 0) options.onProgress({ documents: numDocuments, tokens: numTokens });
+  const checkpointTokens = options.checkpointTokens ?? 16 * 2 ** 20;
+  const tmp = `${paths.tokens}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const resumed = await adoptOrCleanTemporaries(options.cacheDir, key, tmp);
+  const writer = await TokenWriter.open(tmp, dtype, resumed ?? undefined);
+  const encoder = batchEncoder(tokenizer, options.workers ?? 1);
+  const cut = tokenizer.safeCut ? (text: string, before: number) => tokenizer.safeCut!(text, before) : whitespaceCut;
+  try {
+    let nextProgress = Math.ceil((writer.documents + 1) / progressEvery) * progressEvery;
+    let nextCheckpoint = writer.tokens + checkpointTokens;
+    const takeOne = async () => {
+      const { ids, documents } = await encoder.take();
+      await writer.append(ids, documents);
+      if (options.onProgress && writer.documents >= nextProgress) {
+        options.onProgress({ documents: writer.documents, tokens: writer.tokens });
+        nextProgress = Math.floor(writer.documents / progressEvery) * progressEvery + progressEvery;
       }
-      await flush();
-      await fh.sync();
-    } finally {
-      await fh.close();
+      if (writer.tokens >= nextCheckpoint) {
+        await writer.checkpoint();
+        nextCheckpoint = writer.tokens + checkpointTokens;
+      }
+    };
+    let inFlight = 0;
+    const pieces = resumed ? skipDocuments(corpus.pieces(), resumed.documents) : corpus.pieces();
+    for await (const batch of batchesOf(tokenizerChunks(pieces, cut, options.maxChunkChars ?? DEFAULT_CHUNK_CHARS), BATCH_CHARS)) {
+      encoder.submit(batch);
+      if (++inFlight >= encoder.depth) {
+        await takeOne();
+        inFlight--;
+      }
     }
-    if (numDocuments === 0) throw new Error(`token cache: corpus ${corpus.name} has no documents`);
-  });
-  options.onProgress?.({ documents: numDocuments, tokens: numTokens });
+    for (; inFlight > 0; inFlight--) await takeOne();
+    if (writer.documents === 0) throw new Error(`token cache: corpus ${corpus.name} has no documents`);
+    await writer.finish();
+    try {
+      await rename(tmp, paths.tokens);
+    } catch (err) {
+      throw cacheWriteError(paths.tokens, err);
+    }
+    await rm(`${tmp}.progress`, { force: true });
+  } catch (err) {
+    await writer.abandon();
+    const message = (err as Error).message;
+    throw message.startsWith('tokenizer produced id') ? new Error(`token cache for ${corpus.name}: ${message}`) : err;
+  } finally {
+    await encoder.close();
+  }
+  options.onProgress?.({ documents: writer.documents, tokens: writer.tokens });
 
   const meta: TokenCacheMeta = {
     format: TOKEN_CACHE_FORMAT,
@@ -154,8 +352,8 @@ export async function buildTokenCache(
     key,
     dtype,
     byteOrder: 'little',
-    numTokens,
-    numDocuments,
+    numTokens: writer.tokens,
+    numDocuments: writer.documents,
     eosId: tokenizer.eosId,
     vocabSize: tokenizer.vocabSize,
     corpus: corpus.name,
@@ -163,8 +361,15 @@ export async function buildTokenCache(
     tokenizerHash: tokenizerHash(tokenizer),
     createdAt: new Date().toISOString(),
   };
-  await writeAtomically(paths.meta, (tmp) => writeFile(tmp, JSON.stringify(meta, null, 2) + '\n'));
-  return { metaPath: paths.meta, meta, reused: false };
+  const metaTmp = `${paths.meta}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(metaTmp, JSON.stringify(meta, null, 2) + '\n');
+    await rename(metaTmp, paths.meta);
+  } catch (err) {
+    await rm(metaTmp, { force: true });
+    throw cacheWriteError(paths.meta, err);
+  }
+  return { metaPath: paths.meta, meta, reused: false, resumedTokens: resumed?.tokens ?? 0 };
 }
 
 /**

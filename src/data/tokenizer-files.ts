@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { byteLevelBpeFromJSON, byteLevelBpeIncompatibility } from './bpe.ts';
+import { ByteLevelBpe, byteLevelBpeFromJSON, byteLevelBpeIncompatibility } from './bpe.ts';
 import { findEosId, HfTokenizer } from './hf-tokenizer.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -36,6 +36,26 @@ export function tokenizerFromJSON(
     return byteLevelBpeFromJSON(json, findEosId(byteLevelVocab(json as Json), config, describe));
   }
   return new HfTokenizer(json, config, describe);
+}
+
+/** What a worker thread needs to rebuild a tokenizer: which implementation, its JSON, its EOS. */
+export interface TokenizerSpec {
+  kind: 'byte-level-bpe' | 'huggingface';
+  json: object;
+  eosId: number;
+}
+
+/** The spec of one of our tokenizer implementations, or null for any other Tokenizer. */
+export function tokenizerSpec(tokenizer: Tokenizer): TokenizerSpec | null {
+  if (tokenizer instanceof ByteLevelBpe) return { kind: 'byte-level-bpe', json: tokenizer.toJSON(), eosId: tokenizer.eosId };
+  if (tokenizer instanceof HfTokenizer) return { kind: 'huggingface', json: tokenizer.toJSON(), eosId: tokenizer.eosId };
+  return null;
+}
+
+/** The tokenizer a spec describes (the same ids as the one it was taken from). */
+export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
+  if (spec.kind === 'byte-level-bpe') return byteLevelBpeFromJSON(spec.json, spec.eosId);
+  return new HfTokenizer(spec.json, {}, 'tokenizer.json', spec.eosId);
 }
 
 async function readJson(path: string): Promise<unknown> {

@@ -12,6 +12,7 @@ import { trainByteLevelBpe } from '../data/bpe-train.ts';
 import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import { TokenDataset } from '../data/token-cache.ts';
+import { defaultTokenizerWorkers } from '../data/encode-batches.ts';
 import type { TrainConfig } from './config.ts';
 
 export interface PreparedData {
@@ -26,8 +27,17 @@ export function cacheDir(): string {
   return process.env.RELORA_CACHE_DIR ?? join(homedir(), '.cache', 'relora');
 }
 
-async function corpora(cfg: TrainConfig): Promise<{ train: Corpus; validation: Corpus }> {
-  const opts = { textField: cfg.text_field, txtMode: cfg.txt_mode };
+/** Logs each distinct note once (the corpus is read more than once: tokenizer, training, validation). */
+function notesOnce(log: (s: string) => void): (message: string) => void {
+  const seen = new Set<string>();
+  return (message) => {
+    if (!seen.has(message)) log(message);
+    seen.add(message);
+  };
+}
+
+async function corpora(cfg: TrainConfig, log: (s: string) => void): Promise<{ train: Corpus; validation: Corpus }> {
+  const opts = { textField: cfg.text_field, txtMode: cfg.txt_mode, onNote: notesOnce(log) };
   if (!cfg.data) {
     if (cfg.validation) return { train: brownCorpus('train'), validation: await fileCorpus(cfg.validation, opts) };
     return { train: brownCorpus('train'), validation: brownCorpus('validation') };
@@ -57,13 +67,14 @@ async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) =>
 }
 
 export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string): Promise<PreparedData> {
-  const { train, validation } = await corpora(cfg);
+  const { train, validation } = await corpora(cfg, log);
   const tokenizer = await tokenizerFor(cfg, train, log, tokenizerPath);
   const dir = join(cacheDir(), 'tokens');
   mkdirSync(dir, { recursive: true });
   const progress = (what: string) => (p: { documents: number; tokens: number }) => log(`tokenising ${what}: ${p.documents} documents, ${p.tokens} tokens`);
-  const trainSet = await TokenDataset.fromCorpus(train, tokenizer, { cacheDir: dir, onProgress: progress('training data'), progressEvery: 5000 });
-  const valSet = await TokenDataset.fromCorpus(validation, tokenizer, { cacheDir: dir, onProgress: progress('validation data'), progressEvery: 5000 });
+  const workers = defaultTokenizerWorkers();
+  const trainSet = await TokenDataset.fromCorpus(train, tokenizer, { cacheDir: dir, onProgress: progress('training data'), progressEvery: 5000, workers });
+  const valSet = await TokenDataset.fromCorpus(validation, tokenizer, { cacheDir: dir, onProgress: progress('validation data'), progressEvery: 5000, workers });
   trainSet.numSequences(cfg.seq_len); // throws a clear error when shorter than one sequence
   valSet.numSequences(cfg.seq_len);
   return { tokenizer, train: trainSet, validation: valSet, trainName: train.name, validationName: validation.name };

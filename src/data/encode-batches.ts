@@ -1,0 +1,139 @@
+/**
+ * Tokenising a corpus in batches of chunks, in this thread or in a pool of worker threads.
+ * A batch is encoded by the same function either way, and results are taken in submission
+ * order, so parallel tokenisation writes exactly the ids of the serial path.
+ */
+import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { TextChunk } from './pieces.ts';
+import type { Tokenizer } from './tokenizer.ts';
+import { tokenizerSpec, type TokenizerSpec } from './tokenizer-files.ts';
+
+/** The ids of a batch (EOS after each document's last chunk), and how many documents ended in it. */
+export interface EncodedBatch {
+  ids: Uint32Array;
+  documents: number;
+}
+
+/** Encodes chunks in order; ids outside [0, vocabSize) are an error (they would corrupt the cache). */
+export function encodeBatch(tokenizer: Tokenizer, chunks: readonly TextChunk[]): EncodedBatch {
+  const parts: number[][] = [];
+  let total = 0;
+  let documents = 0;
+  for (const chunk of chunks) {
+    const ids = chunk.first || !tokenizer.encodeContinuation ? tokenizer.encode(chunk.text) : tokenizer.encodeContinuation(chunk.text);
+    if (chunk.end) {
+      ids.push(tokenizer.eosId);
+      documents++;
+    }
+    parts.push(ids);
+    total += ids.length;
+  }
+  const out = new Uint32Array(total);
+  let at = 0;
+  const vocab = tokenizer.vocabSize;
+  for (const ids of parts) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!(id >= 0 && id < vocab)) throw new Error(`tokenizer produced id ${id}, outside [0, ${vocab})`);
+      out[at++] = id;
+    }
+  }
+  return { ids: out, documents };
+}
+
+/** Encodes batches; `submit` returns results in any order of completion, `take` in submission order. */
+export interface BatchEncoder {
+  /** How many batches may be in flight before the oldest should be taken. */
+  readonly depth: number;
+  submit(chunks: TextChunk[]): void;
+  /** The result of the oldest batch not yet taken. */
+  take(): Promise<EncodedBatch>;
+  close(): Promise<void>;
+}
+
+class SerialEncoder implements BatchEncoder {
+  readonly depth = 1;
+  private pending: TextChunk[][] = [];
+  constructor(private readonly tokenizer: Tokenizer) {}
+  submit(chunks: TextChunk[]): void {
+    this.pending.push(chunks);
+  }
+  take(): Promise<EncodedBatch> {
+    return Promise.resolve(encodeBatch(this.tokenizer, this.pending.shift()!));
+  }
+  async close(): Promise<void> {}
+}
+
+type Reply = { ok: true; ids: Uint32Array; documents: number } | { ok: false; message: string };
+
+/** The worker script next to this file (.ts under tsx, .js once built). */
+function workerUrl(): URL {
+  return new URL(`./tokenize-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+}
+
+interface Waiting {
+  resolve: (batch: EncodedBatch) => void;
+  reject: (err: Error) => void;
+}
+
+class WorkerPoolEncoder implements BatchEncoder {
+  readonly depth: number;
+  private readonly workers: Worker[];
+  /** Per worker, the batches sent and not yet answered (a worker answers in order). */
+  private readonly waiting: Waiting[][];
+  private readonly results: Array<Promise<EncodedBatch>> = [];
+  private next = 0;
+
+  constructor(spec: TokenizerSpec, count: number) {
+    this.depth = 2 * count;
+    this.waiting = Array.from({ length: count }, () => []);
+    this.workers = Array.from({ length: count }, (_, w) => {
+      const worker = new Worker(workerUrl(), { workerData: spec });
+      worker.unref();
+      const queue = this.waiting[w]!;
+      worker.on('message', (reply: Reply) => {
+        const waiting = queue.shift();
+        if (reply.ok) waiting?.resolve({ ids: reply.ids, documents: reply.documents });
+        else waiting?.reject(new Error(reply.message));
+      });
+      worker.on('error', (err: Error) => {
+        for (const waiting of queue.splice(0)) waiting.reject(new Error(`tokenizer worker failed: ${err.message}`));
+      });
+      return worker;
+    });
+  }
+
+  submit(chunks: TextChunk[]): void {
+    const w = this.next++ % this.workers.length;
+    this.results.push(new Promise<EncodedBatch>((resolve, reject) => this.waiting[w]!.push({ resolve, reject })));
+    this.workers[w]!.postMessage(chunks);
+  }
+
+  take(): Promise<EncodedBatch> {
+    return this.results.shift()!;
+  }
+
+  async close(): Promise<void> {
+    // Results not taken (after an error) must not become unhandled rejections.
+    for (const r of this.results.splice(0)) r.catch(() => {});
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** Default worker count: every core (the main thread reads and writes while they encode). */
+export function defaultTokenizerWorkers(): number {
+  return availableParallelism();
+}
+
+/**
+ * An encoder for `tokenizer`: `workers` threads when above 1 and the tokenizer can be rebuilt
+ * in a worker from its JSON (our own implementations can), else this thread.
+ */
+export function batchEncoder(tokenizer: Tokenizer, workers: number): BatchEncoder {
+  const spec = workers > 1 ? tokenizerSpec(tokenizer) : null;
+  return spec === null ? new SerialEncoder(tokenizer) : new WorkerPoolEncoder(spec, workers);
+}
+
