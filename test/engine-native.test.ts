@@ -546,3 +546,93 @@ describe('native adamw', () => {
     assert.throws(() => nat().adamwStep(rand(4), rand(4), new Float32Array(4), new Float32Array(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001), /adamwStep: v has 3/);
   });
 });
+
+describe('kernels the js backend composes from others', () => {
+  it('dropoutApply and dropoutBackwardAdd equal the stored mask applied, on both backends', () => {
+    for (const n of [1, 1000, 100_003]) {
+      for (const p of [0.1, 0.5, 1 - 2 ** -33]) {
+        const key = hash32(777, n), threshold = dropThreshold(p), scale = 1 / (1 - p);
+        const x = rand(n), g = rand(n), dx0 = rand(n);
+        const mask = new Float32Array(n);
+        js.dropoutMask(mask, n, key, threshold, scale);
+        const wantOut = x.map((v, i) => v * mask[i]), wantDx = dx0.map((v, i) => v + Math.fround(g[i] * mask[i]));
+        for (const k of [js, nat()]) {
+          const out = rand(n), dx = dx0.slice(), gIn = g.slice();
+          k.dropoutApply(x, out, n, key, threshold, scale);
+          k.dropoutBackwardAdd(gIn, dx, n, key, threshold, scale);
+          assertClose(out, wantOut, 0, 0, `${k.name} dropoutApply n=${n} p=${p}`);
+          assertClose(dx, wantDx, 0, 0, `${k.name} dropoutBackwardAdd n=${n} p=${p}`);
+          assert.deepEqual(gIn, g, `${k.name} dropoutBackwardAdd leaves g alone`);
+        }
+      }
+    }
+  });
+
+  it('crossEntropyBackwardWrite overwrites garbage, zeroes ignored rows, and works in place over the logits', () => {
+    for (const [rows, V] of [[1, 1], [5, 7], [40, 1001]]) {
+      const logits = rand(rows * V, -6, 6), targets = randIds(rows, V), ignore = -100;
+      if (rows > 2) targets[1] = ignore;
+      const lse = new Float32Array(rows);
+      const count = js.crossEntropyForward(logits, targets, new Float32Array(rows), lse, rows, V, ignore);
+      const want = new Float32Array(rows * V);
+      js.crossEntropyBackward(logits, targets, lse, want, rows, V, ignore, 1 / count);
+      for (const k of [js, nat()]) {
+        const written = rand(rows * V, 50, 60);
+        k.crossEntropyBackwardWrite(logits, targets, lse, written, rows, V, ignore, 1 / count);
+        assertClose(written, want, ELEM_RTOL, 1e-6, `${k.name} written ${rows}x${V}`);
+        const inPlace = logits.slice();
+        k.crossEntropyBackwardWrite(inPlace, targets, lse, inPlace, rows, V, ignore, 1 / count);
+        assertClose(inPlace, written, 0, 0, `${k.name} in place ${rows}x${V}`);
+      }
+    }
+    assert.throws(() => nat().crossEntropyBackwardWrite(rand(6), Int32Array.of(0, 3), rand(2), new Float32Array(6), 2, 3, -100, 1), /crossEntropyBackwardWrite: target 3 at row 1/);
+    assert.throws(() => js.crossEntropyBackwardWrite(rand(6), Int32Array.of(0, 3), rand(2), new Float32Array(6), 2, 3, -100, 1), /crossEntropyBackwardWrite: target 3 at row 1/);
+  });
+
+  it('toBf16 rounds to nearest even and keeps NaN, bit-identically on both backends', () => {
+    const bits = Uint32Array.of(
+      0x3f800000, 0x3f808000, 0x3f818000, 0x3f80ffff, 0xbf7fffff, 0x7f7fffff, 0x7f800000, 0xff800000,
+      0x7f800001, 0xffc00000, 0x00000001, 0x80000000, 0x477fe000, 0x40490fdb,
+    );
+    const src = new Float32Array(bits.buffer);
+    const n = src.length, want = [0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xbf80, 0x7f80, 0x7f80, 0xff80, 0x7fc0, 0xffc0, 0x0000, 0x8000, 0x4780, 0x4049];
+    for (const k of [js, nat()]) {
+      const dst = new Float32Array((n + 1) >> 1);
+      k.toBf16(src, dst, n);
+      assert.deepEqual([...new Uint16Array(dst.buffer, 0, n)], want, `${k.name} toBf16`);
+    }
+    const big = rand(100_003), a = new Float32Array(50_002), b = new Float32Array(50_002);
+    js.toBf16(big, a, big.length);
+    nat().toBf16(big, b, big.length);
+    assert.deepEqual(new Uint16Array(b.buffer), new Uint16Array(a.buffer), 'toBf16 on 100,003 values');
+  });
+
+  it('gemmBf16 multiplies packed bf16 operands in every layout (exact on bf16-representable values)', () => {
+    // Multiples of 1/8 in [-4, 4] are exact in bf16, and their products and short sums exact in fp32.
+    const exact = (n: number): Float32Array => rand(n, -4, 4).map((v) => Math.round(v * 8) / 8);
+    const pack = (x: Float32Array): Float32Array => {
+      const p = new Float32Array((x.length + 1) >> 1);
+      js.toBf16(x, p, x.length);
+      return p;
+    };
+    const native = nat();
+    assert.equal(typeof native.hasBf16Gemm(), 'boolean');
+    assert.equal(js.hasBf16Gemm(), false);
+    for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 17, 40]]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const lda = (transA ? M : K) + 2, ldb = (transB ? K : N) + 1;
+          const A = exact((transA ? K : M) * lda), B = exact((transB ? N : K) * ldb), C0 = exact(M * N);
+          const want = C0.slice();
+          js.gemm(transA, transB, M, N, K, 1, A, lda, 0, B, ldb, 0, 0.5, want, N, 0, 1);
+          for (const k of [js, native]) {
+            const C = C0.slice();
+            k.gemmBf16(transA, transB, M, N, K, 1, pack(A), lda, pack(B), ldb, 0.5, C, N);
+            assertClose(C, want, 0, 0, `${k.name} gemmBf16 ${M}x${N}x${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`);
+          }
+        }
+      }
+    }
+    assert.throws(() => native.gemmBf16(false, false, 4, 4, 4, 1, new Float32Array(2), 4, new Float32Array(8), 4, 0, new Float32Array(16), 4), /gemmBf16: A \(2 floats\)|gemmBf16: A has/);
+  });
+});
