@@ -94,6 +94,7 @@ describe('the run-folder lock', () => {
     writeFileSync(join(used, 'config.json'), '{}');
     release();
     assert.deepEqual(readdirSync(used), ['config.json']);
+    assert.throws(() => lockRunFolder(join(used, 'config.json')), /config\.json is a file, not a run folder/);
   });
 });
 

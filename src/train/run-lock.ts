@@ -9,7 +9,7 @@
  * started later) is stale and taken over. A lock from another host cannot be checked and is
  * never taken over; the error says how to remove it by hand.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -121,6 +121,7 @@ function tryCreate(path: string, owner: LockOwner): boolean {
  */
 export function lockRunFolder(runDir: string): () => void {
   const created = !existsSync(runDir);
+  if (!created && !statSync(runDir).isDirectory()) throw new Error(`${runDir} is a file, not a run folder`);
   mkdirSync(runDir, { recursive: true });
   const path = join(runDir, RUN_LOCK_FILE);
   const start = procStart(process.pid);
