@@ -1,8 +1,10 @@
 /**
  * Checkpoints: a folder per save, written under a temporary name, every file fsynced, then
  * renamed into place; the run's `latest` pointer is updated last. Each checkpoint has a manifest
- * (sizes, SHA-256) that loading verifies, so a torn or corrupted checkpoint is detected and
- * `--resume` falls back to the newest valid one.
+ * (sizes, SHA-256) that loading verifies, and a state.json whose every field is validated, so a
+ * torn, corrupted or hand-edited checkpoint is detected and `--resume` (like eval, export and
+ * generate: see run-folder.ts) falls back to the newest valid one. A checkpoint that fails
+ * verification is never deleted, only set aside.
  *
  *   RUN/checkpoints/step-000120/{model.safetensors, optimizer.safetensors, state.json, manifest.json}
  *   RUN/latest            → "step-000120"
