@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { countParameters, namedConfig } from '../../src/nn/config.ts';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const TSC = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -114,9 +115,11 @@ test('the tarball holds the built library, its types and the native sources, and
   assert.deepEqual(stray, []);
 });
 
-test('installing the tarball builds the native addon', () => {
+test('installing the tarball builds the native addon and the relora command', () => {
   const addon = join(app, 'node_modules', 'relora', 'native', 'build', 'Release', 'relora_native.node');
   assert.ok(existsSync(addon), `${addon} was built by the install script`);
+  const info = JSON.parse(run(join(app, 'node_modules', '.bin', 'relora'), ['info', '--model', 'llama_9m', '--mode', 'relora', '--json'], { cwd: app }));
+  assert.equal(info.params_total, countParameters(namedConfig('llama_9m')), 'the installed CLI counts as the source does');
 });
 
 test('a TypeScript program and the examples type-check against the installed package, and run', () => {
