@@ -5,15 +5,15 @@
  */
 import { exportHFModel, type ExportOptions } from '../io/hf-export.ts';
 import { hfSourceDir, readHfMetadata, type HfMetadata } from '../io/hf-metadata.ts';
-import { loadModelSource, resolveCheckpoint, type ModelSource } from './model-source.ts';
+import { loadModelSource, type ModelSource } from './model-source.ts';
 
 /**
- * The Hugging Face metadata an export of `src` (loaded from `path`) carries over; null for a
+ * The Hugging Face metadata an export of `src` carries over; null for a
  * run trained from scratch, whose export gets generated metadata.
  */
-export async function sourceMetadata(path: string, src: ModelSource): Promise<HfMetadata | null> {
+export async function sourceMetadata(src: ModelSource): Promise<HfMetadata | null> {
   if (src.kind === 'huggingface') return readHfMetadata(src.dir);
-  return readHfMetadata(hfSourceDir(resolveCheckpoint(path).runDir));
+  return src.runDir === undefined ? null : readHfMetadata(hfSourceDir(src.runDir));
 }
 
 /** The options exportModelSource takes: everything but what the source itself decides. */
@@ -31,7 +31,7 @@ export function sourceExportOptions(src: ModelSource, metadata: HfMetadata | nul
 export async function exportModelSource(path: string, outDir: string, options: SourceExportOptions = {}): Promise<string[]> {
   const src = await loadModelSource(path);
   try {
-    return await exportHFModel(src.model, outDir, sourceExportOptions(src, await sourceMetadata(path, src), options));
+    return await exportHFModel(src.model, outDir, sourceExportOptions(src, await sourceMetadata(src), options));
   } finally {
     src.model.dispose();
   }

@@ -3,19 +3,21 @@
  * tokenizer.json) as a LlamaForCausalLM with its tokenizer: float32, float16 or bfloat16
  * weights, grouped-query attention and tied embeddings.
  *
- * Everything is checked against config.json before a byte of weights is trusted: every tensor
- * the model needs is present with the shape the config implies and a float dtype, and nothing
+ * Everything is checked against config.json before anything is allocated and before a byte of
+ * weights is trusted: config.json's sizes are bounded, every tensor the model needs is present
+ * in the safetensors headers with the shape the config implies and a float dtype, and nothing
  * else is there (a bias, an adapter, another architecture's tensor), so a folder that is not
- * the model config.json describes fails with the file and tensor named.
+ * the model config.json describes fails with the file and tensor named. inspectHFModel does
+ * only these checks, so a caller can estimate memory from the real shape before loading.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
-import { validateConfig, type LlamaConfig } from '../nn/config.ts';
+import { headDimOf, kvHeadsOf, validateConfig, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { readHFConfig, type LlamaHFConfig } from './hf-config.ts';
-import { openHFWeights } from './hf-weights.ts';
+import { openHFWeights, type HFWeights } from './hf-weights.ts';
 
 export interface LoadHFModelOptions {
   /**
@@ -25,6 +27,19 @@ export interface LoadHFModelOptions {
   maxSeqLen?: number;
   /** Skip the tokenizer even when the folder has one. */
   noTokenizer?: boolean;
+  /**
+   * Called with the model's shape once config.json and the weight headers agree, before the
+   * model is allocated; throw to refuse (e.g. a memory estimate that does not fit).
+   */
+  beforeAllocate?: (config: LlamaConfig, hfConfig: LlamaHFConfig) => void;
+}
+
+/** What inspectHFModel finds without loading anything: the validated configs. */
+export interface InspectedHFModel {
+  hfConfig: LlamaHFConfig;
+  /** The model shape (rotary tables for maxSeqLen positions when given). */
+  config: LlamaConfig;
+  configPath: string;
 }
 
 export interface LoadedHFModel {
@@ -73,64 +88,117 @@ function readJsonObject(path: string): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-/** Loads a Hugging Face LLaMA folder. Throws an Error naming the file and the problem. */
-export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): Promise<LoadedHFModel> {
+/**
+ * Every parameter tensor a LLaMA model of config `c` has, under Hugging Face names, with its
+ * shape (what LlamaForCausalLM allocates, computed without allocating).
+ */
+export function expectedTensorShapes(c: LlamaConfig): Map<string, number[]> {
+  const d = c.hiddenSize, f = c.intermediateSize, kv = kvHeadsOf(c) * headDimOf(c);
+  const out = new Map<string, number[]>([['model.embed_tokens.weight', [c.vocabSize, d]]]);
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    out.set(`${p}.self_attn.q_proj.weight`, [d, d]);
+    out.set(`${p}.self_attn.k_proj.weight`, [kv, d]);
+    out.set(`${p}.self_attn.v_proj.weight`, [kv, d]);
+    out.set(`${p}.self_attn.o_proj.weight`, [d, d]);
+    out.set(`${p}.mlp.gate_proj.weight`, [f, d]);
+    out.set(`${p}.mlp.up_proj.weight`, [f, d]);
+    out.set(`${p}.mlp.down_proj.weight`, [d, f]);
+    out.set(`${p}.input_layernorm.weight`, [d]);
+    out.set(`${p}.post_attention_layernorm.weight`, [d]);
+  }
+  out.set('model.norm.weight', [d]);
+  if (!c.tieWordEmbeddings) out.set('lm_head.weight', [c.vocabSize, d]);
+  return out;
+}
+
+/** Checks the weight headers against the shape config.json describes; reads no tensor data. */
+function checkWeights(weights: HFWeights, cfg: LlamaConfig, hfConfig: LlamaHFConfig, configPath: string): void {
+  const expected = expectedTensorShapes(cfg);
+  for (const [name, shape] of expected) {
+    const file = weights.fileOf(name);
+    if (!file) {
+      throw new Error(`${weights.files.join(', ')}: tensor ${JSON.stringify(name)} is missing; a LLaMA model with ${describeConfig(hfConfig)} needs it`);
+    }
+    const info = file.info(name);
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      throw new Error(`${file.header.file}: tensor ${JSON.stringify(name)} has dtype ${info.dtype}; expected F32, F16 or BF16`);
+    }
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${file.header.file}: tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], but ${configPath} (${describeConfig(hfConfig)}) implies [${shape.join(', ')}]`);
+    }
+  }
+  for (const name of weights.names()) {
+    if (expected.has(name) || IGNORED_TENSORS.test(name)) continue;
+    // Tied models are sometimes saved with the head written out as well; it must be the embedding.
+    if (name === 'lm_head.weight' && cfg.tieWordEmbeddings) continue;
+    const where = weights.fileOf(name)?.header.file ?? weights.files.join(', ');
+    throw new Error(`${where}: holds tensor ${JSON.stringify(name)}, which a LLaMA model (${configPath}: ${describeConfig(hfConfig)}${cfg.tieWordEmbeddings ? ', tied embeddings' : ''}) does not have`);
+  }
+}
+
+function checkFolder(dir: string): string {
   if (!existsSync(dir)) throw new Error(`${dir}: no such folder`);
   if (!statSync(dir).isDirectory()) throw new Error(`${dir}: is a file; expected a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)`);
   const configPath = join(dir, 'config.json');
   if (!existsSync(configPath)) throw new Error(`${configPath} is missing; a Hugging Face model folder has config.json next to its weights`);
-  const hfConfig = await readHFConfig(configPath);
-  const cfg = llamaConfigFromHF(hfConfig, opts.maxSeqLen);
+  return configPath;
+}
 
+async function openChecked(dir: string, maxSeqLen: number | undefined): Promise<InspectedHFModel & { weights: HFWeights }> {
+  const configPath = checkFolder(dir);
+  const hfConfig = await readHFConfig(configPath);
+  const config = llamaConfigFromHF(hfConfig, maxSeqLen);
   const weights = await openHFWeights(dir);
-  const model = new LlamaForCausalLM(cfg);
   try {
-    const expected = new Map(model.namedParameters());
-    for (const [name, t] of expected) {
-      const file = weights.fileOf(name);
-      if (!file) {
-        throw new Error(`${weights.files.join(', ')}: tensor ${JSON.stringify(name)} is missing; a LLaMA model with ${describeConfig(hfConfig)} needs it`);
-      }
-      const info = file.info(name);
-      if (!FLOAT_DTYPES.has(info.dtype)) {
-        throw new Error(`${file.header.file}: tensor ${JSON.stringify(name)} has dtype ${info.dtype}; expected F32, F16 or BF16`);
-      }
-      if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
-        throw new Error(`${file.header.file}: tensor ${JSON.stringify(name)} has shape [${info.shape.join(', ')}], but ${configPath} (${describeConfig(hfConfig)}) implies [${t.shape.join(', ')}]`);
-      }
-    }
-    for (const name of weights.names()) {
-      if (expected.has(name) || IGNORED_TENSORS.test(name)) continue;
-      // Tied models are sometimes saved with the head written out as well; it must be the embedding.
-      if (name === 'lm_head.weight' && cfg.tieWordEmbeddings) continue;
-      const where = weights.fileOf(name)?.header.file ?? weights.files.join(', ');
-      throw new Error(`${where}: holds tensor ${JSON.stringify(name)}, which a LLaMA model (${configPath}: ${describeConfig(hfConfig)}${cfg.tieWordEmbeddings ? ', tied embeddings' : ''}) does not have`);
-    }
-    // Only now that every header agrees with the config are tensor bytes read, each straight
-    // into its parameter's buffer.
-    for (const [name, t] of expected) weights.fileOf(name)!.readFloat32(name, t.data);
+    checkWeights(weights, config, hfConfig, configPath);
   } catch (e) {
-    model.dispose();
+    await weights.close();
+    throw e;
+  }
+  return { hfConfig, config, configPath, weights };
+}
+
+/**
+ * Validates a Hugging Face LLaMA folder without loading it: config.json (sizes bounded) and the
+ * safetensors headers (every tensor with the shape the config implies). Reads no tensor data and
+ * allocates nothing the size of the model, so a caller can check the memory the real shape needs
+ * first. `maxSeqLen` sizes the rotary tables as loadHFModel would.
+ */
+export async function inspectHFModel(dir: string, opts: { maxSeqLen?: number } = {}): Promise<InspectedHFModel> {
+  const { weights, ...found } = await openChecked(dir, opts.maxSeqLen);
+  await weights.close();
+  return found;
+}
+
+async function loadFolderTokenizer(dir: string, cfg: LlamaConfig, configPath: string): Promise<Tokenizer> {
+  const tokenizer = await loadTokenizer(dir);
+  if (tokenizer.vocabSize > cfg.vocabSize) {
+    throw new Error(`${join(dir, 'tokenizer.json')}: produces ids up to ${tokenizer.vocabSize - 1}, but ${configPath} has vocab_size ${cfg.vocabSize}`);
+  }
+  return tokenizer;
+}
+
+/** Loads a Hugging Face LLaMA folder. Throws an Error naming the file and the problem. */
+export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): Promise<LoadedHFModel> {
+  const { hfConfig, config: cfg, configPath, weights } = await openChecked(dir, opts.maxSeqLen);
+  let tokenizer: Tokenizer | null = null;
+  let tokenizerConfig: Record<string, unknown> | null = null;
+  let model: LlamaForCausalLM | null = null;
+  try {
+    // The small files first: a bad tokenizer is refused before the model is allocated.
+    const tokConfigPath = join(dir, 'tokenizer_config.json');
+    if (existsSync(tokConfigPath)) tokenizerConfig = readJsonObject(tokConfigPath);
+    if (!opts.noTokenizer && existsSync(join(dir, 'tokenizer.json'))) tokenizer = await loadFolderTokenizer(dir, cfg, configPath);
+    opts.beforeAllocate?.(cfg, hfConfig);
+    model = new LlamaForCausalLM(cfg);
+    // Every header agrees with the config: tensor bytes are read, each straight into its parameter's buffer.
+    for (const [name, t] of model.namedParameters()) weights.fileOf(name)!.readFloat32(name, t.data);
+  } catch (e) {
+    model?.dispose();
     throw e;
   } finally {
     await weights.close();
-  }
-
-  let tokenizer: Tokenizer | null = null;
-  let tokenizerConfig: Record<string, unknown> | null = null;
-  const tokConfigPath = join(dir, 'tokenizer_config.json');
-  if (existsSync(tokConfigPath)) tokenizerConfig = readJsonObject(tokConfigPath);
-  if (!opts.noTokenizer && existsSync(join(dir, 'tokenizer.json'))) {
-    try {
-      tokenizer = await loadTokenizer(dir);
-    } catch (e) {
-      model.dispose();
-      throw e;
-    }
-    if (tokenizer.vocabSize > cfg.vocabSize) {
-      model.dispose();
-      throw new Error(`${join(dir, 'tokenizer.json')}: produces ids up to ${tokenizer.vocabSize - 1}, but ${configPath} has vocab_size ${cfg.vocabSize}`);
-    }
   }
   return { model, tokenizer, hfConfig, tokenizerConfig };
 }

@@ -24,7 +24,7 @@ export function register(program: Command): void {
       let src: ModelSource, metadata: HfMetadata | null;
       try {
         src = await loadModelSource(source);
-        metadata = await sourceMetadata(source, src);
+        metadata = await sourceMetadata(src);
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
