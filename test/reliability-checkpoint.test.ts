@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { Tensor } from '../src/engine/tensor.ts';
 import {
-  cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, manifestEntry, saveCheckpoint, type TrainState,
+  cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, saveCheckpoint, type TrainState,
 } from '../src/train/checkpoint.ts';
-import { tempDir } from './fixtures/reliability/harness.ts';
+import { tamperState, tempDir } from './fixtures/reliability/harness.ts';
 
 function state(step: number): TrainState {
   return {
@@ -110,18 +110,6 @@ test('checkpoints past update 999999 still sort by step', async () => {
   assert.ok(!existsSync(join(run, 'checkpoints', 'step-999999')));
   assert.equal(loadLatestCheckpoint(run, assert.fail).state.step, 1_000_001);
 });
-
-/** Replace state.json and re-hash the manifest, so only the contents are wrong. */
-function tamperState(dir: string, edit: (s: Record<string, unknown>) => void): void {
-  const p = join(dir, 'state.json');
-  const s = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
-  edit(s);
-  writeFileSync(p, JSON.stringify(s));
-  const mp = join(dir, 'manifest.json');
-  const m = JSON.parse(readFileSync(mp, 'utf8')) as { files: { file: string }[] };
-  m.files = m.files.map((f) => (f.file === 'state.json' ? manifestEntry(dir, 'state.json') : f));
-  writeFileSync(mp, JSON.stringify(m));
-}
 
 test('state.json contents are validated field by field: the file and the field are named', async () => {
   const run = tempDir('ck-state');

@@ -9,12 +9,12 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadCheckpoint, loadLatestCheckpoint, manifestEntry } from '../src/train/checkpoint.ts';
+import { loadCheckpoint, loadLatestCheckpoint } from '../src/train/checkpoint.ts';
 import { resolveConfig } from '../src/train/config.ts';
 import { estimateTrainingMemory, ResourceError } from '../src/train/memory.ts';
 import { modelConfigFor, train } from '../src/train/trainer.ts';
 import {
-  latestCheckpointDir, runCli, runDifferences, startCli, tempDir, tinyRunArgs, writeCorpus,
+  latestCheckpointDir, runCli, runDifferences, startCli, tamperState, tempDir, tinyRunArgs, writeCorpus,
 } from './fixtures/reliability/harness.ts';
 
 const work = tempDir('faults');
@@ -94,18 +94,6 @@ describe('corrupted and truncated checkpoints', () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   });
 });
-
-/** Replace a checkpoint's state.json and re-hash its manifest, so only the contents are wrong. */
-function tamperState(dir: string, edit: (s: Record<string, unknown>) => void): void {
-  const p = join(dir, 'state.json');
-  const s = JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
-  edit(s);
-  writeFileSync(p, JSON.stringify(s));
-  const mp = join(dir, 'manifest.json');
-  const m = JSON.parse(readFileSync(mp, 'utf8')) as { files: { file: string }[] };
-  m.files = m.files.map((f) => (f.file === 'state.json' ? manifestEntry(dir, 'state.json') : f));
-  writeFileSync(mp, JSON.stringify(m));
-}
 
 describe('what a checkpoint does not cover', () => {
   test('a newer checkpoint whose state.json is invalid (manifest re-hashed): --resume names file and field, falls back, deletes no valid checkpoint, and reproduces the run', async () => {
