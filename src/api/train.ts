@@ -31,6 +31,10 @@ function runConfig(config: TrainConfigInput, options: TrainRunOptions): { cfg: T
   const given = resolveConfig(config, 'train() config');
   const runDir = resolve(options.runDir ?? given.out);
   if (!options.resume) return { cfg: given, runDir };
+  const changed = Object.keys(config).filter((k) => !['out', 'backend', 'threads'].includes(k));
+  if (changed.length) {
+    throw new Error(`train(): resume continues ${runDir} with the config saved there; remove ${changed.join(', ')} (only out, backend and threads may be given)`);
+  }
   const saved = readRunConfig(runDir);
   if (config.backend !== undefined) saved.backend = given.backend;
   if (config.threads !== undefined) saved.threads = given.threads;
