@@ -1,6 +1,7 @@
 /**
  * Dense linear algebra that the training step does not need but diagnostics do: singular values
- * (ReLoRA's rank-growth measurement, spec "ΣΔW reaches far higher rank than r").
+ * (ReLoRA's rank-growth measurement: the sum of the merged updates ΣΔW reaches a far higher rank
+ * than r; Lialin et al., ReLoRA, ICLR 2024).
  *
  * Method: σ(A)² are the eigenvalues of the smaller Gram matrix G = A·Aᵀ or Aᵀ·A, formed in
  * float64; G is reduced to tridiagonal form by Householder reflections and the tridiagonal

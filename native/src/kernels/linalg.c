@@ -1,8 +1,10 @@
 /*
  * Singular values through LAPACK's dgesdd (OpenBLAS ships it as liblapack.so.3 on Debian).
  * LAPACK is opened lazily with dlopen on the first call, not linked: the addon builds and loads
- * without it, and OpenBLAS's own thread pool is held to one thread so it never competes with
- * libgomp's (this is a rare, small call: the rank diagnostic at ReLoRA merges).
+ * without it. OpenBLAS is kept to one thread so it never competes with libgomp's pool (this is a
+ * rare, small call: the rank diagnostic at ReLoRA merges): told so through its environment while
+ * it loads, so its pthread build starts no worker threads at all — threads that would otherwise
+ * idle until exit and then be torn down by its destructor while the process exits.
  *
  * A row-major m×n matrix is the column-major n×m Aᵀ, which has the same singular values.
  */
@@ -29,6 +31,9 @@ static dgesdd_fn lapack(void) {
   if (lapack_tried) return dgesdd_ptr;
   lapack_tried = 1;
   const char *names[] = {"liblapack.so.3", "libopenblas.so.0", "liblapack.so"};
+  /* Read by OpenBLAS's constructor; removed again so child processes do not inherit it. */
+  int set_here = getenv("OPENBLAS_NUM_THREADS") == NULL;
+  if (set_here) setenv("OPENBLAS_NUM_THREADS", "1", 1);
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !dgesdd_ptr; i++) {
     void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
     if (!h) continue;
@@ -36,6 +41,7 @@ static dgesdd_fn lapack(void) {
     if (st) st(1);
     dgesdd_ptr = (dgesdd_fn)dlsym(h, "dgesdd_");
   }
+  if (set_here) unsetenv("OPENBLAS_NUM_THREADS");
   if (!dgesdd_ptr) {
     strncpy(lapack_error, "no LAPACK library with dgesdd_ found (install libopenblas-dev or liblapack3)",
             sizeof lapack_error - 1);
