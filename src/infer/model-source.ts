@@ -14,6 +14,7 @@ import { loadHFModel } from '../io/hf-model.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { loraLayers } from '../relora/wrap.ts';
+import { checkInferenceMemory } from './inference-memory.ts';
 import { promptPrefix } from './prompt.ts';
 import { isHuggingFaceFolder, readRunConfig, readRunModelConfig, resolveCheckpoint, runFile } from '../train/run-folder.ts';
 
@@ -121,7 +122,8 @@ export async function loadModelSource(path: string, opts: { maxSeqLen?: number; 
   if (!existsSync(p)) throw new Error(`${p}: no such file or folder`);
   if (!statSync(p).isDirectory()) throw new Error(`${p}: is a file; expected a run folder, a checkpoint folder or a Hugging Face model folder`);
   if (isHuggingFaceFolder(p)) {
-    const hf = await loadHFModel(p, { maxSeqLen: opts.maxSeqLen });
+    // The memory check runs on the shape config.json and the weight headers agree on, before allocation.
+    const hf = await loadHFModel(p, { maxSeqLen: opts.maxSeqLen, beforeAllocate: (cfg) => checkInferenceMemory(cfg, { what: `the model in ${p}` }) });
     const eos = hf.hfConfig.eos_token_id;
     const eosIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
     if (eosIds.length === 0 && hf.tokenizer) eosIds.push(hf.tokenizer.eosId);
