@@ -5,6 +5,8 @@
  */
 #include <node_api.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include "../kernels/kernels.h"
 #include "args.h"
@@ -36,9 +38,51 @@ static napi_value set_threads(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-#define FN(js, c) {js, NULL, c, NULL, NULL, NULL, napi_enumerable, NULL}
+/*
+ * Asynchronous signals wait while native code runs. oneDNN's JIT SGEMM kernels point the stack
+ * pointer into a heap workspace while they run (uxlfoundation/oneDNN#4845, fixed upstream after
+ * the version Debian ships): a signal handler invoked on such a thread pushes its frame into the
+ * heap and corrupts it (glibc aborts later with "corrupted size vs. prev_size", or the process
+ * segfaults). So every binding runs with the asynchronous signals blocked on the calling thread;
+ * one that arrives meanwhile is delivered as soon as the call returns. OpenMP (and OpenBLAS)
+ * worker threads are created inside such calls, or by init below, so they inherit the blocked
+ * mask for life and never run a handler. Synchronous signals stay unblocked: a crash still reports.
+ */
+static sigset_t async_signals;
+
+static void init_async_signals(void) {
+  sigfillset(&async_signals);
+  const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&async_signals, synchronous[i]);
+}
+
+/* Calls the binding stored as the property's data with asynchronous signals blocked. */
+static napi_value with_signals_blocked(napi_env env, napi_callback_info info) {
+  void *binding = NULL;
+  if (napi_get_cb_info(env, info, NULL, NULL, NULL, &binding) != napi_ok || !binding) return NULL;
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &async_signals, &previous);
+  napi_value out = ((napi_callback)binding)(env, info);
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+  return out;
+}
+
+/* Starts the OpenMP thread pool with asynchronous signals blocked, so its threads inherit that. */
+static void start_thread_pool(void) {
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &async_signals, &previous);
+#pragma omp parallel
+  {
+    (void)0;
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, NULL);
+}
+
+#define FN(js, c) {js, NULL, with_signals_blocked, NULL, NULL, NULL, napi_enumerable, (void *)(c)}
 
 static napi_value init(napi_env env, napi_value exports) {
+  init_async_signals();
+  start_thread_pool();
   napi_value blas, lapack, name;
   napi_create_string_utf8(env, relora_blas_name(), NAPI_AUTO_LENGTH, &blas);
   napi_create_string_utf8(env, "native", NAPI_AUTO_LENGTH, &name);
