@@ -15,6 +15,8 @@ import { tokenizerSpec, type TokenizerSpec } from './tokenizer-files.ts';
 export interface EncodedBatch {
   ids: Uint32Array;
   documents: number;
+  /** Whether the batch ends at the end of a document (not inside one). */
+  endsDocument: boolean;
 }
 
 /** Encodes chunks in order; ids outside [0, vocabSize) are an error (they would corrupt the cache). */
@@ -41,7 +43,7 @@ export function encodeBatch(tokenizer: Tokenizer, chunks: readonly TextChunk[]):
       out[at++] = id;
     }
   }
-  return { ids: out, documents };
+  return { ids: out, documents, endsDocument: chunks.length > 0 && chunks[chunks.length - 1]!.end };
 }
 
 /** Encodes batches; `submit` returns results in any order of completion, `take` in submission order. */
@@ -67,11 +69,19 @@ class SerialEncoder implements BatchEncoder {
   async close(): Promise<void> {}
 }
 
-type Reply = { ok: true; ids: Uint32Array; documents: number } | { ok: false; message: string };
+type Reply = ({ ok: true } & EncodedBatch) | { ok: false; message: string };
 
-/** The worker script next to this file (.ts under tsx, .js once built). */
-function workerUrl(): URL {
-  return new URL(`./tokenize-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+/**
+ * A worker running tokenize-worker next to this file: the .js file once built; under tsx (tests,
+ * scripts) the .ts file, after registering tsx in the worker, which does not inherit the loader.
+ */
+function startWorker(spec: TokenizerSpec): Worker {
+  const extension = extname(fileURLToPath(import.meta.url));
+  const script = new URL(`./tokenize-worker${extension}`, import.meta.url);
+  if (extension !== '.ts') return new Worker(script, { workerData: spec });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(script.href)}); });`;
+  return new Worker(boot, { eval: true, workerData: spec });
 }
 
 interface Waiting {
@@ -91,12 +101,12 @@ class WorkerPoolEncoder implements BatchEncoder {
     this.depth = 2 * count;
     this.waiting = Array.from({ length: count }, () => []);
     this.workers = Array.from({ length: count }, (_, w) => {
-      const worker = new Worker(workerUrl(), { workerData: spec });
+      const worker = startWorker(spec);
       worker.unref();
       const queue = this.waiting[w]!;
       worker.on('message', (reply: Reply) => {
         const waiting = queue.shift();
-        if (reply.ok) waiting?.resolve({ ids: reply.ids, documents: reply.documents });
+        if (reply.ok) waiting?.resolve({ ids: reply.ids, documents: reply.documents, endsDocument: reply.endsDocument });
         else waiting?.reject(new Error(reply.message));
       });
       worker.on('error', (err: Error) => {

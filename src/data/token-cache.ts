@@ -145,20 +145,17 @@ async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: stri
   const stale: string[] = [];
   let best: { path: string; progress: Progress } | null = null;
   for (const name of await readdir(cacheDir)) {
-    const m = TEMP_PATTERN.exec(name.replace(/\.progress$/, ''));
+    const m = TEMP_PATTERN.exec(name.replace(/\.progress(\.new)?$/, ''));
     if (m === null || processIsAlive(Number(m[2]))) continue;
     const path = join(cacheDir, name);
-    if (m[1] === `${key}.tokens` && !name.endsWith('.progress')) {
+    stale.push(path);
+    if (m[1] === `${key}.tokens` && name === m[0]) {
       const progress = await readProgress(`${path}.progress`);
-      if (progress !== null && (best === null || progress.tokens > best.progress.tokens)) {
-        if (best !== null) stale.push(best.path, `${best.path}.progress`);
-        best = { path, progress };
-        continue;
-      }
+      if (progress !== null && (best === null || progress.tokens > best.progress.tokens)) best = { path, progress };
     }
-    if (best === null || (path !== best.path && path !== `${best.path}.progress`)) stale.push(path);
   }
-  await Promise.all(stale.map((p) => rm(p, { force: true })));
+  const keep = best === null ? [] : [best.path, `${best.path}.progress`];
+  await Promise.all(stale.filter((p) => !keep.includes(p)).map((p) => rm(p, { force: true })));
   if (best === null) return null;
   try {
     // Another run may adopt the same file at the same moment: only one rename succeeds.
@@ -175,6 +172,8 @@ async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: stri
 export class TokenWriter {
   private readonly buffer: Uint16Array | Uint32Array;
   private fill = 0;
+  /** Where the next bytes go: after the tokens already in the file (a resumed file is appended to). */
+  private position: number;
   tokens: number;
   documents: number;
 
@@ -182,6 +181,7 @@ export class TokenWriter {
     this.buffer = dtype === 'uint16' ? new Uint16Array(1 << 20) : new Uint32Array(1 << 20);
     this.tokens = start.tokens;
     this.documents = start.documents;
+    this.position = start.tokens * this.buffer.BYTES_PER_ELEMENT;
   }
 
   /** Opens `path` for writing after the first `start.tokens` tokens (a resumed file is cut there). */
@@ -213,7 +213,8 @@ export class TokenWriter {
     const bytes = new Uint8Array(this.buffer.buffer, 0, this.fill * this.buffer.BYTES_PER_ELEMENT);
     try {
       let done = 0;
-      while (done < bytes.length) done += (await this.fh.write(bytes, done, bytes.length - done)).bytesWritten;
+      while (done < bytes.length) done += (await this.fh.write(bytes, done, bytes.length - done, this.position + done)).bytesWritten;
+      this.position += bytes.length;
     } catch (err) {
       throw cacheWriteError(this.path, err);
     }
@@ -308,13 +309,14 @@ export async function buildTokenCache(
     let nextProgress = Math.ceil((writer.documents + 1) / progressEvery) * progressEvery;
     let nextCheckpoint = writer.tokens + checkpointTokens;
     const takeOne = async () => {
-      const { ids, documents } = await encoder.take();
+      const { ids, documents, endsDocument } = await encoder.take();
       await writer.append(ids, documents);
       if (options.onProgress && writer.documents >= nextProgress) {
         options.onProgress({ documents: writer.documents, tokens: writer.tokens });
         nextProgress = Math.floor(writer.documents / progressEvery) * progressEvery + progressEvery;
       }
-      if (writer.tokens >= nextCheckpoint) {
+      // A progress record must fall between documents: resuming skips whole documents.
+      if (writer.tokens >= nextCheckpoint && endsDocument) {
         await writer.checkpoint();
         nextCheckpoint = writer.tokens + checkpointTokens;
       }

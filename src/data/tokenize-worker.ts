@@ -11,8 +11,8 @@ const tokenizer = tokenizerFromSpec(workerData as TokenizerSpec);
 const port = parentPort!;
 port.on('message', (chunks: TextChunk[]) => {
   try {
-    const { ids, documents } = encodeBatch(tokenizer, chunks);
-    port.postMessage({ ok: true, ids, documents }, [ids.buffer as ArrayBuffer]);
+    const batch = encodeBatch(tokenizer, chunks);
+    port.postMessage({ ok: true, ...batch }, [batch.ids.buffer as ArrayBuffer]);
   } catch (err) {
     port.postMessage({ ok: false, message: (err as Error).message });
   }
