@@ -78,6 +78,12 @@ test('a run continued from a Llama-3-like folder exports with the source metadat
     const ids = randomIds(1, 7, 128256, 3);
     assert.ok(maxAbsDiff(logitsOf(back.model, ids), logitsOf(model, ids)) < 1e-6, 'the weights are the run\'s');
     back.model.dispose();
+    // relora generate prompts the run as transformers prompts the source and the export: BOS first, Llama-3's EOS.
+    const fromRun = await loadModelSource(run), fromExport = await loadModelSource(out);
+    assert.deepEqual([fromRun.promptPrefix, fromRun.eosIds], [[LLAMA3_BOS], [LLAMA3_EOS]]);
+    assert.deepEqual([fromExport.promptPrefix, fromExport.eosIds], [fromRun.promptPrefix, fromRun.eosIds]);
+    fromRun.model.dispose();
+    fromExport.model.dispose();
 
     // A run that grew the vocabulary: vocab_size follows the weights, everything else stays.
     const grownRun = join(dir, 'grown');

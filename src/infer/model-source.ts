@@ -11,11 +11,12 @@ import type { Tokenizer } from '../data/tokenizer.ts';
 import { K } from '../engine/backend.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { loadHFModel } from '../io/hf-model.ts';
+import { hfSourceDir, readHfMetadata } from '../io/hf-metadata.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { loraLayers } from '../relora/wrap.ts';
 import { checkInferenceMemory } from './inference-memory.ts';
-import { promptPrefix } from './prompt.ts';
+import { specialTokensFromHF } from './special-tokens.ts';
 import { isHuggingFaceFolder, readRunConfig, readRunModelConfig, resolveCheckpoint, runFile } from '../train/run-folder.ts';
 
 // Where a path points is decided by the run folder module; re-exported for export's metadata.
@@ -79,7 +80,13 @@ export async function loadCheckpointModel(path: string, warn: (msg: string) => v
   } finally {
     await st.close();
   }
-  return { kind: 'checkpoint', dir: checkpointDir, runDir, model, tokenizer, tokenizerConfig: null, eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
+  // A run continued from a Hugging Face folder is prompted as that folder (and its export) is.
+  const kept = await readHfMetadata(hfSourceDir(runDir)).catch((e: unknown) => {
+    model.dispose();
+    throw e;
+  });
+  const special = kept ? specialTokensFromHF(kept.hfConfig, kept.tokenizerConfig, tokenizer) : { eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
+  return { kind: 'checkpoint', dir: checkpointDir, runDir, model, tokenizer, tokenizerConfig: kept?.tokenizerConfig ?? null, ...special };
 }
 
 /** W += (alpha / r)·B·A for one module, with the factors' shapes checked against W. */
@@ -124,11 +131,8 @@ export async function loadModelSource(path: string, opts: { maxSeqLen?: number; 
   if (isHuggingFaceFolder(p)) {
     // The memory check runs on the shape config.json and the weight headers agree on, before allocation.
     const hf = await loadHFModel(p, { maxSeqLen: opts.maxSeqLen, beforeAllocate: (cfg) => checkInferenceMemory(cfg, { what: `the model in ${p}` }) });
-    const eos = hf.hfConfig.eos_token_id;
-    const eosIds = eos === null ? [] : Array.isArray(eos) ? eos : [eos];
-    if (eosIds.length === 0 && hf.tokenizer) eosIds.push(hf.tokenizer.eosId);
-    const prefix = promptPrefix(hf.tokenizer?.toJSON() ?? null, hf.tokenizerConfig, hf.hfConfig.bos_token_id);
-    return { kind: 'huggingface', dir: p, model: hf.model, tokenizer: hf.tokenizer, tokenizerConfig: hf.tokenizerConfig, eosIds, promptPrefix: prefix };
+    const special = specialTokensFromHF(hf.hfConfig, hf.tokenizerConfig, hf.tokenizer);
+    return { kind: 'huggingface', dir: p, model: hf.model, tokenizer: hf.tokenizer, tokenizerConfig: hf.tokenizerConfig, ...special };
   }
   return loadCheckpointModel(p, opts.warn);
 }

@@ -12,7 +12,7 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { atomicWriteFile } from './atomic.ts';
-import { readHFConfig } from './hf-config.ts';
+import { readHFConfig, type LlamaHFConfig } from './hf-config.ts';
 
 /** Folder of a run that holds the metadata of the Hugging Face model it was initialised from. */
 export const HF_SOURCE_DIR = 'hf_source';
@@ -39,6 +39,8 @@ export interface HfMetadata {
   dir: string;
   /** config.json as written, every field (not only the ones relora uses). */
   config: Json;
+  /** config.json validated, with transformers' defaults filled in. */
+  hfConfig: LlamaHFConfig;
   generationConfig: Json | null;
   tokenizerConfig: Json | null;
   /** Every metadata file present, by name, as its exact bytes (for copying verbatim). */
@@ -91,7 +93,7 @@ export async function readHfMetadata(dir: string): Promise<HfMetadata | null> {
   const configBytes = files.get('config.json');
   if (!configBytes) return null;
   const configPath = join(dir, 'config.json');
-  await readHFConfig(configPath);
+  const hfConfig = await readHFConfig(configPath);
   const json = (name: string): Json | null => {
     const b = files.get(name);
     return b ? parseJsonObject(b, join(dir, name)) : null;
@@ -100,6 +102,7 @@ export async function readHfMetadata(dir: string): Promise<HfMetadata | null> {
   return {
     dir,
     config: parseJsonObject(configBytes, configPath),
+    hfConfig,
     generationConfig: json('generation_config.json'),
     tokenizerConfig: json('tokenizer_config.json'),
     files,
