@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { brownCorpus, fileCorpus, type Corpus } from '../data/corpus.ts';
 import { splitCorpus } from '../data/split.ts';
-import { trainByteLevelBpe } from '../data/bpe-train.ts';
+import { DEFAULT_MAX_WORDS, trainByteLevelBpeOnCorpus } from '../data/bpe-train.ts';
 import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import { TokenDataset } from '../data/token-cache.ts';
@@ -59,7 +59,12 @@ async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) =>
   if (existsSync(cached)) return loadTokenizer(cached);
   const t0 = Date.now();
   log(`training a byte-level BPE tokenizer (vocabulary ${cfg.tokenizer_vocab_size}) on ${train.name} …`);
-  const tok = await trainByteLevelBpe(train.documents(), { vocabSize: cfg.tokenizer_vocab_size });
+  const { tokenizer: tok, sample } = await trainByteLevelBpeOnCorpus(train, { vocabSize: cfg.tokenizer_vocab_size });
+  log(
+    `tokenizer sample: ${sample.documents} documents, ${(sample.chars / 2 ** 20).toFixed(1)} Mi characters ` +
+      `(${sample.rate < 1 ? `about ${(100 * sample.rate).toFixed(1)}% of the documents` : 'the whole corpus'}), ` +
+      `${sample.distinctWords} distinct words kept (at most ${DEFAULT_MAX_WORDS})`,
+  );
   mkdirSync(join(cacheDir(), 'tokenizers'), { recursive: true });
   await saveTokenizer(tok, cached);
   log(`tokenizer trained in ${((Date.now() - t0) / 1000).toFixed(1)} s (${tok.vocabSize} tokens)`);
