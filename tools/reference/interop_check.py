@@ -13,6 +13,12 @@ relora with equal logits (1e-4) and identical greedy generation of 20 tokens:
 grouped-query attention (float32, single file), grouped-query attention (float16), tied
 embeddings (bfloat16, sharded with an index file).
 
+metadata: a Llama-3-like folder saved by transformers (BOS 128000 put before every text, EOS
+128001, 8192 positions), continued by `relora train --init-from` and exported, keeps its
+metadata: config.json equal but for the weights' dtype, tokenizer_config.json,
+special_tokens_map.json and generation_config.json byte for byte, and AutoTokenizer gives the
+export's prompts the same ids as the source's and as `relora generate` gives the run's.
+
 Prints one line per check and a final "N passed, M failed"; exits 1 if any check failed.
 """
 
@@ -29,12 +35,16 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from interop_models import greedy, greedy_margin, prompt_ids, random_llama  # noqa: E402
+
+BPE_TOKENIZER = REPO / "test" / "fixtures" / "data" / "byte-level-bpe" / "tokenizer.json"
+LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
+KEPT_VERBATIM = ["tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]
 
 LOGIT_TOL = 1e-4
 GREEDY_TOKENS = 20
@@ -51,6 +61,69 @@ class Checks:
         else:
             self.failed += 1
         print(f"{'ok  ' if ok else 'FAIL'} {what}{f' ({detail})' if detail else ''}", flush=True)
+
+
+def llama3_like_folder(folder: Path) -> None:
+    """A small model saved by transformers with Llama-3's special tokens and context length."""
+    cfg = LlamaConfig(vocab_size=128256, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                      num_key_value_heads=1, num_hidden_layers=1, max_position_embeddings=8192, rms_norm_eps=1e-5,
+                      rope_theta=500000.0, bos_token_id=LLAMA3_BOS, eos_token_id=LLAMA3_EOS, tie_word_embeddings=False)
+    torch.manual_seed(5)
+    LlamaForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+    tok = json.loads(BPE_TOKENIZER.read_text())
+
+    def special(i: int, s: str) -> dict:
+        return {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+
+    tok["added_tokens"] += [special(LLAMA3_BOS, "<|begin_of_text|>"), special(LLAMA3_EOS, "<|end_of_text|>")]
+    bos = {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}
+    tok["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [LLAMA3_BOS], "tokens": ["<|begin_of_text|>"]}},
+    }
+    raw = folder / "raw-tokenizer.json"
+    raw.write_text(json.dumps(tok))
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(raw), bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+                                   model_max_length=8192)
+    fast.save_pretrained(folder)
+    raw.unlink()
+
+
+def metadata_round_trip(work: Path, c: Checks) -> None:
+    src = work / "llama3-like"
+    llama3_like_folder(src)
+    t0 = time.time()
+    driver("init-export", str(src), str(work))
+    ours = json.loads((work / "relora.json").read_text())
+    hf = work / "hf"
+    print(f"relora continued {src.name} with --init-from and exported it in {time.time() - t0:.0f} s "
+          f"(files: {', '.join(sorted(p.name for p in hf.iterdir()))})")
+    a = json.loads((src / "config.json").read_text())
+    b = json.loads((hf / "config.json").read_text())
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    c.check(set(changed) <= {"dtype", "torch_dtype"}, "config.json of the export equals the source's (the weights' dtype aside)",
+            ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed))
+    cfg = AutoConfig.from_pretrained(hf)
+    got = (cfg.bos_token_id, cfg.eos_token_id, cfg.max_position_embeddings)
+    c.check(got == (LLAMA3_BOS, LLAMA3_EOS, 8192), "transformers reads BOS 128000, EOS 128001 and 8192 positions from the export", str(got))
+    for f in KEPT_VERBATIM:
+        c.check((hf / f).exists() and (hf / f).read_bytes() == (src / f).read_bytes(), f"{f} carried over byte for byte")
+    tok_src = AutoTokenizer.from_pretrained(src)
+    tok_out = AutoTokenizer.from_pretrained(hf)
+    c.check((tok_out.bos_token_id, tok_out.eos_token_id) == (LLAMA3_BOS, LLAMA3_EOS), "AutoTokenizer of the export: BOS and EOS ids",
+            f"{tok_out.bos_token_id}, {tok_out.eos_token_id}")
+    c.check(ours["prompt_prefix"] == [LLAMA3_BOS] and ours["eos_ids"] == [LLAMA3_EOS],
+            "relora generate prompts the run with BOS and stops at Llama-3's EOS", f"prefix {ours['prompt_prefix']}, eos {ours['eos_ids']}")
+    for probe in ours["probes"]:
+        text = probe["text"]
+        ids_src, ids_out = tok_src(text)["input_ids"], tok_out(text)["input_ids"]
+        c.check(ids_out == ids_src == probe["ids"], f"prompt ids of {json.dumps(text, ensure_ascii=False)[:40]}: source, export, relora generate",
+                "" if ids_out == ids_src == probe["ids"] else f"source {ids_src[:8]}, export {ids_out[:8]}, relora {probe['ids'][:8]}")
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+    c.check(model.generation_config.eos_token_id == AutoModelForCausalLM.from_pretrained(src).generation_config.eos_token_id,
+            "generation config of the export: the source's EOS", str(model.generation_config.eos_token_id))
 
 
 def driver(*args: str) -> None:
@@ -156,6 +229,8 @@ def main() -> None:
         relora_to_transformers(work / "relora-export", c)
         print("== transformers -> relora")
         transformers_to_relora(work / "hf-import", c)
+        print("== metadata of a continued model")
+        metadata_round_trip(work / "metadata", c)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,12 @@
  *     `relora export` (WORK/hf, float32), and writes WORK/relora.json: the tokenizer's ids for
  *     the probe strings and the logits of the trained model (LoRA merged) on a fixed text.
  *
+ *   node --import tsx tools/reference/interop_driver.ts init-export SRC WORK
+ *     continues the Hugging Face folder SRC for a few ReLoRA updates (`train --init-from`,
+ *     WORK/run), exports the run with `relora export` (WORK/hf), and writes WORK/relora.json:
+ *     the special tokens `relora generate` prompts the run with, and the ids of the probe strings
+ *     with them, for the check that transformers prompts the export the same way.
+ *
  *   node --import tsx tools/reference/interop_driver.ts import REQUEST.json
  *     REQUEST = {dir, input_ids: [[...]], prompt: [...], new_tokens, out}: loads the Hugging Face
  *     folder `dir` with loadHFModel and writes to `out` the logits of input_ids and the greedy
@@ -116,6 +122,32 @@ async function trainExport(work: string): Promise<void> {
   writeFileSync(join(work, 'relora.json'), JSON.stringify(result));
 }
 
+async function initExport(source: string, work: string): Promise<void> {
+  mkdirSync(work, { recursive: true });
+  const data = join(work, 'corpus.txt');
+  writeFileSync(data, corpus());
+  process.env.RELORA_CACHE_DIR = join(work, 'cache');
+  const runDir = join(work, 'run');
+  const config = resolveConfig({
+    init_from: source, mode: 'relora', rank: 2, alpha: 4, dropout: 0, lr: 1e-3, warm_start_steps: 0, cycle_length: 2,
+    warmup_steps: 1, restart_warmup_steps: 1, steps: 4, seq_len: 64, micro_batch: 2, eval_every: 100, eval_tokens: 128,
+    save_every: 100, data: [data], txt_mode: 'blank-line', seed: 7, backend: 'js', out: runDir,
+  }, 'interop init-from run');
+  await train({ config, runDir, log: () => undefined });
+  const program = new Command('relora').exitOverride();
+  exportCmd.register(program);
+  await program.parseAsync(['export', runDir, join(work, 'hf'), '--dtype', 'float32'], { from: 'user' });
+  const src = await loadModelSource(runDir);
+  const tok = src.tokenizer!;
+  const result = {
+    prompt_prefix: src.promptPrefix,
+    eos_ids: src.eosIds,
+    probes: PROBE_STRINGS.filter((s) => s !== '').map((s) => ({ text: s, ids: [...src.promptPrefix, ...tok.encode(s)] })),
+  };
+  src.model.dispose();
+  writeFileSync(join(work, 'relora.json'), JSON.stringify(result));
+}
+
 interface ImportRequest {
   dir: string;
   input_ids: number[][];
@@ -137,10 +169,11 @@ async function importCheck(requestPath: string): Promise<void> {
   writeFileSync(req.out, JSON.stringify(result));
 }
 
-const [cmd, arg] = process.argv.slice(2);
+const [cmd, arg, arg2] = process.argv.slice(2);
 if (cmd === 'train-export' && arg) await trainExport(arg);
+else if (cmd === 'init-export' && arg && arg2) await initExport(arg, arg2);
 else if (cmd === 'import' && arg) await importCheck(arg);
 else {
-  process.stderr.write('usage: interop_driver.ts train-export WORK | import REQUEST.json\n');
+  process.stderr.write('usage: interop_driver.ts train-export WORK | init-export SRC WORK | import REQUEST.json\n');
   process.exit(2);
 }
