@@ -81,7 +81,12 @@ test('the next export into the same folder removes the temporary folders of kill
   writeFileSync(join(foreign, 'diary.txt'), 'mine');
 
   const model = smallModel();
-  await exportHFModel(model, join(parent, 'hf'));
+  const notes: string[] = [];
+  await exportHFModel(model, join(parent, 'hf'), { log: (m) => notes.push(m) });
+  assert.deepEqual(notes.sort(), [
+    `removed ${stale} (left by export process ${dead}, which is no longer running)`,
+    `restored ${join(parent, 'other')} (an export killed while replacing it had moved it to ${aside})`,
+  ]);
   assert.ok(!existsSync(stale), 'the killed export\'s temporary folder is removed');
   assert.equal(readFileSync(join(parent, 'other', 'config.json'), 'utf8'), '{"kept": true}', 'the moved-aside export is back');
   assert.ok(existsSync(live) && existsSync(foreign));

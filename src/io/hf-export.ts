@@ -45,6 +45,8 @@ export interface ExportOptions {
   tokenizerConfig?: Record<string, unknown> | null;
   /** Replace OUT_DIR when it exists and is not empty. */
   overwrite?: boolean;
+  /** Told what was cleaned up after earlier exports that were killed (see removeStaleExports). */
+  log?: (msg: string) => void;
 }
 
 const SAFETENSORS_DTYPE: Record<HFDtype, WritableDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
@@ -239,7 +241,7 @@ export async function exportHFModel(model: LlamaForCausalLM, outDir: string, opt
   if (!(dtype in SAFETENSORS_DTYPE)) throw new Error(`export: unknown dtype "${dtype}"; expected float32, float16 or bfloat16`);
   const target = resolve(outDir);
   const parent = dirname(target);
-  removeStaleExports(parent);
+  for (const note of removeStaleExports(parent)) opts.log?.(note);
   if (existsSync(target) && !opts.overwrite && !isEmptyDir(target)) {
     throw new Error(`export: ${target} already exists and is not empty; choose another folder or allow overwriting`);
   }

@@ -1,6 +1,6 @@
 """Random-weight LLaMA models made by transformers, for the interop fixtures and checks.
 
-Two shapes cover what importing a Hugging Face model needs beyond the spec's model:
+Two shapes cover what importing a Hugging Face model needs beyond the model relora trains from scratch:
 - "gqa": grouped-query attention (4 query heads share 2 key/value heads), separate lm_head,
   non-default rope_theta and rms_norm_eps;
 - "tied": tied embeddings (lm_head is the embedding; save_pretrained writes no lm_head.weight),

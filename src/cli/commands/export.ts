@@ -31,7 +31,11 @@ export function register(program: Command): void {
       if (!src.tokenizer) process.stderr.write(`warning: ${src.dir} has no tokenizer; the export has none either\n`);
       const target = resolve(outDir);
       const t0 = Date.now();
-      const files = await exportHFModel(src.model, target, sourceExportOptions(src, metadata, { dtype: opts.dtype as HFDtype, overwrite: Boolean(opts.force) }));
+      const files = await exportHFModel(src.model, target, sourceExportOptions(src, metadata, {
+        dtype: opts.dtype as HFDtype,
+        overwrite: Boolean(opts.force),
+        log: (msg) => process.stderr.write(`note: ${msg}\n`),
+      }));
       const params = src.model.parameters().reduce((n, t) => n + t.size, 0);
       process.stdout.write(`exported ${src.dir} -> ${target} (${params.toLocaleString('en-US')} parameters, ${opts.dtype}, ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
       for (const f of files) process.stdout.write(`  ${f}\n`);
