@@ -95,6 +95,14 @@ test('sealing records each defining file once: a file written later is added, an
   await sealRunFiles(run);
   assert.deepEqual(manifest().files.map((f) => f.file).sort(), ['config.json', 'model.json', 'rank_base.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   assert.throws(() => verifyRunFiles(run), /model\.json has changed/);
+  // The Hugging Face metadata an imported model's export carries over is covered too.
+  mkdirSync(join(run, RUN_FILES.hfSource));
+  writeFileSync(join(run, RUN_FILES.hfSource, 'config.json'), '{"bos_token_id": 1}');
+  writeFileSync(join(run, 'model.json'), readFileSync(join(run, 'model.json'), 'utf8').trimEnd()); // undo the edit above
+  verifyRunFiles(run);
+  await sealRunFiles(run);
+  writeFileSync(join(run, RUN_FILES.hfSource, 'config.json'), '{"bos_token_id": 2}');
+  assert.throws(() => verifyRunFiles(run), /run file .*hf_source\/config\.json has changed since the run wrote it/);
   writeFileSync(join(run, RUN_FILES.manifest), '{"files": 3}');
   assert.throws(() => verifyRunFiles(run), /run-manifest\.json: not a run manifest/);
 });

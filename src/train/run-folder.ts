@@ -7,7 +7,8 @@
  *   RUN/tokenizer.json           the run's tokenizer; tokenizer_config.json beside it for an imported one
  *   RUN/model.json               the exact model shape
  *   RUN/rank_base.safetensors    W at the warm start, the reference of the rank measurements
- *   RUN/run-manifest.json        sizes and SHA-256 of the five files above, recorded when written
+ *   RUN/hf_source/               an imported model's Hugging Face metadata, for its export (--init-from)
+ *   RUN/run-manifest.json        sizes and SHA-256 of the files above, recorded when written
  *   RUN/metrics.jsonl            one record per update, evaluation, restart, rank measurement
  *   RUN/checkpoints/step-N/      one checkpoint (its own manifest; see checkpoint.ts)
  *   RUN/latest                   the name of the newest committed checkpoint
@@ -21,6 +22,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/atomic.ts';
+import { HF_METADATA_FILES, HF_SOURCE_DIR } from '../io/hf-metadata.ts';
 import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
 import {
   CHECKPOINTS_DIR, LATEST_POINTER, manifestEntry, manifestMismatch, openLatestCheckpoint, verifyCheckpoint,
@@ -40,6 +42,7 @@ export const RUN_FILES = {
   tokenizerConfig: 'tokenizer_config.json',
   model: 'model.json',
   rankBase: 'rank_base.safetensors',
+  hfSource: HF_SOURCE_DIR,
   manifest: 'run-manifest.json',
   metrics: 'metrics.jsonl',
   checkpoints: CHECKPOINTS_DIR,
@@ -95,8 +98,14 @@ export function readRunModelConfig(runDir: string, tokenizerVocab?: number): Lla
 
 // ---- integrity of the files that define the run ----
 
-/** The files whose change would turn a resumed run into a different one. */
-export const SEALED_RUN_FILES: readonly RunFileKey[] = ['config', 'tokenizer', 'tokenizerConfig', 'model', 'rankBase'];
+/**
+ * The files whose change would turn a resumed run into a different one (or change how its
+ * export is prompted), relative to the run folder.
+ */
+export const SEALED_RUN_FILES: readonly string[] = [
+  ...(['config', 'tokenizer', 'tokenizerConfig', 'model', 'rankBase'] as const).map((key) => RUN_FILES[key]),
+  ...HF_METADATA_FILES.map((name) => `${HF_SOURCE_DIR}/${name}`),
+];
 
 interface RunManifest {
   version: 1;
@@ -123,8 +132,7 @@ export async function sealRunFiles(runDir: string): Promise<void> {
   const manifest = readRunManifest(runDir) ?? { version: 1, files: [] };
   const recorded = new Set(manifest.files.map((f) => f.file));
   let added = false;
-  for (const key of SEALED_RUN_FILES) {
-    const file = RUN_FILES[key];
+  for (const file of SEALED_RUN_FILES) {
     if (recorded.has(file) || !existsSync(join(runDir, file))) continue;
     manifest.files.push(manifestEntry(runDir, file));
     added = true;
