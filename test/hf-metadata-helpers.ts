@@ -44,9 +44,10 @@ export function writeLlama3LikeMetadata(dir: string, config: Record<string, unkn
   const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
   writeFileSync(join(dir, 'config.json'), json(config));
   writeFileSync(join(dir, 'generation_config.json'), json({ bos_token_id: LLAMA3_BOS, eos_token_id: [LLAMA3_EOS, 128009], do_sample: true, temperature: 0.6, top_p: 0.9 }));
+  // As Llama 3's: no add_bos_token; tokenizer.json's post-processor puts BOS before every text.
   writeFileSync(join(dir, 'tokenizer_config.json'), json({
-    add_bos_token: true, add_eos_token: false, bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>',
-    clean_up_tokenization_spaces: true, model_max_length: 1000000000000000019884624838656, tokenizer_class: 'PreTrainedTokenizerFast',
+    bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>', clean_up_tokenization_spaces: true,
+    model_input_names: ['input_ids', 'attention_mask'], model_max_length: 1000000000000000019884624838656, tokenizer_class: 'PreTrainedTokenizerFast',
   }));
   writeFileSync(join(dir, 'special_tokens_map.json'), json({ bos_token: '<|begin_of_text|>', eos_token: '<|end_of_text|>' }));
 }

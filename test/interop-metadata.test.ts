@@ -21,7 +21,7 @@ setBackend('js');
 
 type Json = Record<string, unknown>;
 const readJson = (path: string): Json => JSON.parse(readFileSync(path, 'utf8')) as Json;
-const KEPT_VERBATIM = ['generation_config.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+const KEPT_VERBATIM = ['tokenizer.json', 'generation_config.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 const RUN_SHAPE = { model: { hidden_size: 16, intermediate_size: 32, num_heads: 2, num_layers: 1 }, alpha: 8, rank: 4, seq_len: 64 };
 
 /** The export's config.json equals the source's but for the fields named in `changed`. */

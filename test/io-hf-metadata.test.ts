@@ -26,7 +26,7 @@ test('copyHfMetadata keeps every metadata file of the source byte for byte, and 
     const meta = await readHfMetadata(hfSourceDir(run));
     assert.equal(meta?.config.bos_token_id, 128000);
     assert.equal(meta?.config.max_position_embeddings, 8192);
-    assert.equal(meta?.tokenizerConfig?.add_bos_token, true);
+    assert.equal(meta?.tokenizerConfig?.bos_token, '<|begin_of_text|>');
   } finally {
     cleanup();
   }

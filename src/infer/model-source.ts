@@ -85,7 +85,7 @@ export async function loadCheckpointModel(path: string, warn: (msg: string) => v
     model.dispose();
     throw e;
   });
-  const special = kept ? specialTokensFromHF(kept.hfConfig, kept.tokenizerConfig, tokenizer) : { eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
+  const special = kept ? specialTokensFromHF(kept.hfConfig, kept.tokenizerConfig, tokenizer, kept.tokenizerJson ?? tokenizer?.toJSON() ?? null) : { eosIds: tokenizer ? [tokenizer.eosId] : [], promptPrefix: [] };
   return { kind: 'checkpoint', dir: checkpointDir, runDir, model, tokenizer, tokenizerConfig: kept?.tokenizerConfig ?? null, ...special };
 }
 
@@ -131,7 +131,7 @@ export async function loadModelSource(path: string, opts: { maxSeqLen?: number; 
   if (isHuggingFaceFolder(p)) {
     // The memory check runs on the shape config.json and the weight headers agree on, before allocation.
     const hf = await loadHFModel(p, { maxSeqLen: opts.maxSeqLen, beforeAllocate: (cfg) => checkInferenceMemory(cfg, { what: `the model in ${p}` }) });
-    const special = specialTokensFromHF(hf.hfConfig, hf.tokenizerConfig, hf.tokenizer);
+    const special = specialTokensFromHF(hf.hfConfig, hf.tokenizerConfig, hf.tokenizer, hf.tokenizerJson);
     return { kind: 'huggingface', dir: p, model: hf.model, tokenizer: hf.tokenizer, tokenizerConfig: hf.tokenizerConfig, ...special };
   }
   return loadCheckpointModel(p, opts.warn);

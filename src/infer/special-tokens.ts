@@ -14,10 +14,16 @@ export interface SpecialTokenIds {
   promptPrefix: number[];
 }
 
-/** From config.json and tokenizer_config.json; the tokenizer's EOS when config.json names none. */
-export function specialTokensFromHF(hfConfig: LlamaHFConfig, tokenizerConfig: Record<string, unknown> | null, tokenizer: Tokenizer | null): SpecialTokenIds {
+/**
+ * From config.json, tokenizer_config.json and tokenizer.json (`tokenizerJson`, default the
+ * tokenizer's own: its post-processor may put BOS first); the tokenizer's EOS when config.json
+ * names none.
+ */
+export function specialTokensFromHF(
+  hfConfig: LlamaHFConfig, tokenizerConfig: Record<string, unknown> | null, tokenizer: Tokenizer | null, tokenizerJson: object | null = tokenizer?.toJSON() ?? null,
+): SpecialTokenIds {
   const eos = hfConfig.eos_token_id;
   const eosIds = eos === null ? [] : Array.isArray(eos) ? [...eos] : [eos];
   if (eosIds.length === 0 && tokenizer) eosIds.push(tokenizer.eosId);
-  return { eosIds, promptPrefix: promptPrefix(tokenizer?.toJSON() ?? null, tokenizerConfig, hfConfig.bos_token_id) };
+  return { eosIds, promptPrefix: promptPrefix(tokenizerJson, tokenizerConfig, hfConfig.bos_token_id) };
 }

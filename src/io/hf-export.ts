@@ -6,7 +6,7 @@
  *
  * A model that came from a Hugging Face folder (exported directly, or continued with
  * `--init-from`, whose run keeps the source's metadata) is written with that metadata unchanged
- * (BOS/EOS ids, max_position_embeddings, tokenizer_config.json, special_tokens_map.json, …);
+ * (BOS/EOS ids, max_position_embeddings, tokenizer.json, tokenizer_config.json, …);
  * only what the model truly changed (a grown vocabulary, the weight dtype) is updated. A model
  * trained from scratch gets generated metadata whose BOS/EOS agree with `relora generate`.
  *
@@ -52,7 +52,7 @@ export interface ExportOptions {
 const SAFETENSORS_DTYPE: Record<HFDtype, WritableDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
 /** Metadata files that describe the tokenizer: written only with a tokenizer.json. */
-const TOKENIZER_METADATA = new Set(['tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.json', 'chat_template.jinja']);
+const TOKENIZER_METADATA = new Set(['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.json', 'chat_template.jinja']);
 
 function json(v: unknown): string {
   return `${JSON.stringify(v, null, 2)}\n`;
@@ -248,7 +248,8 @@ export async function exportHFModel(model: LlamaForCausalLM, outDir: string, opt
   const tensors = weightsToWrite(model, SAFETENSORS_DTYPE[dtype]);
   const files = metadataFiles(model.config, dtype, opts);
   if (opts.tokenizer) {
-    files.set('tokenizer.json', JSON.stringify(opts.tokenizer.toJSON()));
+    // The source's own tokenizer.json when the metadata has it (the same tokenizer, as written).
+    if (!files.has('tokenizer.json')) files.set('tokenizer.json', JSON.stringify(opts.tokenizer.toJSON()));
     if (opts.tokenizerConfig) files.set('tokenizer_config.json', json(opts.tokenizerConfig));
   }
   const weightBytes = Object.values(tensors).reduce((n, t) => n + t.data.length * (dtype === 'float32' ? 4 : 2), 0);

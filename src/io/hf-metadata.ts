@@ -6,8 +6,9 @@
  * these from the run would make transformers prompt the exported model differently from the
  * original.
  *
- * A run keeps them in RUN/hf_source/, byte for byte. The weights and tokenizer.json are not kept
- * here: the run has its own copies.
+ * A run keeps them in RUN/hf_source/, byte for byte, tokenizer.json included: the run's own
+ * RUN/tokenizer.json is what relora tokenises with, which need not keep everything the source's
+ * says (e.g. its post-processor, which makes transformers put BOS before every text).
  */
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,9 +18,10 @@ import { readHFConfig, type LlamaHFConfig } from './hf-config.ts';
 /** Folder of a run that holds the metadata of the Hugging Face model it was initialised from. */
 export const HF_SOURCE_DIR = 'hf_source';
 
-/** The metadata files a Hugging Face model folder may have (weights and tokenizer.json aside). */
+/** The metadata files a Hugging Face model folder may have (everything but the weights). */
 export const HF_METADATA_FILES = [
   'config.json',
+  'tokenizer.json',
   'generation_config.json',
   'tokenizer_config.json',
   'special_tokens_map.json',
@@ -28,8 +30,11 @@ export const HF_METADATA_FILES = [
   'chat_template.jinja',
 ] as const;
 
-/** Metadata files are small; a larger one is not metadata and is refused rather than copied. */
-const MAX_METADATA_BYTES = 16 * 2 ** 20;
+/**
+ * Metadata files are small (the largest, tokenizer.json, is ≈ 9 MB for Llama 3 and ≈ 34 MB for
+ * Gemma); a larger one is not metadata and is refused rather than copied.
+ */
+const MAX_METADATA_BYTES = 128 * 2 ** 20;
 
 type Json = Record<string, unknown>;
 
@@ -43,6 +48,8 @@ export interface HfMetadata {
   hfConfig: LlamaHFConfig;
   generationConfig: Json | null;
   tokenizerConfig: Json | null;
+  /** tokenizer.json as written (post-processor and added tokens included); null when absent. */
+  tokenizerJson: Json | null;
   /** Every metadata file present, by name, as its exact bytes (for copying verbatim). */
   files: Map<string, Uint8Array>;
 }
@@ -98,13 +105,14 @@ export async function readHfMetadata(dir: string): Promise<HfMetadata | null> {
     const b = files.get(name);
     return b ? parseJsonObject(b, join(dir, name)) : null;
   };
-  for (const name of HF_METADATA_FILES) if (name.endsWith('.json')) json(name);
+  for (const name of HF_METADATA_FILES) if (name.endsWith('.json') && name !== 'tokenizer.json') json(name);
   return {
     dir,
     config: parseJsonObject(configBytes, configPath),
     hfConfig,
     generationConfig: json('generation_config.json'),
     tokenizerConfig: json('tokenizer_config.json'),
+    tokenizerJson: json('tokenizer.json'),
     files,
   };
 }

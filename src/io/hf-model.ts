@@ -49,6 +49,11 @@ export interface LoadedHFModel {
   hfConfig: LlamaHFConfig;
   /** tokenizer_config.json as found, for writing the folder back out; null when absent. */
   tokenizerConfig: Record<string, unknown> | null;
+  /**
+   * tokenizer.json as found (null without a tokenizer): its post-processor says whether a text
+   * starts with BOS, which the tokenizer relora runs need not keep.
+   */
+  tokenizerJson: Record<string, unknown> | null;
 }
 
 /** Tensors a LLaMA checkpoint may carry that are not parameters (old transformers saved these buffers). */
@@ -184,12 +189,16 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
   const { hfConfig, config: cfg, configPath, weights } = await openChecked(dir, opts.maxSeqLen);
   let tokenizer: Tokenizer | null = null;
   let tokenizerConfig: Record<string, unknown> | null = null;
+  let tokenizerJson: Record<string, unknown> | null = null;
   let model: LlamaForCausalLM | null = null;
   try {
     // The small files first: a bad tokenizer is refused before the model is allocated.
     const tokConfigPath = join(dir, 'tokenizer_config.json');
     if (existsSync(tokConfigPath)) tokenizerConfig = readJsonObject(tokConfigPath);
-    if (!opts.noTokenizer && existsSync(join(dir, 'tokenizer.json'))) tokenizer = await loadFolderTokenizer(dir, cfg, configPath);
+    if (!opts.noTokenizer && existsSync(join(dir, 'tokenizer.json'))) {
+      tokenizer = await loadFolderTokenizer(dir, cfg, configPath);
+      tokenizerJson = readJsonObject(join(dir, 'tokenizer.json'));
+    }
     opts.beforeAllocate?.(cfg, hfConfig);
     model = new LlamaForCausalLM(cfg);
     // Every header agrees with the config: tensor bytes are read, each straight into its parameter's buffer.
@@ -200,5 +209,5 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
   } finally {
     await weights.close();
   }
-  return { model, tokenizer, hfConfig, tokenizerConfig };
+  return { model, tokenizer, hfConfig, tokenizerConfig, tokenizerJson };
 }
