@@ -36,7 +36,7 @@ async function run(args: string[]): Promise<RunResult> {
   }
 }
 
-test('scheduleReport: defaults give the spec schedule and restarts after 251, 501, 751', () => {
+test('scheduleReport: defaults give the schedule of docs/method.md and restarts after 251, 501, 751', () => {
   const r = scheduleReport({
     scheduler: 'cosine_restarts', steps: 1000, warmupSteps: 100, restartWarmupSteps: 50, cycleLength: 250, minLrRatio: 0.1,
   });

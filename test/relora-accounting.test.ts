@@ -6,14 +6,14 @@ import { namedConfig, NAMED_CONFIGS } from '../src/nn/config.ts';
 import { trainingFootprint } from '../src/relora/accounting.ts';
 import { DEFAULT_LORA } from '../src/relora/wrap.ts';
 
-// The spec's table (section 2): total and trainable-in-ReLoRA at r = 128, in millions.
+// The table of docs/method.md ("Model"): total and trainable-in-ReLoRA at r = 128, in millions.
 const SPEC: Record<string, [number, number]> = {
   llama_9m: [9.0, 9.5], llama_20m: [19.6, 18.9], llama_35m: [35.3, 30.3], llama_40m: [42.5, 34.5], llama_60m: [58.2, 42.9],
   llama_71m: [70.7, 47.8], llama_100m: [100.1, 59.8], llama_130m: [134.3, 71.7], llama_250m: [247.5, 98.9], llama_350m: [368.2, 125.6],
   llama_1b: [1339.5, 251.1],
 };
 
-test('relora info numbers match the spec table for every named config', () => {
+test('relora info numbers match the table of docs/method.md for every named config', () => {
   assert.deepEqual(Object.keys(SPEC).sort(), Object.keys(NAMED_CONFIGS).sort());
   for (const [name, [total, trainable]] of Object.entries(SPEC)) {
     const fp = trainingFootprint(namedConfig(name), 'relora', DEFAULT_LORA);

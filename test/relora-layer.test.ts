@@ -72,7 +72,7 @@ test('frozen weights get no gradient; LoRA factors, embeddings, norms and lm_hea
   assert.ok(b.grad!.data.some((x) => x !== 0));
 });
 
-test('parameter counts match the spec table (total and trainable at r = 128)', () => {
+test('parameter counts match the table of docs/method.md (total and trainable at r = 128)', () => {
   const expected: Record<string, [number, number]> = {
     llama_9m: [9.0, 9.5], llama_20m: [19.6, 18.9], llama_35m: [35.3, 30.3], llama_60m: [58.2, 42.9], llama_130m: [134.3, 71.7],
   };

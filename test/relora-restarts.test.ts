@@ -7,7 +7,7 @@ test('N = 1000, R = 250: restarts after updates 251, 501, 751', () => {
   assert.deepEqual(restartsAfter(1000, 250), [251, 501, 751]);
 });
 
-test('isRestartAfter agrees with restartsAfter and the spec rule', () => {
+test('isRestartAfter agrees with restartsAfter and the rule of docs/method.md', () => {
   for (const [N, R] of [[1000, 250], [30, 7], [12, 1], [5, 5]]) {
     const listed = new Set(restartsAfter(N, R));
     for (let u = 1; u <= N; u++) {

@@ -3,7 +3,7 @@
  * pre-norm RMSNorm, rotary embeddings (rotate half), causal multi-head attention, SwiGLU MLP,
  * final norm, untied lm_head, no biases. Parameter names are Hugging Face's.
  *
- * Beyond the spec, for models imported from Hugging Face: grouped-query attention
+ * Beyond the reference shapes, for models imported from Hugging Face: grouped-query attention
  * (numKVHeads < numHeads; k_proj and v_proj are [numKVHeads·headDim, hidden]) and tied
  * embeddings (lm_head shares the embedding tensor, listed once as model.embed_tokens.weight).
  */

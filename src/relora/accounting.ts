@@ -8,7 +8,7 @@ import { validateLoraOptions } from './lora-linear.ts';
 import type { TrainingMode, WrapOptions } from './wrap.ts';
 
 export interface TrainingFootprint {
-  /** Parameters of the model itself (what the spec's table and an exported model count). */
+  /** Parameters of the model itself (what docs/method.md's table of sizes and an exported model count). */
   params_total: number;
   /** LoRA factors held on top of it (0 in full mode). */
   params_lora: number;
