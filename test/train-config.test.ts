@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConfigError, resolveConfig, suggestKey } from '../src/train/config.ts';
+import { Command } from 'commander';
+import { addConfigOptions } from '../src/cli/commands/train.ts';
+import { CONFIG_KEYS, ConfigError, resolveConfig, suggestKey } from '../src/train/config.ts';
 import { planPhases } from '../src/train/trainer.ts';
 import { restartsAfter } from '../src/relora/restarts.ts';
 
@@ -58,4 +60,27 @@ test('a token budget is turned into whole updates; full mode has one phase', () 
   assert.equal(c.steps, 100);
   assert.equal(c.grad_accum, 4);
   assert.deepEqual(planPhases(c).map((p) => [p.phase, p.steps]), [['full', 100]]);
+});
+
+test('a bad value inside a model shape or a list names its field, what was expected and what was given', () => {
+  const p = problems({ model: { hidden_size: 0, intermediate_size: 64, num_heads: 4 } });
+  assert.ok(p.includes('model.hidden_size: Too small: expected number to be >0 (got 0)'), p.join('\n'));
+  assert.ok(p.includes('model.num_layers: missing; expected number'), p.join('\n'));
+  assert.ok(!p.some((x) => /model\b.*expected string/.test(x)), `the model-name alternative is not what was meant: ${p.join('\n')}`);
+  assert.deepEqual(problems({ model: 5 }), ['model: expected string or object, got 5']);
+  assert.deepEqual(problems({ rank_sample: ['q_proj', 3] }), ['rank_sample.1: expected string, got 3']);
+  assert.ok(problems({ seq_len: 1 }).some((x) => x === 'seq_len: Too small: expected number to be >=2 (got 1)'));
+  assert.ok(!problems({ model: { hidden_size: 0 } }).some((x) => x.includes('Invalid input')));
+});
+
+test('train --help shows every config key as a flag, with what it does', () => {
+  const help = addConfigOptions(new Command('train')).helpInformation();
+  for (const key of CONFIG_KEYS) {
+    const line = help.split('\n').find((l) => l.trimStart().startsWith(`--${key.replace(/_/g, '-')} `));
+    assert.ok(line, `--${key.replace(/_/g, '-')} is in the help`);
+    assert.ok(!line.includes('config key'), `--${key.replace(/_/g, '-')} has a description: ${line}`);
+  }
+  assert.match(help, /--tokenizer <value> +a tokenizer\.json/);
+  assert.match(help, /--warmup-steps <value> +linear warm-up updates/);
+  assert.match(help, /--rank <value> +LoRA rank r \(default 32\)/);
 });

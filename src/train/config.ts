@@ -4,11 +4,11 @@
  * Every problem is reported together, before any work starts.
  */
 import { z } from 'zod';
-import { NAMED_CONFIGS } from '../nn/config.ts';
+import { NAMED_CONFIGS, namedConfig, validateConfig, type LlamaConfig } from '../nn/config.ts';
 import { PROJECTIONS } from '../nn/llama.ts';
 import { SCHEDULER_KINDS, validateScheduleConfig } from '../optim/schedule.ts';
 import { parseResetKind } from '../relora/prune.ts';
-import { TRAINING_MODES } from '../relora/wrap.ts';
+import { TRAINING_MODES, type WrapOptions } from '../relora/wrap.ts';
 
 const customModel = z.object({
   hidden_size: z.number().int().positive(),
@@ -20,65 +20,58 @@ const customModel = z.object({
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 
+/** The model trained when the config names none (and does not continue one with init_from). */
+export const DEFAULT_MODEL = { hidden_size: 128, intermediate_size: 352, num_heads: 4, num_layers: 4 } as const;
+
+/**
+ * Every key, with the description `relora train --help` shows. Defaults are the reference's
+ * (Lialin et al., ReLoRA) scaled to a small CPU run.
+ */
 export const TrainConfigSchema = z.object({
-  /** A named config (llama_9m … llama_1b) or a custom shape. */
-  model: z.union([z.string(), customModel]).default({ hidden_size: 128, intermediate_size: 352, num_heads: 4, num_layers: 4 }),
-  /** Defaults to the tokenizer's vocabulary size. */
-  vocab_size: positiveInt.optional(),
-  mode: z.enum(TRAINING_MODES as unknown as [string, ...string[]]).default('relora'),
-  rank: positiveInt.default(32),
-  alpha: z.number().positive().default(32),
-  dropout: z.number().min(0).lt(1).default(0.1),
-  /** lora/relora: form the frozen weights' products in bfloat16 (fp32 accumulation; W stays fp32). */
-  frozen_bf16: z.boolean().default(false),
-  target_modules: z.array(z.enum(PROJECTIONS)).min(1).default([...PROJECTIONS]),
-  /** Peak learning rate of the LoRA / ReLoRA phase (or of the whole run in full mode). */
-  lr: z.number().positive().default(4e-3),
-  /** Peak learning rate of the full-rank warm start; default lr / 2 (the reference uses about half). */
-  warm_start_lr: z.number().positive().optional(),
-  scheduler: z.enum(SCHEDULER_KINDS as unknown as [string, ...string[]]).optional(),
-  warmup_steps: nonNegInt.default(30),
-  restart_warmup_steps: nonNegInt.default(20),
-  min_lr_ratio: z.number().gt(0).max(1).default(0.1),
-  /** Full-rank updates before the ReLoRA (or LoRA) phase. */
-  warm_start_steps: nonNegInt.default(200),
-  cycle_length: positiveInt.default(200),
-  optimizer_reset: z.string().default('reset'),
-  weight_decay: z.number().min(0).default(0),
-  clip_norm: z.number().min(0).default(1),
-  seq_len: positiveInt.default(128),
-  micro_batch: positiveInt.default(16),
-  /** Sequences per update; gradient accumulation = batch_size / micro_batch. Default micro_batch. */
-  batch_size: positiveInt.optional(),
-  /** Number of updates. */
-  steps: positiveInt.optional(),
-  /** Or a token budget (rounded down to whole updates). */
-  tokens: positiveInt.optional(),
-  eval_every: positiveInt.default(200),
-  /** Held-out tokens evaluated each time (whole sequences; all of them if fewer). */
-  eval_tokens: positiveInt.default(65536),
-  save_every: positiveInt.default(200),
-  keep_checkpoints: positiveInt.default(2),
-  seed: nonNegInt.max(4294967295).default(0),
-  backend: z.enum(['native', 'js', 'auto']).default('auto'),
-  threads: positiveInt.optional(),
-  /** Training data: files, folders or globs (.txt, .jsonl, .parquet). Default: the shipped Brown corpus. */
-  data: z.array(z.string().min(1)).optional(),
-  /** Validation data; if absent, val_fraction of the training documents is held out. */
-  validation: z.array(z.string().min(1)).optional(),
-  val_fraction: z.number().gt(0).lt(1).default(0.05),
-  text_field: z.string().min(1).default('text'),
-  txt_mode: z.enum(['file', 'blank-line']).default('file'),
-  /** An existing tokenizer.json, or absent to train a byte-level BPE of tokenizer_vocab_size. */
-  tokenizer: z.string().min(1).optional(),
-  tokenizer_vocab_size: z.number().int().min(300).max(1_000_000).default(8000),
-  /** A Hugging Face LLaMA folder to continue pre-training (its weights, shape and tokenizer). */
-  init_from: z.string().min(1).optional(),
-  /** Singular-value tracking: "default" (a few matrices), "all", "none", or module names. */
-  rank_sample: z.union([z.enum(['default', 'all', 'none']), z.array(z.string())]).default('default'),
-  out: z.string().min(1).default('runs/relora'),
-  /** Updates skipped for a non-finite loss or gradient before the run stops (see src/train/trainer.ts). */
-  max_skipped_updates: nonNegInt.default(10),
+  model: z.union([z.string(), customModel]).optional()
+    .describe('a named model (llama_9m … llama_1b) or a JSON shape {hidden_size, intermediate_size, num_heads, num_layers}; default a 4-layer 128-wide model; not with init_from'),
+  vocab_size: positiveInt.optional().describe("embedding rows; default the tokenizer's vocabulary size (never below it)"),
+  mode: z.enum(TRAINING_MODES as unknown as [string, ...string[]]).default('relora').describe('full, lora or relora'),
+  rank: positiveInt.default(32).describe('LoRA rank r'),
+  alpha: z.number().positive().default(32).describe('LoRA scaling numerator (scale alpha / r)'),
+  dropout: z.number().min(0).lt(1).default(0.1).describe('dropout on the LoRA branch input'),
+  frozen_bf16: z.boolean().default(false).describe("lora/relora: form the frozen weights' products in bfloat16 (fp32 accumulation; W stays fp32)"),
+  target_modules: z.array(z.enum(PROJECTIONS)).min(1).default([...PROJECTIONS]).describe('projections wrapped with LoRA (comma-separated)'),
+  lr: z.number().positive().default(4e-3).describe('peak learning rate of the LoRA/ReLoRA phase (of the whole run in full mode)'),
+  warm_start_lr: z.number().positive().optional().describe('peak learning rate of the full-rank warm start; default lr / 2'),
+  scheduler: z.enum(SCHEDULER_KINDS as unknown as [string, ...string[]]).optional().describe('learning-rate schedule; default cosine_restarts for relora, cosine otherwise'),
+  warmup_steps: nonNegInt.default(30).describe('linear warm-up updates at the start of each phase'),
+  restart_warmup_steps: nonNegInt.default(20).describe('relora: warm-up updates after each merge'),
+  min_lr_ratio: z.number().gt(0).max(1).default(0.1).describe('lowest learning rate as a fraction of the peak'),
+  warm_start_steps: nonNegInt.default(200).describe('full-rank updates before the LoRA/ReLoRA phase'),
+  cycle_length: positiveInt.default(200).describe('relora: updates between merges'),
+  optimizer_reset: z.string().default('reset').describe('relora: optimizer state at a merge: reset, random:<fraction> or magnitude:<fraction>'),
+  weight_decay: z.number().min(0).default(0).describe('AdamW weight decay'),
+  clip_norm: z.number().min(0).default(1).describe('global gradient-norm clip (0: none)'),
+  seq_len: z.number().int().min(2).default(128).describe('tokens per sequence (at least 2: the loss predicts each token from the ones before it)'),
+  micro_batch: positiveInt.default(16).describe('sequences per forward/backward pass'),
+  batch_size: positiveInt.optional().describe('sequences per update (a multiple of micro_batch: gradient accumulation); default micro_batch'),
+  steps: positiveInt.optional().describe('number of updates; default 1000'),
+  tokens: positiveInt.optional().describe('or a token budget, rounded down to whole updates'),
+  eval_every: positiveInt.default(200).describe('updates between evaluations'),
+  eval_tokens: positiveInt.default(65536).describe('held-out tokens per evaluation (whole sequences; all of them if fewer)'),
+  save_every: positiveInt.default(200).describe('updates between checkpoints'),
+  keep_checkpoints: positiveInt.default(2).describe('checkpoints kept (the newest)'),
+  seed: nonNegInt.max(4294967295).default(0).describe('seed of every random stream (weights, LoRA, data order)'),
+  backend: z.enum(['native', 'js', 'auto']).default('auto').describe('compute backend: native, js or auto'),
+  threads: positiveInt.optional().describe('compute threads; default all cores'),
+  data: z.array(z.string().min(1)).optional().describe('training data: files, folders or globs (.txt, .jsonl, .parquet), comma-separated; default the shipped Brown corpus'),
+  validation: z.array(z.string().min(1)).optional().describe('validation data; default val_fraction of the training documents'),
+  val_fraction: z.number().gt(0).lt(1).default(0.05).describe('share of the training documents held out when no validation data is given'),
+  text_field: z.string().min(1).default('text').describe('JSONL field / Parquet column holding the text'),
+  txt_mode: z.enum(['file', 'blank-line']).default('file').describe('a .txt file is one document (file) or one per blank-line-separated block'),
+  tokenizer: z.string().min(1).optional().describe('a tokenizer.json (or a folder holding one); default a byte-level BPE trained on the data'),
+  tokenizer_vocab_size: z.number().int().min(300).max(1_000_000).default(8000).describe('vocabulary of the trained tokenizer'),
+  init_from: z.string().min(1).optional().describe('a Hugging Face LLaMA folder to continue pre-training (its weights, shape and tokenizer)'),
+  rank_sample: z.union([z.enum(['default', 'all', 'none']), z.array(z.string())]).default('default')
+    .describe('rank of the accumulated update at each merge: default (a few matrices), all, none, or module names'),
+  out: z.string().min(1).default('runs/relora').describe('run folder; default runs/<mode>-<time>'),
+  max_skipped_updates: nonNegInt.default(10).describe('updates skipped for a non-finite loss or gradient before the run stops'),
 }).strict();
 
 export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
@@ -124,6 +117,53 @@ export class ConfigError extends Error {
   }
 }
 
+type Issue = z.core.$ZodIssue;
+
+/** The value at `path` in `raw`, for "got …" in messages. */
+function valueAt(raw: unknown, path: PropertyKey[]): unknown {
+  let v = raw;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function expectedOf(i: Issue): string {
+  if (i.code === 'invalid_type') return i.expected;
+  if (i.code === 'invalid_value') return `one of ${i.values.map((v) => JSON.stringify(v)).join(', ')}`;
+  return i.message;
+}
+
+/**
+ * One line per problem, naming the field and what was expected. A union ("a model name or a
+ * custom shape") is explained by the alternative the value was meant as: the branches that failed
+ * only because the value had another type are left out.
+ */
+function describeIssue(issue: Issue, prefix: PropertyKey[], raw: unknown): string[] {
+  const path = [...prefix, ...issue.path];
+  const name = path.join('.') || '(root)';
+  const value = valueAt(raw, path);
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    // A branch that rejects the value as a whole (a list given where a name is expected) is
+    // not the one the user meant.
+    const wrongKind = (b: Issue[]) => b.length === 1 && b[0].path.length === 0 && (b[0].code === 'invalid_type' || typeof value === 'object');
+    const meant = issue.errors.filter((b) => !wrongKind(b));
+    if (meant.length > 0) return meant.flatMap((b) => b.flatMap((i) => describeIssue(i, path, raw)));
+    return [`${name}: expected ${issue.errors.map((b) => expectedOf(b[0])).join(' or ')}, got ${show(value)}`];
+  }
+  if (issue.code === 'invalid_type') return [value === undefined ? `${name}: missing; expected ${issue.expected}` : `${name}: expected ${issue.expected}, got ${show(value)}`];
+  if (issue.code === 'unrecognized_keys') return [`${name}: ${issue.message}`];
+  return [`${name}: ${issue.message} (got ${show(value)})`];
+}
+
 /** Validate and resolve: all problems (schema and combinations) in one ConfigError. */
 export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   const problems: string[] = [];
@@ -140,10 +180,7 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
     : raw;
   const parsed = TrainConfigSchema.safeParse(known);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const path = issue.path.join('.') || '(root)';
-      problems.push(`${path}: ${issue.message}`);
-    }
+    problems.push(...parsed.error.issues.flatMap((issue) => describeIssue(issue, [], known)));
     throw new ConfigError(problems, source);
   }
   const c = parsed.data;
@@ -191,8 +228,11 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   }
   if (c.eval_tokens < c.seq_len) problems.push(`eval_tokens ${c.eval_tokens} is less than one sequence (seq_len ${c.seq_len})`);
   if (problems.length) throw new ConfigError(problems, source);
+  const { model, ...rest } = c;
   return {
-    ...c,
+    ...rest,
+    // A run that continues an imported model has no model key: its folder defines the shape.
+    ...(c.init_from ? {} : { model: model ?? { ...DEFAULT_MODEL } }),
     scheduler,
     warm_start_steps: warmStart,
     warm_start_lr: c.warm_start_lr ?? c.lr / 2,
@@ -200,4 +240,29 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
     steps,
     grad_accum: batchSize / c.micro_batch,
   };
+}
+
+/**
+ * The model shape a config describes (a named or custom model), with `vocabSize` rows unless
+ * the config sets vocab_size. A run that continues an imported model (init_from) has no shape in
+ * its config: its folder's config.json (and then RUN/model.json) holds it.
+ */
+export function modelConfigFor(cfg: TrainConfig, vocabSize: number): LlamaConfig {
+  if (cfg.model === undefined) throw new Error(`the config has no model shape${cfg.init_from ? ` (the model comes from init_from ${cfg.init_from})` : ''}`);
+  const base = { vocabSize: cfg.vocab_size ?? vocabSize, maxSeqLen: cfg.seq_len };
+  if (typeof cfg.model === 'string') return namedConfig(cfg.model, base);
+  return validateConfig({
+    ...base,
+    hiddenSize: cfg.model.hidden_size,
+    intermediateSize: cfg.model.intermediate_size,
+    numHeads: cfg.model.num_heads,
+    numLayers: cfg.model.num_layers,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+  });
+}
+
+/** The LoRA layers a config asks for (used by the lora and relora phases). */
+export function loraOptions(cfg: TrainConfig): WrapOptions {
+  return { rank: cfg.rank, alpha: cfg.alpha, dropout: cfg.dropout, targetModules: cfg.target_modules, frozenBf16: cfg.frozen_bf16 };
 }

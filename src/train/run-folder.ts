@@ -28,10 +28,8 @@ import {
   CHECKPOINTS_DIR, LATEST_POINTER, manifestEntry, manifestMismatch, openLatestCheckpoint, verifyCheckpoint,
   type CheckpointFile, type ManifestEntry,
 } from './checkpoint.ts';
-import { resolveConfig, type TrainConfig } from './config.ts';
+import { DEFAULT_MODEL, modelConfigFor, resolveConfig, type TrainConfig } from './config.ts';
 import { RUN_LOCK_FILE } from './run-lock.ts';
-// A cycle (trainer.ts will import this module), harmless as both only call each other's functions.
-import { modelConfigFor } from './trainer.ts';
 
 export { lockRunFolder, RunLockedError } from './run-lock.ts';
 
@@ -76,6 +74,9 @@ export function readRunConfig(runDir: string): TrainConfig {
   // The saved config is a resolved one: drop what resolving derives (and the token budget that
   // became `steps`) and validate the rest like any config.
   const { grad_accum: _derived, tokens: _budget, ...keys } = raw as Record<string, unknown>;
+  // Runs started with init_from by earlier versions saved the default model block beside it; the
+  // imported model, not that block, is their shape.
+  if (keys.init_from !== undefined && JSON.stringify(keys.model) === JSON.stringify(DEFAULT_MODEL)) delete keys.model;
   return resolveConfig(keys, p);
 }
 

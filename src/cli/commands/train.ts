@@ -6,9 +6,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { CONFIG_KEYS, ConfigError, resolveConfig, type TrainConfig } from '../../train/config.ts';
+import { z } from 'zod';
+import { CONFIG_KEYS, ConfigError, resolveConfig, TrainConfigSchema, type ParsedConfig, type TrainConfig } from '../../train/config.ts';
 import { makeRankHook } from '../../train/rank-hook.ts';
-import { readRunConfig, train, type TrainSummary } from '../../train/trainer.ts';
+import { readRunConfig } from '../../train/run-folder.ts';
+import { train, type TrainSummary } from '../../train/trainer.ts';
 import { UsageError } from '../errors.ts';
 
 const LIST_KEYS = new Set(['data', 'validation', 'target_modules', 'rank_sample']);
@@ -58,10 +60,28 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-/** Add one option per config key to `cmd`. */
+/** The help's sections; every config key is in one. */
+const HELP_GROUPS: [heading: string, keys: (keyof ParsedConfig)[]][] = [
+  ['Model and method:', ['model', 'init_from', 'vocab_size', 'mode', 'rank', 'alpha', 'dropout', 'target_modules', 'frozen_bf16']],
+  ['Data and tokenizer:', ['data', 'validation', 'val_fraction', 'text_field', 'txt_mode', 'tokenizer', 'tokenizer_vocab_size']],
+  ['Length and batches:', ['seq_len', 'micro_batch', 'batch_size', 'steps', 'tokens']],
+  ['Learning rate and optimizer:', ['lr', 'warm_start_lr', 'scheduler', 'warmup_steps', 'restart_warmup_steps', 'min_lr_ratio', 'warm_start_steps', 'cycle_length', 'optimizer_reset', 'weight_decay', 'clip_norm', 'max_skipped_updates']],
+  ['Evaluation, checkpoints and output:', ['eval_every', 'eval_tokens', 'save_every', 'keep_checkpoints', 'rank_sample', 'out']],
+  ['Compute and randomness:', ['seed', 'backend', 'threads']],
+];
+
+function defaultText(v: unknown): string {
+  return Array.isArray(v) ? v.join(',') : String(v);
+}
+
+/** Add one option per config key to `cmd`, described and grouped in its help. */
 export function addConfigOptions(cmd: Command): Command {
+  const groupOf = new Map(HELP_GROUPS.flatMap(([heading, keys]) => keys.map((k) => [k as string, heading])));
   for (const key of CONFIG_KEYS) {
-    cmd.addOption(new Option(`${flagOf(key)} ${BOOL_KEYS.has(key) ? '[value]' : '<value>'}`, `config key ${key}`).hideHelp(!['model', 'mode', 'rank', 'data', 'steps', 'seq_len', 'micro_batch', 'lr', 'warm_start_steps', 'cycle_length', 'eval_every', 'save_every', 'seed', 'out', 'backend', 'threads', 'init_from', 'frozen_bf16'].includes(key)));
+    const field = TrainConfigSchema.shape[key];
+    const fallback = field instanceof z.ZodDefault ? ` (default ${defaultText(field.def.defaultValue)})` : '';
+    const description = `${field.description ?? `config key ${key}`}${fallback}`;
+    cmd.addOption(new Option(`${flagOf(key)} ${BOOL_KEYS.has(key) ? '[value]' : '<value>'}`, description).helpGroup(groupOf.get(key) ?? 'Other config keys:'));
   }
   return cmd;
 }

@@ -1,0 +1,27 @@
+/** Evaluation: the mean loss over a fixed set of held-out sequences. */
+import { noGrad, scope, Tensor } from '../engine/tensor.ts';
+import type { TokenDataset } from '../data/token-cache.ts';
+import type { LlamaForCausalLM } from '../nn/llama.ts';
+
+/** Mean loss over the fixed held-out sequences. */
+export function evaluate(model: LlamaForCausalLM, evalSeqs: Int32Array[], seqLen: number, microBatch: number): number {
+  model.eval();
+  let total = 0, count = 0;
+  noGrad(() => {
+    for (let i = 0; i < evalSeqs.length; i += microBatch) {
+      const batch = evalSeqs.slice(i, i + microBatch);
+      const ids = new Int32Array(batch.length * seqLen);
+      batch.forEach((s, j) => ids.set(s, j * seqLen));
+      total += scope(() => model.loss(Tensor.from(ids, [batch.length, seqLen])).item()) * batch.length;
+      count += batch.length;
+    }
+  });
+  model.train();
+  return total / count;
+}
+
+/** The evaluation sequences of a run: the first `evalTokens / seqLen` of the validation set (all of them if fewer). */
+export function evaluationSequences(validation: TokenDataset, seqLen: number, evalTokens: number): Int32Array[] {
+  const count = Math.min(Math.floor(evalTokens / seqLen), validation.numSequences(seqLen));
+  return Array.from({ length: count }, (_, i) => validation.readSequence(i, seqLen));
+}

@@ -1,0 +1,201 @@
+/**
+ * Setting a run up, in the order a reader would expect: check every input (validate.ts), then
+ * take the run folder, then the data (tokenising), then the model and the run state — fresh,
+ * from a warm-start checkpoint, or from the run's own latest checkpoint. A new run that fails
+ * on the way leaves nothing behind that would block starting it again.
+ */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { backendInfo, setBackend, type BackendInfo } from '../engine/backend.ts';
+import { atomicWriteFile } from '../io/atomic.ts';
+import { copyHfMetadata } from '../io/hf-metadata.ts';
+import { loadHFModel } from '../io/hf-model.ts';
+import { configToJSON, type LlamaConfig } from '../nn/config.ts';
+import { LlamaForCausalLM } from '../nn/llama.ts';
+import { trainingFootprint, type TrainingFootprint } from '../relora/accounting.ts';
+import type { TrainingMode } from '../relora/wrap.ts';
+import { cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
+import { loraOptions, modelConfigFor, type TrainConfig } from './config.ts';
+import { prepareData, type PreparedData } from './data.ts';
+import { MetricsWriter, readMetrics } from './metrics.ts';
+import { planAfterWarmStart, planPhases, type PhasePlan } from './phases.ts';
+import { evaluationSequences } from './evaluate.ts';
+import { lockRunFolder, RUN_FILES, runFile, sealRunFiles } from './run-folder.ts';
+import { RunState } from './run-state.ts';
+import type { RankHook, TrainHooks, TrainOptions } from './trainer.ts';
+import { validateInputs, type RunInputs } from './validate.ts';
+
+/** Everything the training loop works with. */
+export interface Run {
+  cfg: TrainConfig;
+  runDir: string;
+  log: (s: string) => void;
+  hooks: TrainHooks;
+  rankHook?: RankHook;
+  engine: BackendInfo;
+  data: PreparedData;
+  /** The held-out sequences every evaluation uses. */
+  evalSeqs: Int32Array[];
+  model: LlamaForCausalLM;
+  footprint: TrainingFootprint;
+  plans: PhasePlan[];
+  state: RunState;
+  /** Continued from one of the run's own checkpoints. */
+  resumed: boolean;
+  metrics: MetricsWriter;
+  /** Releases the run folder's lock. */
+  release: () => void;
+}
+
+export async function setupRun(opts: TrainOptions): Promise<Run> {
+  const { config: cfg, runDir } = opts;
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const engine = selectBackend(cfg, log);
+  // One process per run folder: the lock comes first, so a second process is told the folder is
+  // busy, not what the first one is doing with it. (It removes a folder it created, when empty.)
+  const release = lockRunFolder(runDir);
+  let inputs: RunInputs, folder: RunFolder;
+  try {
+    inputs = await validateInputs(opts, log);
+    folder = await openRunFolder(opts, release, engine, log);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  try {
+    const { data, evalSeqs } = await loadData(cfg, runDir, inputs, log);
+    const { model, shape } = await buildModel(cfg, runDir, inputs, data, log);
+    await sealRunFiles(runDir);
+    const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log);
+    const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
+    log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})`);
+    return {
+      cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: opts.rankHook, engine, data, evalSeqs, model, footprint, plans, state,
+      resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: folder.release,
+    };
+  } catch (e) {
+    folder.abandon();
+    throw e;
+  }
+}
+
+function selectBackend(cfg: TrainConfig, log: (s: string) => void): BackendInfo {
+  setBackend(cfg.backend, cfg.threads);
+  const info = backendInfo();
+  log(`backend ${info.backend} (GEMM ${info.blas}, ${info.threads} threads)${info.fallback ? ` — native unavailable: ${info.fallback}` : ''}`);
+  return info;
+}
+
+interface RunFolder {
+  /** The checkpoint a resumed run continues; null for a new run (or one killed before its first checkpoint). */
+  resumeFrom: LoadedCheckpoint | null;
+  release: () => void;
+  /** Undo what set-up wrote (a new run's files) and release the folder. */
+  abandon: () => void;
+}
+
+/** Find where a resumed run continues, or start a new run in the (locked) folder. */
+async function openRunFolder(opts: TrainOptions, release: () => void, engine: BackendInfo, log: (s: string) => void): Promise<RunFolder> {
+  const { config: cfg, runDir } = opts;
+  if (opts.resume) return { resumeFrom: resumePoint(runDir, cfg, engine, log), release, abandon: release };
+  const before = new Set(readdirSync(runDir));
+  await atomicWriteFile(runFile(runDir, 'config'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const abandon = (): void => {
+    for (const name of readdirSync(runDir)) {
+      if (!before.has(name) && name !== RUN_FILES.lock) rmSync(join(runDir, name), { recursive: true, force: true });
+    }
+    release();
+  };
+  return { resumeFrom: null, release, abandon };
+}
+
+/** The latest valid checkpoint of a run (falling back past damaged ones), or null before the first. */
+function resumePoint(runDir: string, cfg: TrainConfig, engine: BackendInfo, log: (s: string) => void): LoadedCheckpoint | null {
+  tidyRunFolder(runDir);
+  if (listCheckpoints(runDir).length === 0) {
+    // Killed before its first checkpoint: nothing to lose by starting over, and the run folder
+    // (config, tokenizer) is already there.
+    log(`${runDir} has no checkpoint yet: starting the run again from update 0 with its saved config`);
+    rmSync(runFile(runDir, 'metrics'), { force: true });
+    return null;
+  }
+  const ck = loadLatestCheckpoint(runDir, (m) => log(`warning: ${m}`));
+  const skippedNames = ck.skipped ?? [];
+  if (skippedNames.length) log(`falling back to ${ck.dir}: ${skippedNames.join(', ')} failed verification (see the warnings above)`);
+  for (const n of discardCheckpointsAfter(runDir, ck.state.step)) log(`removed checkpoint ${n}: it is newer than the one resumed from, and its updates will be redone`);
+  log(`resuming ${runDir} from ${ck.dir} (update ${ck.state.step} of ${cfg.steps})`);
+  const was = ck.state.engine;
+  if (was && (was.backend !== engine.backend || was.threads !== engine.threads)) {
+    const threads = (n: number) => `${n} thread${n === 1 ? '' : 's'}`;
+    log(`note: the checkpoint was written by the ${was.backend} backend with ${threads(was.threads)}, this process uses ${engine.backend} with ${threads(engine.threads)}; ` +
+      'the run continues correctly but will not be bit-identical to an uninterrupted one (use the same --backend and --threads for that)');
+  }
+  return ck;
+}
+
+/** Leftovers of writes a crash interrupted: temporary checkpoint folders and temporary files. */
+function tidyRunFolder(runDir: string): void {
+  cleanInterruptedWrites(runDir);
+  for (const n of readdirSync(runDir)) {
+    const m = /\.tmp-(\d+)-\d+$/.exec(n);
+    if (m && Number(m[1]) !== process.pid) rmSync(join(runDir, n), { force: true });
+  }
+}
+
+/** The tokenised data (the run keeps its tokenizer, and an imported model's metadata) and the evaluation sequences. */
+async function loadData(cfg: TrainConfig, runDir: string, inputs: RunInputs, log: (s: string) => void): Promise<{ data: PreparedData; evalSeqs: Int32Array[] }> {
+  const hasTokenizer = existsSync(runFile(runDir, 'tokenizer'));
+  if (cfg.init_from && !hasTokenizer) await copyHfMetadata(cfg.init_from, runDir);
+  const data = await prepareData(cfg, log, inputs.tokenizerPath);
+  if (!hasTokenizer) await atomicWriteFile(runFile(runDir, 'tokenizer'), JSON.stringify(data.tokenizer.toJSON()));
+  const evalSeqs = evaluationSequences(data.validation, cfg.seq_len, cfg.eval_tokens);
+  log(`data: ${data.train.numTokens.toLocaleString('en-US')} training tokens (${data.trainName}), ${evalSeqs.length} evaluation sequences of ${cfg.seq_len} (${data.validationName})`);
+  return { data, evalSeqs };
+}
+
+/**
+ * The model: imported (`init_from`), or built from its shape and initialised from the seed (a
+ * resumed run's weights come from its checkpoint later). RUN/model.json keeps the exact shape:
+ * grouped-query, tied and imported models cannot be rebuilt from config.json alone.
+ */
+async function buildModel(cfg: TrainConfig, runDir: string, inputs: RunInputs, data: PreparedData, log: (s: string) => void): Promise<{ model: LlamaForCausalLM; shape: LlamaConfig }> {
+  let model: LlamaForCausalLM, shape: LlamaConfig;
+  if (inputs.imported) {
+    model = (await loadHFModel(cfg.init_from!, { maxSeqLen: cfg.seq_len, noTokenizer: true })).model;
+    shape = model.config;
+    log(`initialised from ${cfg.init_from}: ${shape.numLayers} layers, hidden ${shape.hiddenSize}, ${shape.numHeads} heads (${shape.numKVHeads ?? shape.numHeads} key/value), vocabulary ${shape.vocabSize}${shape.tieWordEmbeddings ? ', tied embeddings' : ''}`);
+  } else {
+    shape = inputs.savedShape ?? modelConfigFor(cfg, data.tokenizer.vocabSize);
+    model = new LlamaForCausalLM(shape).initWeights(cfg.seed);
+  }
+  if (shape.vocabSize < data.tokenizer.vocabSize) {
+    model.dispose();
+    throw new Error(`vocab_size ${shape.vocabSize} is smaller than the tokenizer's vocabulary (${data.tokenizer.vocabSize})`);
+  }
+  if (!existsSync(runFile(runDir, 'model'))) await atomicWriteFile(runFile(runDir, 'model'), `${JSON.stringify(configToJSON(shape), null, 2)}\n`);
+  return { model, shape };
+}
+
+/** The plan of phases and the state to start from: fresh, after a warm start, or a checkpoint of this run. */
+async function initialState(
+  cfg: TrainConfig, runDir: string, inputs: RunInputs, resumeFrom: LoadedCheckpoint | null, model: LlamaForCausalLM, data: PreparedData, log: (s: string) => void,
+): Promise<{ state: RunState; plans: PhasePlan[] }> {
+  const state = new RunState(cfg, loraOptions(cfg), data.train.numSequences(cfg.seq_len));
+  let plans = planPhases(cfg);
+  const warm = inputs.warmStart;
+  if (warm && !resumeFrom) {
+    plans = planAfterWarmStart(cfg, warm.state.step);
+    state.startFrom(warm, model);
+    log(`warm start from ${warm.dir} (full-rank update ${state.step}); the ${cfg.mode} phase has ${cfg.steps - state.step} updates`);
+  }
+  if (resumeFrom) {
+    state.restore(resumeFrom, model, plans);
+    // Metrics written after the checkpoint belong to the lost part of the run.
+    const path = runFile(runDir, 'metrics');
+    if (existsSync(path)) {
+      const kept = readMetrics(path).filter((r) => r.step <= state.step);
+      await atomicWriteFile(path, kept.map((r) => JSON.stringify(r)).join('\n') + (kept.length ? '\n' : ''));
+    }
+  }
+  return { state, plans };
+}
