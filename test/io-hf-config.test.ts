@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -214,4 +214,8 @@ test('unreadable or non-JSON config.json names the file', async () => {
   mkdirSync(empty);
   await assert.rejects(readHFConfig(empty), new RegExp(`${join(empty, 'config.json')}: cannot read Hugging Face config: ENOENT`));
   await assert.rejects(readHFConfig(join(dir, 'does-not-exist')), /does-not-exist: cannot read Hugging Face config: ENOENT/);
+  // A huge file is refused by its size, not read into memory.
+  const huge = folderWith('{}');
+  truncateSync(join(huge, 'config.json'), 2 ** 40);
+  await assert.rejects(readHFConfig(huge), new RegExp(`${join(huge, 'config.json')}: cannot read Hugging Face config: the file is 1,099,511,627,776 bytes; a config.json is a few KB`));
 });

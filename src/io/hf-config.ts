@@ -74,6 +74,9 @@ export const HF_SIZE_LIMITS = {
   max_position_embeddings: 2 ** 24,
 } as const;
 
+/** config.json is a few KB; a file far larger is not one, and is not read into memory. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
 /** The most values one tensor can hold here (the longest typed array Node allocates). */
 export const MAX_TENSOR_VALUES = 2 ** 32;
 
@@ -275,6 +278,10 @@ export async function readHFConfig(dirOrFile: string): Promise<LlamaHFConfig> {
   let text: string;
   try {
     if ((await stat(dirOrFile)).isDirectory()) file = join(dirOrFile, 'config.json');
+    const bytes = (await stat(file)).size;
+    if (bytes > MAX_CONFIG_BYTES) {
+      throw new Error(`the file is ${bytes.toLocaleString('en-US')} bytes; a config.json is a few KB (at most ${MAX_CONFIG_BYTES / 2 ** 20} MiB is read)`);
+    }
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new Error(`${file}: cannot read Hugging Face config: ${(err as Error).message}`, { cause: err });
