@@ -130,7 +130,7 @@ test('train() takes a partial config and calls back; loadRun, loadCheckpoint and
     assert.equal(run.summary?.final_eval_loss, summary.final_eval_loss);
     assert.match(run.checkpoints[0], /step-000009$/);
 
-    await assert.rejects(train({ out: runDir, steps: 20 }, { resume: true }), /resume continues .* remove steps/);
+    await assert.rejects(train({ out: runDir, steps: 20 }, { resume: true }), /resume continues the run with the config saved in its folder; remove steps/);
     const resumed = await train({ out: runDir, backend: 'js' }, { resume: true, log: () => {} });
     assert.equal(resumed.steps, 9, 'resuming a finished run changes nothing');
     assert.equal(resumed.final_eval_loss, summary.final_eval_loss);

@@ -28,13 +28,13 @@ export interface TrainRunOptions extends TrainHooks {
 
 /** The config of a run about to start: the given keys over the defaults, or a resumed run's saved config. */
 function runConfig(config: TrainConfigInput, options: TrainRunOptions): { cfg: TrainConfig; runDir: string } {
+  const changed = options.resume ? Object.keys(config).filter((k) => !['out', 'backend', 'threads'].includes(k)) : [];
+  if (changed.length) {
+    throw new Error(`train(): resume continues the run with the config saved in its folder; remove ${changed.join(', ')} (only out, backend and threads may be given)`);
+  }
   const given = resolveConfig(config, 'train() config');
   const runDir = resolve(options.runDir ?? given.out);
   if (!options.resume) return { cfg: given, runDir };
-  const changed = Object.keys(config).filter((k) => !['out', 'backend', 'threads'].includes(k));
-  if (changed.length) {
-    throw new Error(`train(): resume continues ${runDir} with the config saved there; remove ${changed.join(', ')} (only out, backend and threads may be given)`);
-  }
   const saved = readRunConfig(runDir);
   if (config.backend !== undefined) saved.backend = given.backend;
   if (config.threads !== undefined) saved.threads = given.threads;
