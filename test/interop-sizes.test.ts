@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -104,6 +104,19 @@ test('a consistent model too large for this machine is refused by its memory est
     const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8', env: { ...process.env, RELORA_BACKEND: 'js' }, timeout: 60_000 });
     assert.equal(r.status, 2, `${args[0]}: ${r.stderr}`);
     assert.match(r.stderr, /relora: error: the model in .*huge needs an estimated .* more than this machine's/);
+  }
+});
+
+test('oversized JSON files of a model folder are refused by their size, before they are read', async () => {
+  const dir = join(work, 'big-json');
+  const model = new LlamaForCausalLM(small).initWeights(1);
+  await exportHFModel(model, dir);
+  model.dispose();
+  for (const [file, limit] of [['model.safetensors.index.json', '64 MiB'], ['tokenizer_config.json', '16 MiB']] as const) {
+    writeFileSync(join(dir, file), '{}');
+    truncateSync(join(dir, file), 2 ** 40);
+    await assert.rejects(loadHFModel(dir), new RegExp(`${file}: cannot read \\(the file is 1,099,511,627,776 bytes, more than the ${limit}`));
+    rmSync(join(dir, file));
   }
 });
 

@@ -10,14 +10,15 @@
  * the model config.json describes fails with the file and tensor named. inspectHFModel does
  * only these checks, so a caller can estimate memory from the real shape before loading.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTokenizer } from '../data/tokenizer-files.ts';
+import { tokenizerFromJSON } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 import { headDimOf, kvHeadsOf, validateConfig, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { readHFConfig, type LlamaHFConfig } from './hf-config.ts';
 import { openHFWeights, type HFWeights } from './hf-weights.ts';
+import { readJsonObjectFile } from './json-file.ts';
 
 export interface LoadHFModelOptions {
   /**
@@ -82,16 +83,9 @@ function describeConfig(hf: LlamaHFConfig): string {
 
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
-function readJsonObject(path: string): Record<string, unknown> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${path}: expected a JSON object`);
-  return raw as Record<string, unknown>;
-}
+/** tokenizer.json of the largest vocabularies is tens of MB; its config a few KB. */
+const MAX_TOKENIZER_BYTES = 256 * 2 ** 20;
+const MAX_TOKENIZER_CONFIG_BYTES = 16 * 2 ** 20;
 
 /**
  * Every parameter tensor a LLaMA model of config `c` has, under Hugging Face names, with its
@@ -176,12 +170,15 @@ export async function inspectHFModel(dir: string, opts: { maxSeqLen?: number } =
   return found;
 }
 
-async function loadFolderTokenizer(dir: string, cfg: LlamaConfig, configPath: string): Promise<Tokenizer> {
-  const tokenizer = await loadTokenizer(dir);
+/** The folder's tokenizer.json, read once (size checked): as written, and as the tokenizer relora runs. */
+function loadFolderTokenizer(dir: string, cfg: LlamaConfig, configPath: string, tokenizerConfig: Record<string, unknown> | null): { tokenizer: Tokenizer; json: Record<string, unknown> } {
+  const path = join(dir, 'tokenizer.json');
+  const json = readJsonObjectFile(path, MAX_TOKENIZER_BYTES);
+  const tokenizer = tokenizerFromJSON(json, tokenizerConfig ?? {}, { describe: path });
   if (tokenizer.vocabSize > cfg.vocabSize) {
-    throw new Error(`${join(dir, 'tokenizer.json')}: produces ids up to ${tokenizer.vocabSize - 1}, but ${configPath} has vocab_size ${cfg.vocabSize}`);
+    throw new Error(`${path}: produces ids up to ${tokenizer.vocabSize - 1}, but ${configPath} has vocab_size ${cfg.vocabSize}`);
   }
-  return tokenizer;
+  return { tokenizer, json };
 }
 
 /** Loads a Hugging Face LLaMA folder. Throws an Error naming the file and the problem. */
@@ -194,10 +191,9 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
   try {
     // The small files first: a bad tokenizer is refused before the model is allocated.
     const tokConfigPath = join(dir, 'tokenizer_config.json');
-    if (existsSync(tokConfigPath)) tokenizerConfig = readJsonObject(tokConfigPath);
+    if (existsSync(tokConfigPath)) tokenizerConfig = readJsonObjectFile(tokConfigPath, MAX_TOKENIZER_CONFIG_BYTES);
     if (!opts.noTokenizer && existsSync(join(dir, 'tokenizer.json'))) {
-      tokenizer = await loadFolderTokenizer(dir, cfg, configPath);
-      tokenizerJson = readJsonObject(join(dir, 'tokenizer.json'));
+      ({ tokenizer, json: tokenizerJson } = loadFolderTokenizer(dir, cfg, configPath, tokenizerConfig));
     }
     opts.beforeAllocate?.(cfg, hfConfig);
     model = new LlamaForCausalLM(cfg);

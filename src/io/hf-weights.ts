@@ -4,12 +4,15 @@
  * is validated when it is opened; tensors are read later, one at a time, straight into their
  * destination, so a large model is never held twice.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readJsonObjectFile } from './json-file.ts';
 import { SafetensorsFile } from './safetensors.ts';
 
 export const SINGLE_WEIGHTS_FILE = 'model.safetensors';
 export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+/** An index names each tensor once (≈ 100 bytes each): a few MB even for the largest models. */
+const MAX_INDEX_BYTES = 64 * 2 ** 20;
 
 export interface HFWeights {
   /** The files opened, as paths (for messages). */
@@ -86,13 +89,7 @@ export async function openHFWeights(dir: string): Promise<HFWeights> {
 }
 
 async function openSharded(dir: string, indexPath: string): Promise<HFWeights> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(indexPath, 'utf8'));
-  } catch (e) {
-    throw new Error(`${indexPath}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-  const map = parseWeightsIndex(raw, indexPath);
+  const map = parseWeightsIndex(readJsonObjectFile(indexPath, MAX_INDEX_BYTES), indexPath);
   const shardNames = [...new Set(map.values())];
   for (const s of shardNames) {
     const p = join(dir, s);
