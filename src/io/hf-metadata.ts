@@ -14,6 +14,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { atomicWriteFile } from './atomic.ts';
 import { readHFConfig, type LlamaHFConfig } from './hf-config.ts';
+import { parseJsonObject } from './json-file.ts';
 
 /** Folder of a run that holds the metadata of the Hugging Face model it was initialised from. */
 export const HF_SOURCE_DIR = 'hf_source';
@@ -75,16 +76,6 @@ async function readSmallFile(path: string): Promise<Uint8Array | null> {
   return new Uint8Array(await readFile(path));
 }
 
-function parseJsonObject(bytes: Uint8Array, path: string): Json {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${path}: expected a JSON object`);
-  return raw as Json;
-}
 
 /**
  * Reads the metadata of a Hugging Face folder (or of a run's RUN/hf_source/). Returns null when
@@ -103,12 +94,12 @@ export async function readHfMetadata(dir: string): Promise<HfMetadata | null> {
   const hfConfig = await readHFConfig(configPath);
   const json = (name: string): Json | null => {
     const b = files.get(name);
-    return b ? parseJsonObject(b, join(dir, name)) : null;
+    return b ? parseJsonObject(new TextDecoder().decode(b), join(dir, name)) : null;
   };
   for (const name of HF_METADATA_FILES) if (name.endsWith('.json') && name !== 'tokenizer.json') json(name);
   return {
     dir,
-    config: parseJsonObject(configBytes, configPath),
+    config: parseJsonObject(new TextDecoder().decode(configBytes), configPath),
     hfConfig,
     generationConfig: json('generation_config.json'),
     tokenizerConfig: json('tokenizer_config.json'),

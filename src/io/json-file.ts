@@ -14,6 +14,11 @@ export function readJsonObjectFile(path: string, maxBytes: number): Record<strin
   } catch (e) {
     throw new Error(`${path}: cannot read (${(e as Error).message})`, { cause: e });
   }
+  return parseJsonObject(text, path);
+}
+
+/** Parses `text` (the content of `path`, named in errors) as a JSON object. */
+export function parseJsonObject(text: string, path: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
