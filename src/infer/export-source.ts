@@ -24,6 +24,8 @@ export type SourceExportOptions = Omit<ExportOptions, 'metadata' | 'eosIds' | 'p
  * metadata) the BOS/EOS `relora generate` uses for it. `options.tokenizer` replaces the source's.
  */
 export function sourceExportOptions(src: ModelSource, metadata: HfMetadata | null, options: SourceExportOptions = {}): ExportOptions {
+  // Another tokenizer than the source's: the source's tokenizer.json is not the one to write.
+  if (metadata && options.tokenizer) metadata = { ...metadata, files: new Map([...metadata.files].filter(([name]) => name !== 'tokenizer.json')) };
   return { ...options, tokenizer: options.tokenizer ?? src.tokenizer, metadata, eosIds: src.eosIds, promptPrefix: src.promptPrefix };
 }
 

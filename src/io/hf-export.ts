@@ -158,7 +158,9 @@ export function configFromMetadata(meta: HfMetadata, c: LlamaConfig, dtype: HFDt
   return out;
 }
 
-/** Every metadata file of the export but the weights and tokenizer.json: name → content. */
+/**
+ * Every file of the export but the weights (and, without metadata, tokenizer.json): name → content.
+ */
 function metadataFiles(c: LlamaConfig, dtype: HFDtype, opts: ExportOptions): Map<string, string | Uint8Array> {
   const files = new Map<string, string | Uint8Array>();
   const tokenizer = opts.tokenizer ?? null;
