@@ -166,8 +166,9 @@ function describeIssue(issue: Issue, prefix: PropertyKey[], raw: unknown): strin
 
 /** Validate and resolve: all problems (schema and combinations) in one ConfigError. */
 export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
+  const isObject = !!raw && typeof raw === 'object' && !Array.isArray(raw);
   const problems: string[] = [];
-  if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
+  if (isObject) {
     for (const key of Object.keys(raw)) {
       if (!(CONFIG_KEYS as string[]).includes(key)) {
         const s = suggestKey(key);
@@ -175,15 +176,49 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
       }
     }
   }
-  const known = raw && typeof raw === 'object' && !Array.isArray(raw)
-    ? Object.fromEntries(Object.entries(raw).filter(([k]) => (CONFIG_KEYS as string[]).includes(k)))
-    : raw;
+  const known = isObject ? Object.fromEntries(Object.entries(raw).filter(([k]) => (CONFIG_KEYS as string[]).includes(k))) : raw;
   const parsed = TrainConfigSchema.safeParse(known);
   if (!parsed.success) {
     problems.push(...parsed.error.issues.flatMap((issue) => describeIssue(issue, [], known)));
     throw new ConfigError(problems, source);
   }
   const c = parsed.data;
+  const d = derivedValues(c);
+  problems.push(...combinationProblems(c, d, isObject ? Object.keys(raw) : []));
+  if (problems.length) throw new ConfigError(problems, source);
+  const { model, ...rest } = c;
+  return {
+    ...rest,
+    // A run that continues an imported model has no model key: its folder defines the shape.
+    ...(c.init_from ? {} : { model: model ?? { ...DEFAULT_MODEL } }),
+    scheduler: d.scheduler,
+    warm_start_steps: d.warmStart,
+    warm_start_lr: c.warm_start_lr ?? c.lr / 2,
+    batch_size: d.batchSize,
+    steps: d.steps,
+    grad_accum: d.batchSize / c.micro_batch,
+  };
+}
+
+interface Derived {
+  batchSize: number;
+  steps: number;
+  scheduler: TrainConfig['scheduler'];
+  /** Full-rank updates before the low-rank phase (0 in full mode). */
+  warmStart: number;
+}
+
+function derivedValues(c: ParsedConfig): Derived {
+  const batchSize = c.batch_size ?? c.micro_batch;
+  const steps = c.steps ?? (c.tokens !== undefined ? Math.floor(c.tokens / (batchSize * c.seq_len)) : 1000);
+  const scheduler = (c.scheduler ?? (c.mode === 'relora' ? 'cosine_restarts' : 'cosine')) as TrainConfig['scheduler'];
+  return { batchSize, steps, scheduler, warmStart: c.mode === 'full' ? 0 : c.warm_start_steps };
+}
+
+/** Keys that are valid alone but not together; `given` are the keys the user wrote. */
+function combinationProblems(c: ParsedConfig, d: Derived, given: string[]): string[] {
+  const problems: string[] = [];
+  const { batchSize, steps, scheduler, warmStart } = d;
   if (typeof c.model === 'string' && !(c.model in NAMED_CONFIGS)) {
     problems.push(`model: unknown model "${c.model}"; known models: ${Object.keys(NAMED_CONFIGS).join(', ')} (or a custom {hidden_size, intermediate_size, num_heads, num_layers})`);
   }
@@ -192,17 +227,12 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   } catch (e) {
     problems.push(`optimizer_reset: ${(e as Error).message}`);
   }
-  const batchSize = c.batch_size ?? c.micro_batch;
   if (batchSize % c.micro_batch !== 0) problems.push(`batch_size ${batchSize} must be a multiple of micro_batch ${c.micro_batch}`);
   if (c.steps !== undefined && c.tokens !== undefined) problems.push('give steps or tokens, not both');
-  const tokensPerUpdate = batchSize * c.seq_len;
-  const steps = c.steps ?? (c.tokens !== undefined ? Math.floor(c.tokens / tokensPerUpdate) : 1000);
-  if (steps < 1) problems.push(`tokens ${c.tokens} is less than one update (${tokensPerUpdate} tokens)`);
-  const scheduler = (c.scheduler ?? (c.mode === 'relora' ? 'cosine_restarts' : 'cosine')) as TrainConfig['scheduler'];
-  if (c.mode === 'full' && c.warm_start_steps > 0 && raw && typeof raw === 'object' && 'warm_start_steps' in raw) {
+  if (steps < 1) problems.push(`tokens ${c.tokens} is less than one update (${batchSize * c.seq_len} tokens)`);
+  if (c.mode === 'full' && c.warm_start_steps > 0 && given.includes('warm_start_steps')) {
     problems.push('warm_start_steps: only meaningful with mode lora or relora (a full-rank run is all warm start)');
   }
-  const warmStart = c.mode === 'full' ? 0 : c.warm_start_steps;
   if (warmStart >= steps) problems.push(`warm_start_steps ${warmStart} must be less than steps ${steps}`);
   if (c.mode === 'relora' && scheduler !== 'cosine_restarts') {
     problems.push(`scheduler: mode relora needs cosine_restarts (the jagged schedule restarts the learning rate at each merge), got ${scheduler}`);
@@ -221,25 +251,13 @@ export function resolveConfig(raw: unknown, source = 'config'): TrainConfig {
   if (c.mode === 'relora' && phaseSteps > 0 && phaseSteps <= c.cycle_length) {
     problems.push(`cycle_length ${c.cycle_length}: the relora phase has only ${phaseSteps} updates, so no restart would happen`);
   }
-  if (c.init_from && raw && typeof raw === 'object') {
+  if (c.init_from) {
     for (const k of ['model', 'tokenizer', 'vocab_size'] as const) {
-      if (k in raw) problems.push(`${k}: not allowed with init_from (the model folder ${c.init_from} defines the model and its tokenizer)`);
+      if (given.includes(k)) problems.push(`${k}: not allowed with init_from (the model folder ${c.init_from} defines the model and its tokenizer)`);
     }
   }
   if (c.eval_tokens < c.seq_len) problems.push(`eval_tokens ${c.eval_tokens} is less than one sequence (seq_len ${c.seq_len})`);
-  if (problems.length) throw new ConfigError(problems, source);
-  const { model, ...rest } = c;
-  return {
-    ...rest,
-    // A run that continues an imported model has no model key: its folder defines the shape.
-    ...(c.init_from ? {} : { model: model ?? { ...DEFAULT_MODEL } }),
-    scheduler,
-    warm_start_steps: warmStart,
-    warm_start_lr: c.warm_start_lr ?? c.lr / 2,
-    batch_size: batchSize,
-    steps,
-    grad_accum: batchSize / c.micro_batch,
-  };
+  return problems;
 }
 
 /**
