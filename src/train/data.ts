@@ -51,7 +51,8 @@ async function corpora(cfg: TrainConfig, log: (s: string) => void): Promise<{ tr
  * The tokenizer: `tokenizerPath` (a run's saved one, or the user's), else a byte-level BPE trained
  * on the training corpus (cached by corpus fingerprint and vocabulary size).
  */
-async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) => void, tokenizerPath?: string): Promise<Tokenizer> {
+async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) => void, tokenizerPath?: string | Tokenizer): Promise<Tokenizer> {
+  if (typeof tokenizerPath === 'object') return tokenizerPath; // loaded already (the trainer checks it before any data is read)
   const path = tokenizerPath ?? cfg.tokenizer;
   if (path) return loadTokenizer(path);
   const key = createHash('sha256').update(`bpe|${train.fingerprint}|${cfg.tokenizer_vocab_size}`).digest('hex').slice(0, 24);
@@ -71,7 +72,7 @@ async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) =>
   return tok;
 }
 
-export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string): Promise<PreparedData> {
+export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string | Tokenizer): Promise<PreparedData> {
   const { train, validation } = await corpora(cfg, log);
   const tokenizer = await tokenizerFor(cfg, train, log, tokenizerPath);
   const dir = join(cacheDir(), 'tokens');

@@ -146,7 +146,7 @@ function tidyRunFolder(runDir: string): void {
 async function loadData(cfg: TrainConfig, runDir: string, inputs: RunInputs, log: (s: string) => void): Promise<{ data: PreparedData; evalSeqs: Int32Array[] }> {
   const hasTokenizer = existsSync(runFile(runDir, 'tokenizer'));
   if (cfg.init_from && !hasTokenizer) await copyHfMetadata(cfg.init_from, runDir);
-  const data = await prepareData(cfg, log, inputs.tokenizerPath);
+  const data = await prepareData(cfg, log, inputs.tokenizer);
   if (!hasTokenizer) await atomicWriteFile(runFile(runDir, 'tokenizer'), JSON.stringify(data.tokenizer.toJSON()));
   const evalSeqs = evaluationSequences(data.validation, cfg.seq_len, cfg.eval_tokens);
   log(`data: ${data.train.numTokens.toLocaleString('en-US')} training tokens (${data.trainName}), ${evalSeqs.length} evaluation sequences of ${cfg.seq_len} (${data.validationName})`);

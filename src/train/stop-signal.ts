@@ -66,7 +66,7 @@ export class StopSignal {
 
   private onSignal(sig: StopSignalName): void {
     if (this.received) {
-      this.log(`\n${sig} received again: exiting now (the last complete checkpoint is intact)`);
+      this.log(`\n${sig} received again: exiting without saving (the last complete checkpoint is intact)`);
       process.exit(SIGNAL_EXIT_CODES[sig]);
     }
     this.received = sig;

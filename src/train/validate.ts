@@ -7,6 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTokenizer } from '../data/tokenizer-files.ts';
+import type { Tokenizer } from '../data/tokenizer.ts';
 import { readHFConfig, type LlamaHFConfig } from '../io/hf-config.ts';
 import { llamaConfigFromHF } from '../io/hf-model.ts';
 import type { LlamaConfig } from '../nn/config.ts';
@@ -28,8 +29,8 @@ export interface RunInputs {
   savedShape: LlamaConfig | null;
   /** The imported model's config.json, when the model is imported (`init_from`). */
   imported: LlamaHFConfig | null;
-  /** The tokenizer file the run uses; undefined when one is trained on the data. */
-  tokenizerPath?: string;
+  /** The tokenizer the run uses, loaded from its file; undefined when one is trained on the data. */
+  tokenizer?: Tokenizer;
   /** The full-rank checkpoint the low-rank phase starts from (`--warm-start`). */
   warmStart: LoadedCheckpoint | null;
 }
@@ -45,14 +46,15 @@ export async function validateInputs(opts: TrainOptions, log: (s: string) => voi
   const savedShape = opts.resume && existsSync(runFile(runDir, 'model')) ? readRunModelConfig(runDir) : null;
   const imported = cfg.init_from && !savedShape ? await readImportedConfig(cfg.init_from) : null;
   const tokenizerPath = tokenizerFileOf(cfg, runDir);
-  const tokenizerVocab = tokenizerPath ? (await loadTokenizer(tokenizerPath)).vocabSize : null;
+  const tokenizer = tokenizerPath ? await loadTokenizer(tokenizerPath) : undefined;
+  const tokenizerVocab = tokenizer ? tokenizer.vocabSize : null;
   const shape = savedShape ?? (imported ? importedShape(imported, cfg) : modelConfigFor(cfg, tokenizerVocab ?? cfg.tokenizer_vocab_size));
   checkVocabulary(cfg, shape, tokenizerPath, tokenizerVocab);
   const estimate = estimateTrainingMemory({ model: shape, mode: cfg.mode as TrainingMode, lora: loraOptions(cfg), microBatch: cfg.micro_batch, seqLen: cfg.seq_len });
   const what = imported ? `continuing ${join(cfg.init_from!, 'config.json')} (${describeShape(imported)})` : 'this training configuration';
   log(`estimated memory: ${checkMemory(estimate, { available: opts.memoryLimitBytes, force: opts.force, what })}`);
   const warmStart = opts.warmStartFrom ? loadWarmStart(opts.warmStartFrom, cfg, log) : null;
-  return { shape, savedShape, imported, tokenizerPath, warmStart };
+  return { shape, savedShape, imported, tokenizer, warmStart };
 }
 
 /** A new run must not overwrite one: a folder holding a run's config or metrics is refused. */
