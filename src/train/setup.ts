@@ -122,7 +122,7 @@ function resumePoint(runDir: string, cfg: TrainConfig, engine: BackendInfo, log:
   const ck = loadLatestCheckpoint(runDir, (m) => log(`warning: ${m}`));
   const skippedNames = ck.skipped ?? [];
   if (skippedNames.length) log(`falling back to ${ck.dir}: ${skippedNames.join(', ')} failed verification (see the warnings above)`);
-  for (const n of discardCheckpointsAfter(runDir, ck.state.step)) log(`removed checkpoint ${n}: it is newer than the one resumed from, and its updates will be redone`);
+  for (const n of discardCheckpointsAfter(runDir, ck.state.step, log)) log(`removed checkpoint ${n}: it is newer than the one resumed from, and its updates will be redone`);
   log(`resuming ${runDir} from ${ck.dir} (update ${ck.state.step} of ${cfg.steps})`);
   const was = ck.state.engine;
   if (was && (was.backend !== engine.backend || was.threads !== engine.threads)) {

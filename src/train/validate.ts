@@ -12,10 +12,10 @@ import { readHFConfig, type LlamaHFConfig } from '../io/hf-config.ts';
 import { llamaConfigFromHF } from '../io/hf-model.ts';
 import type { LlamaConfig } from '../nn/config.ts';
 import type { TrainingMode } from '../relora/wrap.ts';
-import { loadCheckpoint, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
+import { loadCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { loraOptions, modelConfigFor, type TrainConfig } from './config.ts';
 import { checkMemory, estimateTrainingMemory } from './memory.ts';
-import { readRunModelConfig, runFile, verifyRunFiles } from './run-folder.ts';
+import { openCheckpoint, readRunModelConfig, runFile, verifyRunFiles } from './run-folder.ts';
 import type { TrainOptions } from './trainer.ts';
 
 /** What the checks learnt that set-up goes on with. */
@@ -118,7 +118,7 @@ function checkVocabulary(cfg: TrainConfig, shape: LlamaConfig, tokenizerPath: st
 
 /** A full-rank checkpoint to start the low-rank phase from, checked against the run. */
 function loadWarmStart(path: string, cfg: TrainConfig, log: (s: string) => void): LoadedCheckpoint {
-  const ck = existsSync(join(path, 'manifest.json')) ? loadCheckpoint(path) : loadLatestCheckpoint(path, (m) => log(`warning: ${m}`));
+  const ck = openCheckpoint(path, loadCheckpoint, (m) => log(`warning: ${m}`), '--warm-start').value;
   if (ck.state.phase !== 'full') throw new Error(`--warm-start ${path}: checkpoint is from a ${ck.state.phase} phase; a full-rank checkpoint is needed`);
   if (cfg.mode === 'full') throw new Error('--warm-start needs mode lora or relora');
   if (ck.state.step >= cfg.steps) throw new Error(`--warm-start: the checkpoint is at update ${ck.state.step}, but the run has only ${cfg.steps} updates`);
