@@ -61,12 +61,15 @@ try {
 
   speed('byte-level BPE (ours, vocab 8000)', bpe, brown.slice(0, 100));
   speed('GPT-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'gpt2-style')), brown.slice(0, 100));
-  speed('Llama-style fixture (HF js)', await loadTokenizer(join(fixtures, 'llama-style')), brown.slice(0, 20));
+  speed('LLaMA-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'llama2-style')), brown.slice(0, 100));
+  speed('LLaMA-2-style fixture (HF js)', await loadTokenizer(join(fixtures, 'llama2-style'), 'huggingface'), brown.slice(0, 20));
   const long = sample.slice(0, 400_000);
-  const llama = await loadTokenizer(join(fixtures, 'llama-style'));
-  const tl = performance.now();
-  llama.encode(long);
-  console.log(`Llama-style, one 400 K-char document: ${((performance.now() - tl) / 1000).toFixed(2)} s`);
+  for (const implementation of ['auto', 'huggingface'] as const) {
+    const llama = await loadTokenizer(join(fixtures, 'llama2-style'), implementation);
+    const tl = performance.now();
+    llama.encode(long);
+    console.log(`LLaMA-2-style (${implementation === 'auto' ? 'fast path' : 'HF js'}), one 400 K-char document: ${((performance.now() - tl) / 1000).toFixed(2)} s`);
+  }
 
   for (const w of [1, workers]) {
     const tc = performance.now();

@@ -7,6 +7,7 @@ import { BYTE_TO_UNICODE, bytesToSymbols, pretokenize, symbolsToBytes } from '..
 import { ByteLevelBpe } from '../src/data/bpe.ts';
 import { trainByteLevelBpe } from '../src/data/bpe-train.ts';
 import { HfTokenizer } from '../src/data/hf-tokenizer.ts';
+import { SentencePieceBpe } from '../src/data/sentencepiece-bpe.ts';
 import { loadTokenizer, saveTokenizer, tokenizerFromJSON } from '../src/data/tokenizer-files.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'data');
@@ -89,7 +90,7 @@ test('trainer matches the Hugging Face BPE trainer merge for merge', async () =>
 });
 
 test('encoding agrees with Python tokenizers on its own files, both implementations', async () => {
-  for (const name of ['byte-level-bpe', 'gpt2-style', 'llama-style', 't5-style']) {
+  for (const name of ['byte-level-bpe', 'gpt2-style', 'llama-style', 'llama2-style', 't5-style']) {
     const expected = EXPECTED[name]!;
     for (const implementation of ['auto', 'huggingface'] as const) {
       const tok = await loadTokenizer(join(FIXTURES, name), implementation);
@@ -104,7 +105,8 @@ test('encoding agrees with Python tokenizers on its own files, both implementati
   }
   // The fast path is taken exactly for byte-level BPE files.
   assert.ok((await loadTokenizer(join(FIXTURES, 'gpt2-style'))) instanceof ByteLevelBpe);
-  assert.ok((await loadTokenizer(join(FIXTURES, 'llama-style'))) instanceof HfTokenizer);
+  assert.ok((await loadTokenizer(join(FIXTURES, 'llama-style'))) instanceof HfTokenizer, 'tokens such as "y▁" rule out word splitting');
+  assert.ok((await loadTokenizer(join(FIXTURES, 'llama2-style'))) instanceof SentencePieceBpe);
   assert.ok((await loadTokenizer(join(FIXTURES, 't5-style', 'tokenizer.json'))) instanceof HfTokenizer);
 });
 

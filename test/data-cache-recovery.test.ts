@@ -97,9 +97,9 @@ test('a full disk names the file and says what to do', async () => {
 
 test('worker threads write exactly the serial token cache', async () => {
   const dir = tempDir();
-  // Small chunks for byte-level BPE (its cuts are exact); the general Hugging Face path is exact
-  // only for documents that need no cut.
-  for (const [name, maxChunkChars] of [['gpt2-style', 64], ['llama-style', undefined]] as const) {
+  // Small chunks where cuts are exact (byte-level and SentencePiece-style BPE); the general
+  // Hugging Face path is exact only for documents that need no cut.
+  for (const [name, maxChunkChars] of [['gpt2-style', 64], ['llama2-style', 64], ['llama-style', undefined]] as const) {
     const tok = await loadTokenizer(join(FIXTURES, name));
     const corpus = memoryCorpus('docs', DOCS.slice(0, 3000));
     const serial = await buildTokenCache(corpus, tok, { cacheDir: join(dir, `${name}-serial`), workers: 1, maxChunkChars });

@@ -15,6 +15,7 @@ import { fileCorpus } from '../src/data/corpus.ts';
 import { encodeBatch } from '../src/data/encode-batches.ts';
 import { readJsonlPieces } from '../src/data/jsonl.ts';
 import { piecesOf, tokenizerChunks, whitespaceCut, type TextPiece } from '../src/data/pieces.ts';
+import { SentencePieceBpe } from '../src/data/sentencepiece-bpe.ts';
 import { readTextPieces } from '../src/data/text-files.ts';
 import { buildTokenCache, TokenDataset } from '../src/data/token-cache.ts';
 import { loadTokenizer } from '../src/data/tokenizer-files.ts';
@@ -77,6 +78,27 @@ test('byte-level BPE: encoding in safe chunks gives exactly the ids of encoding 
     fc.asyncProperty(fc.array(fc.tuple(word, space), { maxLength: 100 }), fc.integer({ min: 12, max: 60 }), async (pairs, maxChars) => {
       const text = pairs.flat().join('');
       assert.deepEqual(await chunkedIds(tok, text, maxChars, 7), [...tok.encode(text), tok.eosId]);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('SentencePiece-style BPE: same ids as the general implementation, whole and in safe chunks', async () => {
+  const fast = await loadTokenizer(join(FIXTURES, 'llama2-style'));
+  const general = await loadTokenizer(join(FIXTURES, 'llama2-style'), 'huggingface');
+  assert.ok(fast instanceof SentencePieceBpe);
+  const long = LONG_TEXT.slice(0, 50_000).replaceAll('<|endoftext|>', '</s>');
+  const whole = general.encode(long);
+  assert.deepEqual(fast.encode(long), whole);
+  for (const maxChars of [40, 1000]) assert.deepEqual(await chunkedIds(fast, long, maxChars), [...whole, fast.eosId], `chunks of ${maxChars}`);
+  const word = fc.array(fc.constantFrom('a', 'the', 'jury', '\u2581', 'é', '🎉', '\u0085', '</s>', '<s>', '\n', 'ǂ', '\uFEFF'), { minLength: 1, maxLength: 3 }).map((w) => w.join(''));
+  const space = fc.constantFrom(' ', '  ', '\t', ' \n ');
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(word, space), { maxLength: 60 }), fc.integer({ min: 12, max: 60 }), async (pairs, maxChars) => {
+      const text = pairs.flat().join('');
+      const ids = general.encode(text);
+      assert.deepEqual(fast.encode(text), ids);
+      assert.deepEqual(await chunkedIds(fast, text, maxChars, 7), [...ids, fast.eosId]);
     }),
     { numRuns: 300 },
   );

@@ -7,14 +7,13 @@
  * are cached per pre-token because natural text repeats the same words over and over.
  */
 import { BYTE_TO_UNICODE, bytesToSymbols, isWhitespace, pretokenizeRegex, symbolsToBytes } from './byte-level.ts';
+import { applyMerges, MAX_VOCAB, MergeTable } from './bpe-merge.ts';
+import { literalAlternation } from './literal-regex.ts';
 import { whitespaceCut } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export const DEFAULT_EOS_TOKEN = '<|endoftext|>';
 
-/** Ids must stay below this so a pair of ids packs into one exact float64 key. */
-const MAX_VOCAB = 1 << 21;
-const pairKey = (left: number, right: number): number => left * MAX_VOCAB + right;
 
 /** Beyond this many cached pre-tokens the cache is dropped and refilled (bounds memory on odd data). */
 const CACHE_LIMIT = 500_000;
@@ -41,10 +40,6 @@ function overlaps(text: string, token: string, i: number): boolean {
   return start >= 0 && start + token.length > i;
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 const utf8 = new TextEncoder();
 // ignoreBOM: a U+FEFF at the start of the text is content, not a byte-order mark to drop.
 const utf8Decoder = new TextDecoder('utf-8', { ignoreBOM: true });
@@ -56,8 +51,7 @@ export class ByteLevelBpe implements Tokenizer {
   private readonly merges: Array<[string, string]>;
   private readonly addedTokens: AddedToken[];
   private readonly idOfByte = new Int32Array(256);
-  private readonly mergeRank = new Map<number, number>();
-  private readonly mergeResult: Int32Array;
+  private readonly mergeTable: MergeTable;
   private readonly idBytes: Uint8Array[];
   private readonly addedById = new Map<number, AddedToken>();
   private readonly addedByContent = new Map<string, number>();
@@ -105,23 +99,21 @@ export class ByteLevelBpe implements Tokenizer {
       this.idOfByte[b] = id;
     }
 
-    this.mergeResult = new Int32Array(spec.merges.length);
-    spec.merges.forEach(([left, right], rank) => {
-      const l = spec.vocab[left];
-      const r = spec.vocab[right];
-      const merged = spec.vocab[left + right];
-      if (l === undefined || r === undefined || merged === undefined) {
-        throw new Error(`BPE merge ${rank} (${JSON.stringify(left)} ${JSON.stringify(right)}): its parts and their concatenation must all be in the vocab`);
-      }
-      const key = pairKey(l, r);
-      // A repeated merge keeps its first (highest-priority) rank, as the Hugging Face model does.
-      if (!this.mergeRank.has(key)) this.mergeRank.set(key, rank);
-      this.mergeResult[rank] = merged;
-    });
+    this.mergeTable = new MergeTable(
+      spec.merges.map(([left, right], rank) => {
+        const l = spec.vocab[left];
+        const r = spec.vocab[right];
+        const merged = spec.vocab[left + right];
+        if (l === undefined || r === undefined || merged === undefined) {
+          throw new Error(`BPE merge ${rank} (${JSON.stringify(left)} ${JSON.stringify(right)}): its parts and their concatenation must all be in the vocab`);
+        }
+        return [l, r, merged] as const;
+      }),
+    );
 
     // Longest first, so that a token that contains another is matched whole.
     const contents = [...this.addedByContent.keys()].sort((a, b) => b.length - a.length);
-    this.addedSplitter = contents.length > 0 ? new RegExp(contents.map(escapeRegex).join('|'), 'g') : null;
+    this.addedSplitter = literalAlternation(contents);
     this.addedWithWhitespace = contents.filter((c) => [...c].some(isWhitespace));
   }
 
@@ -199,50 +191,12 @@ export class ByteLevelBpe implements Tokenizer {
     }
   }
 
-  /** BPE on one pre-token: a heap of (rank, position) over a linked list of symbols. */
+  /** BPE on one pre-token: its bytes as symbols, merged by rank. */
   private encodeWord(word: string): number[] {
     const bytes = utf8.encode(word);
-    const n = bytes.length;
-    const sym = new Int32Array(n);
-    for (let i = 0; i < n; i++) sym[i] = this.idOfByte[bytes[i]!]!;
-    if (n < 2) return Array.from(sym);
-    const next = new Int32Array(n);
-    const prev = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      next[i] = i + 1 < n ? i + 1 : -1;
-      prev[i] = i - 1;
-    }
-    const heap = new PairHeap();
-    const rankAt = (i: number): number => {
-      const j = next[i]!;
-      if (j < 0) return -1;
-      return this.mergeRank.get(pairKey(sym[i]!, sym[j]!)) ?? -1;
-    };
-    for (let i = 0; i + 1 < n; i++) {
-      const r = rankAt(i);
-      if (r >= 0) heap.push(r, i);
-    }
-    while (heap.size > 0) {
-      const r = heap.topRank();
-      const i = heap.pop();
-      // Entries go stale when a neighbour merges first; only a pair that still has this rank counts.
-      if (sym[i]! < 0 || rankAt(i) !== r) continue;
-      const j = next[i]!;
-      sym[i] = this.mergeResult[r]!;
-      sym[j] = -1;
-      next[i] = next[j]!;
-      if (next[j]! >= 0) prev[next[j]!] = i;
-      const p = prev[i]!;
-      if (p >= 0) {
-        const rp = rankAt(p);
-        if (rp >= 0) heap.push(rp, p);
-      }
-      const rn = rankAt(i);
-      if (rn >= 0) heap.push(rn, i);
-    }
-    const out: number[] = [];
-    for (let i = 0; i >= 0; i = next[i]!) out.push(sym[i]!);
-    return out;
+    const sym = new Int32Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) sym[i] = this.idOfByte[bytes[i]!]!;
+    return applyMerges(sym, this.mergeTable);
   }
 
   toJSON(): object {
@@ -278,71 +232,6 @@ export class ByteLevelBpe implements Tokenizer {
         merges: this.merges.map(([l, r]) => `${l} ${r}`),
       },
     };
-  }
-}
-
-/** Min-heap of (rank, position), ordered by rank then position. */
-class PairHeap {
-  private ranks: number[] = [];
-  private positions: number[] = [];
-
-  get size(): number {
-    return this.ranks.length;
-  }
-
-  topRank(): number {
-    return this.ranks[0]!;
-  }
-
-  private less(a: number, b: number): boolean {
-    const ra = this.ranks[a]!;
-    const rb = this.ranks[b]!;
-    return ra < rb || (ra === rb && this.positions[a]! < this.positions[b]!);
-  }
-
-  private swap(a: number, b: number): void {
-    const r = this.ranks[a]!;
-    this.ranks[a] = this.ranks[b]!;
-    this.ranks[b] = r;
-    const p = this.positions[a]!;
-    this.positions[a] = this.positions[b]!;
-    this.positions[b] = p;
-  }
-
-  push(rank: number, position: number): void {
-    this.ranks.push(rank);
-    this.positions.push(position);
-    let i = this.ranks.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.less(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  /** Removes the top entry and returns its position. */
-  pop(): number {
-    const top = this.positions[0]!;
-    const lastRank = this.ranks.pop()!;
-    const lastPos = this.positions.pop()!;
-    const n = this.ranks.length;
-    if (n > 0) {
-      this.ranks[0] = lastRank;
-      this.positions[0] = lastPos;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < n && this.less(l, m)) m = l;
-        if (r < n && this.less(r, m)) m = r;
-        if (m === i) break;
-        this.swap(i, m);
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

@@ -1,13 +1,16 @@
 /**
  * tokenizer.json in and out. A file that our ByteLevelBpe can run exactly (our own trained files,
  * GPT-2-style files) runs on it, since it encodes about ten times faster than the general
- * implementation; every other Hugging Face tokenizer runs on @huggingface/tokenizers.
+ * implementation; a LLaMA-2-style (SentencePiece) BPE file runs on SentencePieceBpe when its
+ * vocabulary allows exact word splitting; every other Hugging Face tokenizer runs on
+ * @huggingface/tokenizers.
  */
 import { existsSync, statSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ByteLevelBpe, byteLevelBpeFromJSON, byteLevelBpeIncompatibility } from './bpe.ts';
 import { findEosId, HfTokenizer } from './hf-tokenizer.ts';
+import { SentencePieceBpe, sentencePieceBpeIncompatibility } from './sentencepiece-bpe.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export type TokenizerImplementation = 'auto' | 'huggingface';
@@ -35,12 +38,14 @@ export function tokenizerFromJSON(
   if (options.implementation !== 'huggingface' && byteLevelBpeIncompatibility(json) === null) {
     return byteLevelBpeFromJSON(json, findEosId(byteLevelVocab(json as Json), config, describe));
   }
-  return new HfTokenizer(json, config, describe);
+  const general = new HfTokenizer(json, config, describe);
+  if (options.implementation !== 'huggingface' && sentencePieceBpeIncompatibility(json) === null) return new SentencePieceBpe(json as Json, general);
+  return general;
 }
 
 /** What a worker thread needs to rebuild a tokenizer: which implementation, its JSON, its EOS. */
 export interface TokenizerSpec {
-  kind: 'byte-level-bpe' | 'huggingface';
+  kind: 'byte-level-bpe' | 'sentencepiece-bpe' | 'huggingface';
   json: object;
   eosId: number;
 }
@@ -48,6 +53,7 @@ export interface TokenizerSpec {
 /** The spec of one of our tokenizer implementations, or null for any other Tokenizer. */
 export function tokenizerSpec(tokenizer: Tokenizer): TokenizerSpec | null {
   if (tokenizer instanceof ByteLevelBpe) return { kind: 'byte-level-bpe', json: tokenizer.toJSON(), eosId: tokenizer.eosId };
+  if (tokenizer instanceof SentencePieceBpe) return { kind: 'sentencepiece-bpe', json: tokenizer.toJSON(), eosId: tokenizer.eosId };
   if (tokenizer instanceof HfTokenizer) return { kind: 'huggingface', json: tokenizer.toJSON(), eosId: tokenizer.eosId };
   return null;
 }
@@ -55,7 +61,8 @@ export function tokenizerSpec(tokenizer: Tokenizer): TokenizerSpec | null {
 /** The tokenizer a spec describes (the same ids as the one it was taken from). */
 export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
   if (spec.kind === 'byte-level-bpe') return byteLevelBpeFromJSON(spec.json, spec.eosId);
-  return new HfTokenizer(spec.json, {}, 'tokenizer.json', spec.eosId);
+  const general = new HfTokenizer(spec.json, {}, 'tokenizer.json', spec.eosId);
+  return spec.kind === 'sentencepiece-bpe' ? new SentencePieceBpe(spec.json as Json, general) : general;
 }
 
 async function readJson(path: string): Promise<unknown> {
