@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,7 +103,7 @@ describe('the CLI takes the lock (trainer)', () => {
   const data = writeCorpus(work);
 
   /** Start a training paused at `point`; resolves once it is paused, with its result to come. */
-  async function pausedRun(args: string[], point: string, release: string): Promise<Promise<CliResult>> {
+  async function pausedRun(args: string[], point: string, release: string): Promise<{ done: Promise<CliResult> }> {
     let paused!: () => void;
     const atPause = new Promise<void>((resolve) => { paused = resolve; });
     const run = startCli(args, {
@@ -111,22 +111,35 @@ describe('the CLI takes the lock (trainer)', () => {
       onLine: (line) => { if (line.startsWith('relora-test: paused at')) paused(); },
     });
     await Promise.race([atPause, run.done.then((r) => assert.fail(`ended before ${point}: ${r.stderr}`))]);
-    return run.done;
+    // Wrapped: an async function returning the promise itself would wait for the run to end.
+    return { done: run.done };
   }
 
-  test('train --out R twice at once: the second is refused and the first finishes intact', async () => {
+  test('train --out R twice at once: one runs, the other is refused, and the folder holds one run', async () => {
     const run = join(work, 'cli-out');
-    const release = join(work, 'release-out');
+    const [a, b] = await Promise.all([runCli(tinyRunArgs(data, run), env), runCli(tinyRunArgs(data, run, ['--seed', '7']), env)]);
+    const winner = a.code === 0 ? a : b, loser = a.code === 0 ? b : a;
+    assert.equal(winner.code, 0, winner.stderr);
+    assert.equal(loser.code, 1, loser.stderr);
+    // Refused by the lock, or (had the first already written its config) as a folder holding a run.
+    assert.match(loser.stderr, new RegExp(`relora: error: (run folder ${run} is in use by process \\d+ on |output folder ${run} already holds a run)`));
+    const seed = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).seed as number;
+    assert.equal(seed, winner === a ? 0 : 7, 'the config is the winner\'s');
+    assert.deepEqual(deterministicMetrics(run).filter((x) => x.type === 'train').map((x) => x.step), Array.from({ length: 30 }, (_, i) => i + 1), 'the metrics of one run');
+    assert.ok(!existsSync(join(run, RUN_FILES.lock)));
+  });
+
+  test('train --out R while R trains: refused by the lock before anything is read or written', async () => {
+    const run = join(work, 'cli-busy');
+    const release = join(work, 'release-busy');
     const first = await pausedRun(tinyRunArgs(data, run), 'update:3', release);
+    // Without its config the folder no longer looks like a run: only the lock can refuse now.
+    rmSync(join(run, 'config.json'));
     const second = await runCli(tinyRunArgs(data, run, ['--seed', '7']), env);
     writeFileSync(release, '');
     assert.equal(second.code, 1, second.stderr);
     assert.match(second.stderr, new RegExp(`relora: error: run folder ${run} is in use by process \\d+ on `));
-    const r = await first;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).seed, 0, 'the config is the first run\'s');
-    assert.deepEqual(deterministicMetrics(run).filter((x) => x.type === 'train').map((x) => x.step), Array.from({ length: 30 }, (_, i) => i + 1));
-    assert.ok(!existsSync(join(run, RUN_FILES.lock)));
+    assert.equal((await first.done).code, 0);
   });
 
   test('--resume R while R is being resumed: refused, and the first one\'s checkpoint writes are left alone', async () => {
@@ -143,7 +156,7 @@ describe('the CLI takes the lock (trainer)', () => {
     assert.match(second.stderr, new RegExp(`relora: error: run folder ${run} is in use by process \\d+`));
     assert.equal(readdirSync(join(run, 'checkpoints')).filter((n) => n.startsWith('.tmp-step-000015-')).length, 1, 'the refused process deleted nothing');
     writeFileSync(release, '');
-    const r = await resumed;
+    const r = await resumed.done;
     assert.equal(r.code, 0, r.stderr);
     assert.ok(existsSync(join(run, 'checkpoints', 'step-000030')));
   });
