@@ -36,6 +36,26 @@ export class MergeTable {
   }
 }
 
+/**
+ * Ids of words already encoded: natural text repeats the same words over and over. Beyond
+ * `limit` words the cache is dropped and refilled, which bounds memory on odd data.
+ */
+export class WordCache {
+  private readonly ids = new Map<string, number[]>();
+  constructor(private readonly encode: (word: string) => number[], private readonly limit = 500_000) {}
+
+  /** Appends the ids of `word` to `out`. */
+  append(word: string, out: number[]): void {
+    let ids = this.ids.get(word);
+    if (ids === undefined) {
+      ids = this.encode(word);
+      if (this.ids.size >= this.limit) this.ids.clear();
+      this.ids.set(word, ids);
+    }
+    for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+  }
+}
+
 /** BPE on one word's symbols: a heap of (rank, position) over a linked list of symbols. */
 export function applyMerges(sym: Int32Array, table: MergeTable): number[] {
   const n = sym.length;

@@ -7,7 +7,7 @@
  * are cached per pre-token because natural text repeats the same words over and over.
  */
 import { BYTE_TO_UNICODE, bytesToSymbols, isWhitespace, pretokenizeRegex, symbolsToBytes } from './byte-level.ts';
-import { applyMerges, MAX_VOCAB, MergeTable } from './bpe-merge.ts';
+import { applyMerges, MAX_VOCAB, MergeTable, WordCache } from './bpe-merge.ts';
 import { literalAlternation } from './literal-regex.ts';
 import { whitespaceCut } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
@@ -15,8 +15,6 @@ import type { Tokenizer } from './tokenizer.ts';
 export const DEFAULT_EOS_TOKEN = '<|endoftext|>';
 
 
-/** Beyond this many cached pre-tokens the cache is dropped and refilled (bounds memory on odd data). */
-const CACHE_LIMIT = 500_000;
 
 export interface AddedToken {
   id: number;
@@ -59,7 +57,7 @@ export class ByteLevelBpe implements Tokenizer {
   /** Added tokens that hold whitespace: the only ones a whitespace cut could fall inside. */
   private readonly addedWithWhitespace: string[];
   private readonly wordRegex = pretokenizeRegex();
-  private readonly cache = new Map<string, number[]>();
+  private readonly cache = new WordCache((word) => this.encodeWord(word));
 
   constructor(spec: ByteLevelBpeSpec) {
     this.vocab = spec.vocab;
@@ -180,14 +178,7 @@ export class ByteLevelBpe implements Tokenizer {
     const re = this.wordRegex;
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      const word = m[0];
-      let ids = this.cache.get(word);
-      if (ids === undefined) {
-        ids = this.encodeWord(word);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(word, ids);
-      }
-      for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+      this.cache.append(m[0], out);
     }
   }
 

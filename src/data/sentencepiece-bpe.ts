@@ -10,7 +10,7 @@
  * merged separately — with a cache, since words repeat — giving the same ids as the whole.
  * Decoding and the tokenizer.json form stay with the general implementation.
  */
-import { applyMerges, MergeTable } from './bpe-merge.ts';
+import { applyMerges, MergeTable, WordCache } from './bpe-merge.ts';
 import { HfTokenizer } from './hf-tokenizer.ts';
 import { literalAlternation } from './literal-regex.ts';
 import type { Tokenizer } from './tokenizer.ts';
@@ -20,7 +20,6 @@ type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const MARK = '\u2581'; // ▁
-const CACHE_LIMIT = 500_000;
 const utf8 = new TextEncoder();
 
 function isLlamaNormalizer(n: unknown): boolean {
@@ -68,7 +67,7 @@ export class SentencePieceBpe implements Tokenizer {
   private readonly added = new Map<string, number>();
   private readonly addedSplitter: RegExp | null;
   private readonly addedContents: string[];
-  private readonly cache = new Map<string, number[]>();
+  private readonly cache = new WordCache((word) => this.encodeWord(word));
 
   /** `general` is the same tokenizer.json on the general implementation (decoding, JSON, EOS). */
   constructor(json: Json, general: HfTokenizer) {
@@ -150,15 +149,8 @@ export class SentencePieceBpe implements Tokenizer {
     let wordStart = 0;
     for (let i = 1; i <= normal.length; i++) {
       if (i < normal.length && !(normal[i] === MARK && normal[i - 1] !== MARK)) continue;
-      const word = normal.slice(wordStart, i);
+      this.cache.append(normal.slice(wordStart, i), out);
       wordStart = i;
-      let ids = this.cache.get(word);
-      if (ids === undefined) {
-        ids = this.encodeWord(word);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(word, ids);
-      }
-      for (let k = 0; k < ids.length; k++) out.push(ids[k]!);
     }
   }
 
