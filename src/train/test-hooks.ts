@@ -11,7 +11,8 @@
  *
  * Points: "checkpoint:<step>" (inside the write of that checkpoint: model.safetensors is in the
  * temporary folder, the rest is not) and "update:<step>" (inside that update: gradients
- * computed, optimizer not yet stepped) and "metrics" (every append to metrics.jsonl).
+ * computed, optimizer not yet stepped) and "metrics" (every append to metrics.jsonl); after the
+ * last update "finish:eval", "finish:rank", "finish:summary" and (in the CLI) "finish:report".
  */
 import { existsSync } from 'node:fs';
 

@@ -57,8 +57,13 @@ export interface TrainOptions {
   hooks?: TrainHooks;
   /** Measure the accumulated update's rank at merges and at the end (plugged in by the caller). */
   rankHook?: RankHook;
-  /** Install SIGINT/SIGTERM handlers that checkpoint and stop (CLI: true). */
+  /** Install SIGINT/SIGTERM handlers that checkpoint and stop (see stop-signal.ts). */
   handleSignals?: boolean;
+  /**
+   * Handlers the caller installed already (the CLI installs them before set-up and keeps them
+   * until its report is written); the run tells it which stage it is in. Implies handleSignals.
+   */
+  stopSignal?: StopSignal;
   /** Start even when the estimated memory exceeds `memoryLimitBytes`. */
   force?: boolean;
   /** What the memory estimate is compared with; default this machine's total memory. */
@@ -115,10 +120,18 @@ interface ActivePhase {
 }
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
-  const run = await setupRun(opts); // every input checked, then data, model and state
+  const stop = opts.stopSignal ?? new StopSignal(opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)));
+  const ownsSignals = !opts.stopSignal && opts.handleSignals === true;
+  if (ownsSignals) stop.install();
+  stop.enter('setup');
+  let run: Run;
+  try {
+    run = await setupRun(opts); // every input checked, then data, model and state
+  } catch (e) {
+    if (ownsSignals) stop.uninstall();
+    throw e;
+  }
   const { cfg, state, plans } = run;
-  const stop = new StopSignal(run.log);
-  if (opts.handleSignals) stop.install();
   state.startClock();
   const loop: Loop = { run, progress: new Progress(cfg.steps, state.step, run.log), stop, lastEval: NaN, throughput: [] };
   const alreadyDone = run.resumed && state.step >= cfg.steps;
@@ -149,7 +162,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     return await summarise(loop, null);
   } finally {
     loop.progress.stop();
-    stop.uninstall();
+    if (ownsSignals) stop.uninstall();
     run.release();
   }
 }
@@ -258,8 +271,10 @@ function evaluateQuietly(run: Run): number {
 /** The final evaluation, rank measurement and checkpoint. */
 async function finishRun(loop: Loop): Promise<void> {
   const { run } = loop;
+  testHook('finish:eval');
   evaluateNow(loop);
   const phase = run.plans[run.plans.length - 1].phase;
+  testHook('finish:rank');
   if (run.rankHook && phase !== 'full') for (const rr of run.rankHook.measure(run.model, run.state.step, run.state.counters.merges)) emit(run, rr);
   await saveNow(run, phase);
 }
@@ -316,6 +331,7 @@ async function summarise(loop: Loop, interruptedBy: StopSignalName | null): Prom
     threads: engine.threads,
     ...(interruptedBy ? { interrupted: true, interrupted_by: interruptedBy } : {}),
   };
+  testHook('finish:summary');
   await atomicWriteFile(runFile(run.runDir, 'summary'), `${JSON.stringify(summary, null, 2)}\n`);
   state.optimizer?.dispose();
   run.model.dispose();

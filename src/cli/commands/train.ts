@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { CONFIG_KEYS, ConfigError, resolveConfig, TrainConfigSchema, type ParsedConfig, type TrainConfig } from '../../train/config.ts';
 import { makeRankHook } from '../../train/rank-hook.ts';
 import { readRunConfig } from '../../train/run-folder.ts';
+import { SIGNAL_EXIT_CODES, StopSignal } from '../../train/stop-signal.ts';
+import { testHook } from '../../train/test-hooks.ts';
 import { train, type TrainSummary } from '../../train/trainer.ts';
 import { UsageError } from '../errors.ts';
 
@@ -137,6 +139,10 @@ export function register(program: Command): void {
     .option('--force', "start even when the estimated memory exceeds this machine's");
   addConfigOptions(cmd);
   cmd.action(async (opts: Record<string, unknown>) => {
+    // Installed before anything is read and kept until the process ends: see stop-signal.ts for
+    // what a signal does in each stage of the run (set-up, training, finishing).
+    const stop = new StopSignal((s) => process.stderr.write(`${s}\n`));
+    stop.install();
     let cfg: TrainConfig;
     let runDir: string;
     if (opts.resume) {
@@ -160,10 +166,11 @@ export function register(program: Command): void {
       resume: Boolean(opts.resume),
       warmStartFrom: opts.warmStart ? resolve(String(opts.warmStart)) : undefined,
       rankHook: makeRankHook(cfg.rank_sample),
-      handleSignals: true,
+      stopSignal: stop,
       force: opts.force === true,
     });
     let reportPath: string | null = null;
+    testHook('finish:report');
     if (opts.report !== false) {
       const { writeRunReport } = await import('../../report/run-report.ts');
       reportPath = (await writeRunReport(runDir)).html;
@@ -171,8 +178,10 @@ export function register(program: Command): void {
     printSummary(summary, reportPath);
     if (summary.interrupted) {
       process.stdout.write(`interrupted by ${summary.interrupted_by ?? 'a signal'} after update ${summary.steps}; continue with: relora train --resume ${runDir}\n`);
-      // The shell convention for "ended by a signal": 128 + its number.
-      process.exitCode = summary.interrupted_by === 'SIGTERM' ? 143 : 130;
+      process.exitCode = SIGNAL_EXIT_CODES[summary.interrupted_by ?? 'SIGINT'];
+    } else if (stop.requested) {
+      // The signal came when no update was left to stop: the run is complete, so it ends as one.
+      process.stdout.write(`${stop.requested} received after the last update: the run had already finished, so its summary and report were written\n`);
     }
   });
 }
