@@ -30,6 +30,10 @@ export type { MetricRecord, TrainRecord, EvalRecord, RestartRecord, RankRecord }
 export { loadRun, loadCheckpoint, type Run, type Checkpoint, type LoadCheckpointOptions } from './api/run.ts';
 /** Where training stood when a checkpoint was written (its state.json). */
 export type { TrainState } from './train/checkpoint.ts';
+/** Write RUN/report.html and RUN/plots/*.svg (loss, learning rate and restarts, tokens/s, rank growth) from a run folder. */
+export { writeRunReport as writeReport } from './report/run-report.ts';
+/** The files `writeReport` wrote. */
+export type { ReportFiles } from './report/plot-files.ts';
 
 // ---- Models ------------------------------------------------------------------------------
 

@@ -4,13 +4,13 @@
  * callbacks, config validation and the run it leaves behind.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import ts from 'typescript';
 import {
   AdamW, ConfigError, exportHf, generateText, LlamaForCausalLM, loadCheckpoint, loadRun, mergeAndReinit, noGrad, scope, setBackend,
-  Tensor, Tokenizer, train, trainStep, wrapWithReLoRA, type LlamaConfig, type TrainHooks,
+  Tensor, Tokenizer, train, trainStep, wrapWithReLoRA, writeReport, type LlamaConfig, type TrainHooks,
 } from '../src/index.ts';
 import { interopFixture, tempDir } from './interop-helpers.ts';
 
@@ -129,6 +129,8 @@ test('train() takes a partial config and calls back; loadRun, loadCheckpoint and
     assert.equal(run.metrics.length, seen.metrics, 'every metrics.jsonl record went through onMetric');
     assert.equal(run.summary?.final_eval_loss, summary.final_eval_loss);
     assert.match(run.checkpoints[0], /step-000009$/);
+    const report = await writeReport(runDir);
+    assert.ok(existsSync(report.html) && readFileSync(report.html, 'utf8').includes('<svg'), 'report.html with its charts');
 
     await assert.rejects(train({ out: runDir, steps: 20 }, { resume: true }), /resume continues the run with the config saved in its folder; remove steps/);
     const resumed = await train({ out: runDir, backend: 'js' }, { resume: true, log: () => {} });
