@@ -20,6 +20,7 @@ type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const MARK = '\u2581'; // ▁
+const MARK_CODE = 0x2581;
 const utf8 = new TextEncoder();
 
 function isLlamaNormalizer(n: unknown): boolean {
@@ -145,13 +146,15 @@ export class SentencePieceBpe implements Tokenizer {
 
   /** One stretch between added tokens: normalise, split into words, BPE each word. */
   private encodeSegment(segment: string, prepend: boolean, out: number[]): void {
-    const normal = (prepend ? MARK : '') + segment.replaceAll(' ', MARK);
+    // replaceAll after the prepend makes one flat string (a concatenation is slow to index).
+    const normal = (prepend ? MARK + segment : segment).replaceAll(' ', MARK);
     let wordStart = 0;
-    for (let i = 1; i <= normal.length; i++) {
-      if (i < normal.length && !(normal[i] === MARK && normal[i - 1] !== MARK)) continue;
+    for (let i = normal.indexOf(MARK, 1); i >= 0; i = normal.indexOf(MARK, i + 1)) {
+      if (normal.charCodeAt(i - 1) === MARK_CODE) continue;
       this.cache.append(normal.slice(wordStart, i), out);
       wordStart = i;
     }
+    this.cache.append(normal.slice(wordStart), out);
   }
 
   /** Initial symbols as the Hugging Face BPE model makes them (characters, byte fallback, unk), then merges. */
