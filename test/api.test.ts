@@ -89,7 +89,14 @@ test('fromPretrained reads a transformers folder; savePretrained writes a wrappe
     assert.ok(maxDiff(logits(back, ids(1, 2, 16, V)), expected) < 1e-5, 'the saved folder is the merged model');
     const again = await Tokenizer.fromPretrained(join(dir, 'out'));
     assert.deepEqual(again.encode('the cat ran'), tokenizer.encode('the cat ran'));
-    assert.equal(typeof generateText(back, again, 'the', { maxNewTokens: 3, temperature: 0 }), 'string');
+    // With a zero head every logit ties and greedy picks id 0, the EOS of a trained BPE: generation stops, and the EOS is not text.
+    back.stateDict()['lm_head.weight'].data.fill(0);
+    assert.equal(again.eosId, 0);
+    assert.equal(generateText(back, again, 'the', { maxNewTokens: 3, temperature: 0 }), '');
+    const streamed: string[] = [];
+    const all = generateText(back, again, 'the', { maxNewTokens: 3, temperature: 0, stopIds: [], onText: (t) => streamed.push(t) });
+    assert.equal(all, '<|endoftext|>'.repeat(3));
+    assert.equal(streamed.join(''), all);
     await assert.rejects(LlamaForCausalLM.fromPretrained(join(dir, 'nowhere')), /nowhere: no such file or folder/);
   } finally {
     cleanup();

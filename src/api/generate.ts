@@ -13,7 +13,7 @@ export interface GenerateTextOptions extends Omit<GenerateOptions, 'onToken'> {
 
 /**
  * Continues `prompt` and returns the new text (not the prompt). Stops after `maxNewTokens` or
- * at one of `stopIds` (default: the tokenizer's EOS). Temperature 0 is greedy; otherwise
+ * at one of `stopIds` (default: the tokenizer's EOS), whose text is left out. Temperature 0 is greedy; otherwise
  * top-k / top-p sampling, seeded (`seed`, default 0) so it is reproducible.
  */
 export function generateText(model: LlamaForCausalLM, tokenizer: Tokenizer, prompt: string, options: GenerateTextOptions): string {
@@ -21,12 +21,15 @@ export function generateText(model: LlamaForCausalLM, tokenizer: Tokenizer, prom
   let ids = [...(options.prefixIds ?? []), ...promptIds];
   // An empty prompt starts a fresh document: the token that separates documents.
   if (ids.length === 0) ids = [tokenizer.eosId];
+  const stopIds = options.stopIds ?? [tokenizer.eosId];
   const streamer = new TextStreamer((t) => tokenizer.decode(t), promptIds);
   let text = '';
   generate(model, ids, {
     ...options,
-    stopIds: options.stopIds ?? [tokenizer.eosId],
+    stopIds,
     onToken: (id) => {
+      // The token that ends generation is not part of the text.
+      if (stopIds.includes(id)) return;
       const piece = streamer.push(id);
       text += piece;
       if (piece) options.onText?.(piece);
