@@ -37,6 +37,15 @@ export class MergeTable {
 }
 
 /**
+ * A copy of a short piece of a long string that does not keep the long string alive. V8 makes a
+ * substring of 13 or more characters a view into its parent; a word kept as a map key would then
+ * hold a whole megabyte-sized chunk of text in memory.
+ */
+export function detached(word: string): string {
+  return word.length < 13 ? word : (' ' + word).slice(1);
+}
+
+/**
  * Ids of words already encoded: natural text repeats the same words over and over. Beyond
  * `limit` words the cache is dropped and refilled, which bounds memory on odd data.
  */
@@ -50,7 +59,7 @@ export class WordCache {
     if (ids === undefined) {
       ids = this.encode(word);
       if (this.ids.size >= this.limit) this.ids.clear();
-      this.ids.set(word, ids);
+      this.ids.set(detached(word), ids);
     }
     for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
   }

@@ -12,6 +12,7 @@
  * the same ids as the Hugging Face trainer this yields the same merges in the same order.
  */
 import { BYTE_TO_UNICODE, pretokenizeRegex } from './byte-level.ts';
+import { detached } from './bpe-merge.ts';
 import { ByteLevelBpe, DEFAULT_EOS_TOKEN } from './bpe.ts';
 import { hash32 } from '../engine/rng.ts';
 import { tokenizerChunks, whitespaceCut, type TextPiece } from './pieces.ts';
@@ -64,7 +65,12 @@ export class WordCounter {
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
       const w = m[0];
-      this.counts.set(w, (this.counts.get(w) ?? 0) + 1);
+      const count = this.counts.get(w);
+      if (count !== undefined) {
+        this.counts.set(w, count + 1);
+        continue;
+      }
+      this.counts.set(detached(w), 1);
       if (this.counts.size > this.maxWords) this.prune();
     }
   }
