@@ -9,11 +9,11 @@
  *   RUN/checkpoints/step-000120/{model.safetensors, optimizer.safetensors, state.json, manifest.json}
  *   RUN/latest            → "step-000120"
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { atomicWriteFile } from '../io/atomic.ts';
+import { manifestEntry, manifestMismatch, type ManifestEntry } from './manifest.ts';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { testHook } from './test-hooks.ts';
 import type { SamplerState } from '../data/sampler.ts';
@@ -64,13 +64,6 @@ const TrainStateSchema = z.object({
   engine: z.object({ backend: z.string(), threads: z.number().int().positive() }).optional(),
 });
 
-/** One file of a manifest: its name (relative to the manifest's folder), size and SHA-256. */
-export interface ManifestEntry {
-  file: string;
-  bytes: number;
-  sha256: string;
-}
-
 /** The files every checkpoint holds (besides its manifest), in manifest order. */
 export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors', 'state.json'] as const;
 export type CheckpointFile = (typeof CHECKPOINT_FILES)[number];
@@ -99,39 +92,6 @@ function fsyncPath(path: string): void {
   } finally {
     if (fd !== null) closeSync(fd);
   }
-}
-
-const HASH_CHUNK = 1 << 22;
-
-/** SHA-256 of a file, read in chunks so a multi-gigabyte checkpoint is never held in memory at once. */
-function sha256File(path: string): string {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(HASH_CHUNK);
-  const fd = openSync(path, 'r');
-  try {
-    for (let n; (n = readSync(fd, buf, 0, HASH_CHUNK, null)) > 0; ) hash.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
-
-/** The manifest entry of `dir/file` as it is now. */
-export function manifestEntry(dir: string, file: string): ManifestEntry {
-  const p = join(dir, file);
-  return { file, bytes: statSync(p).size, sha256: sha256File(p) };
-}
-
-/**
- * How `dir/entry.file` differs from what its manifest recorded: 'missing', 'size' (with the
- * size found), 'checksum', or null when it is unchanged.
- */
-export function manifestMismatch(dir: string, entry: ManifestEntry): { kind: 'missing' | 'size' | 'checksum'; bytes?: number } | null {
-  const p = join(dir, entry.file);
-  if (!existsSync(p)) return { kind: 'missing' };
-  const bytes = statSync(p).size;
-  if (bytes !== entry.bytes) return { kind: 'size', bytes };
-  return sha256File(p) === entry.sha256 ? null : { kind: 'checksum' };
 }
 
 function tensorsToWrite(tensors: Record<string, Tensor>): Record<string, TensorToWrite> {

@@ -24,11 +24,9 @@ import { dirname, join, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { HF_METADATA_FILES, HF_SOURCE_DIR } from '../io/hf-metadata.ts';
 import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
-import {
-  CHECKPOINTS_DIR, LATEST_POINTER, manifestEntry, manifestMismatch, openLatestCheckpoint, verifyCheckpoint,
-  type CheckpointFile, type ManifestEntry,
-} from './checkpoint.ts';
+import { CHECKPOINTS_DIR, LATEST_POINTER, openLatestCheckpoint, verifyCheckpoint, type CheckpointFile } from './checkpoint.ts';
 import { DEFAULT_MODEL, modelConfigFor, resolveConfig, type TrainConfig } from './config.ts';
+import { manifestEntry, manifestMismatch, type ManifestEntry } from './manifest.ts';
 import { RUN_LOCK_FILE } from './run-lock.ts';
 
 export { lockRunFolder, RunLockedError } from './run-lock.ts';
@@ -50,6 +48,7 @@ export const RUN_FILES = {
   lock: RUN_LOCK_FILE,
 } as const;
 
+/** A name in {@link RUN_FILES}. */
 export type RunFileKey = keyof typeof RUN_FILES;
 
 /** The path of one of a run folder's files. */
