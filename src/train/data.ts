@@ -11,7 +11,7 @@ import { splitCorpus } from '../data/split.ts';
 import { DEFAULT_MAX_WORDS, trainByteLevelBpeOnCorpus } from '../data/bpe-train.ts';
 import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
-import { TokenDataset } from '../data/token-cache.ts';
+import { buildTokenCache, TokenDataset } from '../data/token-cache.ts';
 import { defaultTokenizerWorkers } from '../data/encode-batches.ts';
 import type { TrainConfig } from './config.ts';
 
@@ -79,8 +79,13 @@ export async function prepareData(cfg: TrainConfig, log: (s: string) => void, to
   mkdirSync(dir, { recursive: true });
   const progress = (what: string) => (p: { documents: number; tokens: number }) => log(`tokenising ${what}: ${p.documents} documents, ${p.tokens} tokens`);
   const workers = defaultTokenizerWorkers();
-  const trainSet = await TokenDataset.fromCorpus(train, tokenizer, { cacheDir: dir, onProgress: progress('training data'), progressEvery: 5000, workers });
-  const valSet = await TokenDataset.fromCorpus(validation, tokenizer, { cacheDir: dir, onProgress: progress('validation data'), progressEvery: 5000, workers });
+  const tokenise = async (corpus: Corpus, what: string): Promise<TokenDataset> => {
+    const built = await buildTokenCache(corpus, tokenizer, { cacheDir: dir, onProgress: progress(what), progressEvery: 5000, workers });
+    if (built.resumedTokens > 0) log(`tokenising ${what}: resumed the partial cache a stopped run left, from token ${built.resumedTokens}`);
+    return TokenDataset.open(built.metaPath);
+  };
+  const trainSet = await tokenise(train, 'training data');
+  const valSet = await tokenise(validation, 'validation data');
   trainSet.numSequences(cfg.seq_len); // throws a clear error when shorter than one sequence
   valSet.numSequences(cfg.seq_len);
   return { tokenizer, train: trainSet, validation: valSet, trainName: train.name, validationName: validation.name };
