@@ -134,6 +134,14 @@ test('state.json contents are validated field by field: the file and the field a
       return true;
     });
   }
+  // The manifest is held to its schema too.
+  const mp = join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(mp, 'utf8')) as { step?: number; files: { sha256: string }[] };
+  writeFileSync(mp, JSON.stringify({ ...manifest, step: undefined }));
+  assert.throws(() => loadCheckpoint(dir), /manifest\.json does not have the expected fields \(corrupted\): "step": /);
+  writeFileSync(mp, JSON.stringify({ ...manifest, files: manifest.files.map((f, i) => (i === 0 ? { ...f, sha256: 'x' } : f)) }));
+  assert.throws(() => loadCheckpoint(dir), /manifest\.json does not have the expected fields \(corrupted\): "files\.0\.sha256": expected 64 lowercase hex digits/);
+  writeFileSync(mp, JSON.stringify(manifest));
   // A step that disagrees with the folder's name (a state copied from another checkpoint).
   tamperState(dir, (s) => { s.step = 4; });
   assert.throws(() => loadCheckpoint(dir), /state\.json says "step" 4, but its folder is step-000003/);

@@ -77,9 +77,11 @@ describe('the run-folder lock', () => {
     // The same live process: refused.
     writeFileSync(lock, JSON.stringify({ ...owner, proc_start: procStart(1) }));
     assert.throws(() => lockRunFolder(run), /is in use by process 1 on .*Wait for it to finish/);
-    // A crash between creating the lock file and writing it.
+    // A crash between creating the lock file and writing it; and a stale lock moved aside by a process that died then.
+    writeFileSync(`${lock}.stale-999999999`, '{}');
     writeFileSync(lock, '');
     lockRunFolder(run)();
+    assert.deepEqual(readdirSync(run), [], 'nothing of the lock is left');
     // Another host's lock cannot be checked: refused, with how to clear it by hand.
     writeFileSync(lock, JSON.stringify({ ...owner, hostname: 'elsewhere' }));
     assert.throws(() => lockRunFolder(run), new RegExp(`in use by process 1 on elsewhere .*If that process is no longer running, delete ${lock}`));

@@ -104,7 +104,10 @@ test('sealing records each defining file once: a file written later is added, an
   writeFileSync(join(run, RUN_FILES.hfSource, 'config.json'), '{"bos_token_id": 2}');
   assert.throws(() => verifyRunFiles(run), /run file .*hf_source\/config\.json has changed since the run wrote it/);
   writeFileSync(join(run, RUN_FILES.manifest), '{"files": 3}');
-  assert.throws(() => verifyRunFiles(run), /run-manifest\.json: not a run manifest/);
+  assert.throws(() => verifyRunFiles(run), /run-manifest\.json: not a run manifest \("version": .*"files": /);
+  const outside = { file: '../elsewhere.json', bytes: 2, sha256: '0'.repeat(64) };
+  writeFileSync(join(run, RUN_FILES.manifest), JSON.stringify({ version: 1, files: [outside] }));
+  assert.throws(() => verifyRunFiles(run), /run-manifest\.json: lists "\.\.\/elsewhere\.json", which is not one of the files that define a run/);
 });
 
 test('eval on a Hugging Face folder says what the folder is and what to pass', async () => {

@@ -13,7 +13,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { atomicWriteFile } from '../io/atomic.ts';
-import { manifestEntry, manifestMismatch, type ManifestEntry } from './manifest.ts';
+import { describeIssues, ManifestFilesSchema, manifestEntry, manifestMismatch } from './manifest.ts';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import { testHook } from './test-hooks.ts';
 import type { SamplerState } from '../data/sampler.ts';
@@ -68,11 +68,8 @@ const TrainStateSchema = z.object({
 export const CHECKPOINT_FILES = ['model.safetensors', 'optimizer.safetensors', 'state.json'] as const;
 export type CheckpointFile = (typeof CHECKPOINT_FILES)[number];
 
-interface Manifest {
-  version: number;
-  step: number;
-  files: ManifestEntry[];
-}
+const CheckpointManifestSchema = z.object({ version: z.number(), step: count, files: ManifestFilesSchema });
+type Manifest = z.infer<typeof CheckpointManifestSchema>;
 
 /** The folder of a run that holds its checkpoints. */
 export const CHECKPOINTS_DIR = 'checkpoints';
@@ -266,23 +263,19 @@ function readManifest(dir: string): Manifest {
   } catch {
     throw new Error(`checkpoint file ${manifestPath} is not valid JSON (truncated or corrupted)`);
   }
-  const m = manifest as Partial<Manifest> | null;
-  const entries = m && typeof m === 'object' && Array.isArray(m.files) ? m.files : null;
-  const entryOk = (f: unknown): f is ManifestEntry => {
-    const e = f as Partial<ManifestEntry> | null;
-    return !!e && typeof e.file === 'string' && Number.isSafeInteger(e.bytes) && typeof e.sha256 === 'string';
-  };
-  if (!entries || !entries.every(entryOk)) throw new Error(`checkpoint file ${manifestPath} does not have the expected fields (corrupted)`);
+  const parsed = CheckpointManifestSchema.safeParse(manifest);
+  if (!parsed.success) throw new Error(`checkpoint file ${manifestPath} does not have the expected fields (corrupted): ${describeIssues(parsed.error)}`);
+  const entries = parsed.data.files;
   for (const file of CHECKPOINT_FILES) {
     if (!entries.some((f) => f.file === file)) throw new Error(`checkpoint file ${manifestPath} does not list ${file} (corrupted)`);
   }
   const stray = entries.find((f) => !(CHECKPOINT_FILES as readonly string[]).includes(f.file));
   if (stray) throw new Error(`checkpoint file ${manifestPath} lists an unexpected file "${stray.file}" (corrupted)`);
-  return m as Manifest;
+  return parsed.data;
 }
 
 /** Parse and validate state.json: every field named when missing or out of range. */
-function readState(dir: string, manifestStep: number | undefined): TrainState {
+function readState(dir: string, manifestStep: number): TrainState {
   const statePath = join(dir, 'state.json');
   let raw: unknown;
   try {
@@ -294,15 +287,14 @@ function readState(dir: string, manifestStep: number | undefined): TrainState {
   if (version !== CHECKPOINT_VERSION) throw new Error(`checkpoint ${dir}: version ${JSON.stringify(version)}, this relora reads version ${CHECKPOINT_VERSION}`);
   const parsed = TrainStateSchema.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `"${i.path.join('.') || '(root)'}": ${i.message}`);
-    throw new Error(`checkpoint file ${statePath} is not a valid training state: ${problems.join('; ')}`);
+    throw new Error(`checkpoint file ${statePath} is not a valid training state: ${describeIssues(parsed.error)}`);
   }
   const state = parsed.data as TrainState;
   const name = basename(dir);
   if (/^step-\d+$/.test(name) && stepOf(name) !== state.step) {
     throw new Error(`checkpoint file ${statePath} says "step" ${state.step}, but its folder is ${name}`);
   }
-  if (manifestStep !== undefined && manifestStep !== state.step) {
+  if (manifestStep !== state.step) {
     throw new Error(`checkpoint file ${statePath} says "step" ${state.step}, but ${join(dir, 'manifest.json')} says ${manifestStep}`);
   }
   return state;

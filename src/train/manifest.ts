@@ -6,12 +6,25 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 
 /** One file of a manifest: its name (relative to the manifest's folder), size and SHA-256. */
 export interface ManifestEntry {
   file: string;
   bytes: number;
   sha256: string;
+}
+
+/** What a manifest's `files` list must hold. */
+export const ManifestFilesSchema = z.array(z.object({
+  file: z.string().min(1),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits'),
+}));
+
+/** Zod issues as `"path": message; …`, for errors that name the field. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `"${i.path.join('.') || '(root)'}": ${i.message}`).join('; ');
 }
 
 const HASH_CHUNK = 1 << 22;

@@ -21,12 +21,13 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { HF_METADATA_FILES, HF_SOURCE_DIR } from '../io/hf-metadata.ts';
 import { configFromJSON, type LlamaConfig } from '../nn/config.ts';
 import { CHECKPOINTS_DIR, LATEST_POINTER, openLatestCheckpoint, verifyCheckpoint, type CheckpointFile } from './checkpoint.ts';
 import { DEFAULT_MODEL, modelConfigFor, resolveConfig, type TrainConfig } from './config.ts';
-import { manifestEntry, manifestMismatch, type ManifestEntry } from './manifest.ts';
+import { describeIssues, ManifestFilesSchema, manifestEntry, manifestMismatch } from './manifest.ts';
 import { RUN_LOCK_FILE } from './run-lock.ts';
 
 export { lockRunFolder, RunLockedError } from './run-lock.ts';
@@ -107,19 +108,18 @@ export const SEALED_RUN_FILES: readonly string[] = [
   ...HF_METADATA_FILES.map((name) => `${HF_SOURCE_DIR}/${name}`),
 ];
 
-interface RunManifest {
-  version: 1;
-  files: ManifestEntry[];
-}
+const RunManifestSchema = z.object({ version: z.literal(1), files: ManifestFilesSchema });
+type RunManifest = z.infer<typeof RunManifestSchema>;
 
 function readRunManifest(runDir: string): RunManifest | null {
   const p = runFile(runDir, 'manifest');
   if (!existsSync(p)) return null;
-  const m = readJson(p) as Partial<RunManifest> | null;
-  const ok = !!m && m.version === 1 && Array.isArray(m.files) &&
-    m.files.every((f) => !!f && typeof f.file === 'string' && Number.isSafeInteger(f.bytes) && typeof f.sha256 === 'string');
-  if (!ok) throw new Error(`${p}: not a run manifest (expected {"version": 1, "files": [{file, bytes, sha256}, …]}); it was edited or corrupted`);
-  return m as RunManifest;
+  const parsed = RunManifestSchema.safeParse(readJson(p));
+  if (!parsed.success) throw new Error(`${p}: not a run manifest (${describeIssues(parsed.error)}); it was edited or corrupted`);
+  // Only the run's own defining files: a manifest cannot send the check elsewhere.
+  const stray = parsed.data.files.find((f) => !SEALED_RUN_FILES.includes(f.file));
+  if (stray) throw new Error(`${p}: lists ${JSON.stringify(stray.file)}, which is not one of the files that define a run; it was edited or corrupted`);
+  return parsed.data;
 }
 
 /**
@@ -129,7 +129,7 @@ function readRunManifest(runDir: string): RunManifest | null {
  * re-recorded: its later change is what {@link verifyRunFiles} reports.
  */
 export async function sealRunFiles(runDir: string): Promise<void> {
-  const manifest = readRunManifest(runDir) ?? { version: 1, files: [] };
+  const manifest: RunManifest = readRunManifest(runDir) ?? { version: 1, files: [] };
   const recorded = new Set(manifest.files.map((f) => f.file));
   let added = false;
   for (const file of SEALED_RUN_FILES) {

@@ -9,7 +9,7 @@
  * started later) is stale and taken over. A lock from another host cannot be checked and is
  * never taken over; the error says how to remove it by hand.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -97,6 +97,15 @@ function removeStale(path: string, seen: LockOwner | null): boolean {
   return false;
 }
 
+/** Stale locks moved aside by a process that died before removing them. */
+function removeLeftAsides(runDir: string): void {
+  for (const name of readdirSync(runDir)) {
+    const prefix = `${RUN_LOCK_FILE}.stale-`;
+    const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN;
+    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) rmSync(join(runDir, name), { force: true });
+  }
+}
+
 function tryCreate(path: string, owner: LockOwner): boolean {
   let fd: number;
   try {
@@ -140,6 +149,7 @@ export function lockRunFolder(runDir: string): () => void {
       (remote ? `If that process is no longer running, delete ${path}.` : `Wait for it to finish (or stop it), or choose another folder.`),
     );
   }
+  removeLeftAsides(runDir);
   let released = false;
   const release = (): void => {
     if (released) return;
