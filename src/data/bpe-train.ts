@@ -11,7 +11,7 @@
  * Ties between equally frequent pairs go to the pair with the smaller (left id, right id); with
  * the same ids as the Hugging Face trainer this yields the same merges in the same order.
  */
-import { BYTE_TO_UNICODE, pretokenizeRegex } from './byte-level.ts';
+import { BYTE_TO_UNICODE, forEachPretoken, stickyPretokenizeRegex } from './byte-level.ts';
 import { detached } from './bpe-merge.ts';
 import { ByteLevelBpe, DEFAULT_EOS_TOKEN } from './bpe.ts';
 import { hash32 } from '../engine/rng.ts';
@@ -52,7 +52,7 @@ export function tokenizerTrainingMemoryBytes(maxWords = DEFAULT_MAX_WORDS): numb
  */
 export class WordCounter {
   readonly counts = new Map<string, number>();
-  private readonly re = pretokenizeRegex();
+  private readonly re = stickyPretokenizeRegex();
   /** How many times rare words were dropped. */
   prunes = 0;
 
@@ -61,18 +61,15 @@ export class WordCounter {
   }
 
   add(text: string): void {
-    const re = this.re;
-    re.lastIndex = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      const w = m[0];
+    forEachPretoken(text, (w) => {
       const count = this.counts.get(w);
       if (count !== undefined) {
         this.counts.set(w, count + 1);
-        continue;
+        return;
       }
       this.counts.set(detached(w), 1);
       if (this.counts.size > this.maxWords) this.prune();
-    }
+    }, this.re);
   }
 
   private prune(): void {

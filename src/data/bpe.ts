@@ -6,7 +6,7 @@
  * equals — the order the Hugging Face `tokenizers` BPE model uses, so ids agree with it. Results
  * are cached per pre-token because natural text repeats the same words over and over.
  */
-import { BYTE_TO_UNICODE, bytesToSymbols, isWhitespace, pretokenizeRegex, symbolsToBytes } from './byte-level.ts';
+import { BYTE_TO_UNICODE, bytesToSymbols, forEachPretoken, isWhitespace, stickyPretokenizeRegex, symbolsToBytes } from './byte-level.ts';
 import { applyMerges, MAX_VOCAB, MergeTable, WordCache } from './bpe-merge.ts';
 import { literalAlternation } from './literal-regex.ts';
 import { whitespaceCut } from './pieces.ts';
@@ -56,7 +56,7 @@ export class ByteLevelBpe implements Tokenizer {
   private readonly addedSplitter: RegExp | null;
   /** Added tokens that hold whitespace: the only ones a whitespace cut could fall inside. */
   private readonly addedWithWhitespace: string[];
-  private readonly wordRegex = pretokenizeRegex();
+  private readonly wordRegex = stickyPretokenizeRegex();
   private readonly cache = new WordCache((word) => this.encodeWord(word));
 
   constructor(spec: ByteLevelBpeSpec) {
@@ -175,11 +175,7 @@ export class ByteLevelBpe implements Tokenizer {
   }
 
   private encodeOrdinary(text: string, out: number[]): void {
-    const re = this.wordRegex;
-    re.lastIndex = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      this.cache.append(m[0], out);
-    }
+    forEachPretoken(text, (word) => this.cache.append(word, out), this.wordRegex);
   }
 
   /** BPE on one pre-token: its bytes as symbols, merged by rank. */

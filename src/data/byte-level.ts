@@ -31,6 +31,28 @@ export function pretokenizeRegex(): RegExp {
   return new RegExp(GPT2_PRETOKENIZE_PATTERN, 'gu');
 }
 
+/**
+ * Calls `onWord` with each GPT-2 pre-token of `text`, in order. Pre-tokens are contiguous (the
+ * pattern matches at every position), so a sticky regex's test() and slice() find them without
+ * the match objects exec() allocates: about twice as fast on the tokenizer's hot path.
+ */
+export function forEachPretoken(text: string, onWord: (word: string) => void, sticky: RegExp = new RegExp(GPT2_PRETOKENIZE_PATTERN, 'yu')): void {
+  let start = 0;
+  sticky.lastIndex = 0;
+  while (start < text.length) {
+    // Cannot fail (some alternative matches any character); a code point of its own if it did.
+    const end = sticky.test(text) ? sticky.lastIndex : start + (text.codePointAt(start)! > 0xffff ? 2 : 1);
+    onWord(text.slice(start, end));
+    start = end;
+    sticky.lastIndex = end;
+  }
+}
+
+/** A sticky regex for forEachPretoken (reused to avoid compiling one per call). */
+export function stickyPretokenizeRegex(): RegExp {
+  return new RegExp(GPT2_PRETOKENIZE_PATTERN, 'yu');
+}
+
 /** Splits text into GPT-2 pre-tokens ("words"); concatenating them gives back the text. */
 export function pretokenize(text: string): string[] {
   return text.match(pretokenizeRegex()) ?? [];
