@@ -21,13 +21,15 @@
         "src/kernels/cross_entropy.c",
         "src/kernels/adamw.c",
         "src/kernels/linalg.c",
+        "src/kernels/mpi.c",
         "src/napi/addon.c",
         "src/napi/args.c",
         "src/napi/gemm.c",
         "src/napi/elementwise.c",
         "src/napi/layers.c",
         "src/napi/training.c",
-        "src/napi/linalg.c"
+        "src/napi/linalg.c",
+        "src/napi/mpi.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],

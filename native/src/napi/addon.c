@@ -11,6 +11,7 @@
 #include "../kernels/kernels.h"
 #include "args.h"
 #include "bindings.h"
+#include "mpi_bindings.h"
 
 #ifdef RELORA_HAVE_LAPACK
 #define LAPACK_FOUND true
@@ -128,6 +129,19 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("crossEntropyBackwardWrite", napi_cross_entropy_backward_write),
       FN("toBf16", napi_to_bf16),
       FN("bf16Available", napi_bf16_available),
+      FN("mpiInit", napi_mpi_init),
+      FN("mpiFinalize", napi_mpi_finalize),
+      FN("mpiAbort", napi_mpi_abort),
+      FN("mpiAllreduceSum", napi_mpi_allreduce_sum),
+      FN("mpiAllreduceF64", napi_mpi_allreduce_f64),
+      FN("mpiIallreduceSum", napi_mpi_iallreduce_sum),
+      FN("mpiIbarrier", napi_mpi_ibarrier),
+      FN("mpiTest", napi_mpi_test),
+      FN("mpiWait", napi_mpi_wait),
+      FN("mpiBcast", napi_mpi_bcast),
+      FN("mpiAllgatherBytes", napi_mpi_allgather_bytes),
+      FN("mpiReduceScatterSum", napi_mpi_reduce_scatter_sum),
+      FN("mpiAllgatherF32", napi_mpi_allgather_f32),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

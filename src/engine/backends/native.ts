@@ -147,6 +147,11 @@ export function nativeLoadError(): string | null {
   return loadError;
 }
 
+/** The addon's exports as they are (src/parallel/mpi.ts types its MPI entry points); null when it is absent. */
+export function nativeAddonBindings(): object | null {
+  return loadAddon();
+}
+
 /** Whether the addon was built with LAPACK available (false when the addon is absent). */
 export function nativeHasLapack(): boolean {
   return loadAddon()?.lapack ?? false;

@@ -1,0 +1,76 @@
+/**
+ * What data-parallel training needs from the processes it runs in: who this process is (rank of
+ * size), and the collectives — sums of gradients and scalars, a barrier, and a comparison of
+ * byte strings across ranks. One process is the size-1 case, where every collective is the
+ * identity; a job started by mpirun gets the MPI implementation (mpi.ts, opened by launch.ts).
+ */
+
+/** A reduction started in the background; `wait` returns when the buffer holds the result. */
+export interface PendingReduction {
+  wait(): void;
+}
+
+/** The processes of one training job and the collective operations between them. */
+export interface Communicator {
+  /** This process's index, 0 … size − 1; rank 0 writes the run's files. */
+  readonly rank: number;
+  /** Number of processes in the job. */
+  readonly size: number;
+  /** Number of processes of the job on this machine (they share its cores). */
+  readonly localSize: number;
+  /** Replace `x` by the element-wise sum of every rank's `x` (float32, in place). */
+  allReduceSum(x: Float32Array): void;
+  /** Start the same sum in the background (keep `x` untouched until `wait`). */
+  startAllReduceSum(x: Float32Array): PendingReduction;
+  /** Element-wise sum (or maximum) of every rank's `x` (float64, in place): losses, counts, flags. */
+  allReduceF64(x: Float64Array, op: 'sum' | 'max'): void;
+  /** Every rank's `mine` (all of the same length), in rank order. */
+  allGatherBytes(mine: Uint8Array): Uint8Array[];
+  /** Sum `x` over the ranks and keep this rank's 1/size slice of the result in `slice` (ZeRO-1). */
+  reduceScatterSum(x: Float32Array, slice: Float32Array): void;
+  /** Concatenate every rank's `slice` into `all`, in rank order (ZeRO-1). */
+  allGather(slice: Float32Array, all: Float32Array): void;
+  /** Resolves once every rank has called it; the event loop keeps running meanwhile (signals). */
+  barrier(): Promise<void>;
+  /** End the whole job now (every rank) with `code`, after printing `message` on this rank. */
+  abort(message: string, code: number): never;
+  /** Leave the job cleanly (MPI_Finalize); nothing may be called afterwards. */
+  close(): void;
+}
+
+/** One process training alone: every collective is the identity. */
+export class SingleProcess implements Communicator {
+  readonly rank = 0;
+  readonly size = 1;
+  readonly localSize = 1;
+  allReduceSum(): void {}
+  startAllReduceSum(): PendingReduction {
+    return { wait() {} };
+  }
+  allReduceF64(): void {}
+  allGatherBytes(mine: Uint8Array): Uint8Array[] {
+    return [mine];
+  }
+  reduceScatterSum(x: Float32Array, slice: Float32Array): void {
+    slice.set(x.subarray(0, slice.length));
+  }
+  allGather(slice: Float32Array, all: Float32Array): void {
+    all.set(slice);
+  }
+  async barrier(): Promise<void> {}
+  abort(message: string, code: number): never {
+    process.stderr.write(`${message}\n`);
+    process.exit(code);
+  }
+  close(): void {}
+}
+
+/**
+ * This rank's contiguous share of `total` items split over the ranks as evenly as possible (the
+ * first `total % size` ranks take one more): used for evaluation sequences.
+ */
+export function shareOf(total: number, rank: number, size: number): { start: number; count: number } {
+  const base = Math.floor(total / size), extra = total % size;
+  const start = rank * base + Math.min(rank, extra);
+  return { start, count: base + (rank < extra ? 1 : 0) };
+}
