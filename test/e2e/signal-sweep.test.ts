@@ -174,7 +174,7 @@ describe('a signal at any moment of a run', () => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       const o = await runWithSignal(`twice-${sig}`, sig, { pausePoint: 'update:12', twice: true });
       assert.equal(checkOutcome(o, sig, `${sig} twice`), 'interrupted');
-      assert.match(o.out, /received again: exiting now/);
+      assert.match(o.out, /received again: exiting without saving/);
       // The checkpoint of update 8 was complete before either signal; it survives whatever the
       // second one interrupted (checkOutcome verified every checkpoint left).
       assert.ok(listCheckpoints(o.runDir).includes('step-000008'), listCheckpoints(o.runDir).join(', '));
