@@ -2,6 +2,7 @@
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';
 import type { TokenDataset } from '../data/token-cache.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
+import { shareOf, type Communicator } from '../parallel/communicator.ts';
 
 /** Mean loss over the fixed held-out sequences. */
 export function evaluate(model: LlamaForCausalLM, evalSeqs: Int32Array[], seqLen: number, microBatch: number): number {
@@ -18,6 +19,15 @@ export function evaluate(model: LlamaForCausalLM, evalSeqs: Int32Array[], seqLen
   });
   model.train();
   return total / count;
+}
+
+/** `evaluate` with the sequences split over the processes of a data-parallel job, and the losses summed. */
+export function evaluateShared(comm: Communicator, model: LlamaForCausalLM, evalSeqs: Int32Array[], seqLen: number, microBatch: number): number {
+  if (comm.size === 1) return evaluate(model, evalSeqs, seqLen, microBatch);
+  const { start, count } = shareOf(evalSeqs.length, comm.rank, comm.size);
+  const sums = new Float64Array([count ? evaluate(model, evalSeqs.slice(start, start + count), seqLen, microBatch) * count : 0, count]);
+  comm.allReduceF64(sums, 'sum');
+  return sums[0] / sums[1];
 }
 
 /** The evaluation sequences of a run: the first `evalTokens / seqLen` of the validation set (all of them if fewer). */

@@ -25,6 +25,12 @@ export interface TrainRecord {
   elapsed: number;
   /** Updates skipped so far because the loss or gradient was not finite. */
   skipped?: number;
+  /** Data parallel (more than one process): bytes of gradients each process all-reduced in this update. */
+  allreduce_bytes?: number;
+  /** Data parallel: seconds this update spent communicating (rank 0's). */
+  comm_s?: number;
+  /** Data parallel: the number of processes. */
+  ranks?: number;
 }
 
 export interface EvalRecord {

@@ -13,10 +13,14 @@ import { loadHFModel } from '../io/hf-model.ts';
 import { configToJSON, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { trainingFootprint, type TrainingFootprint } from '../relora/accounting.ts';
+import type { Communicator } from '../parallel/communicator.ts';
+import { GradientAverager } from '../parallel/gradients.ts';
+import { defaultThreads, worldCommunicator } from '../parallel/launch.ts';
 import type { TrainingMode } from '../relora/wrap.ts';
 import { cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { loraOptions, modelConfigFor, type TrainConfig } from './config.ts';
 import { prepareData, type PreparedData } from './data.ts';
+import { checkJob, checkRanksAgree, followerResumePoint } from './data-parallel.ts';
 import { MetricsWriter, readMetrics } from './metrics.ts';
 import { planAfterWarmStart, planPhases, type PhasePlan } from './phases.ts';
 import { evaluationSequences } from './evaluate.ts';
@@ -45,19 +49,30 @@ export interface Run {
   metrics: MetricsWriter;
   /** Releases the run folder's lock. */
   release: () => void;
+  /** The processes training this model together (one, unless started by mpirun); rank 0 writes the run's files. */
+  comm: Communicator;
+  leader: boolean;
+  /** Averages the trainable gradients over the ranks after each backward pass. */
+  gradients: GradientAverager;
 }
 
 export async function setupRun(opts: TrainOptions): Promise<Run> {
   const { config: cfg, runDir } = opts;
-  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
-  const engine = selectBackend(cfg, log);
+  // Data parallel (mpirun): rank 0 sets the run folder up and writes to it; the other ranks wait
+  // for it, then read what it wrote (tokenizer, checkpoint) and write nothing.
+  const comm = opts.communicator ?? worldCommunicator();
+  const leader = comm.rank === 0;
+  const log = leader ? opts.log ?? ((s: string) => process.stderr.write(`${s}\n`)) : () => {};
+  checkJob(cfg, comm);
+  const engine = selectBackend(cfg, comm, log);
+  if (!leader) await comm.barrier();
   // One process per run folder: the lock comes first, so a second process is told the folder is
   // busy, not what the first one is doing with it. (It removes a folder it created, when empty.)
-  const release = lockRunFolder(runDir);
+  const release = leader ? lockRunFolder(runDir) : () => {};
   let inputs: RunInputs, folder: RunFolder;
   try {
-    inputs = await validateInputs(opts, log);
-    folder = await openRunFolder(opts, release, engine, log);
+    inputs = await validateInputs(opts, log, leader);
+    folder = leader ? await openRunFolder(opts, release, engine, log) : { resumeFrom: followerResumePoint(runDir, opts.resume === true), release, abandon: release };
   } catch (e) {
     release();
     throw e;
@@ -65,13 +80,17 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
   try {
     const { data, evalSeqs } = await loadData(cfg, runDir, inputs, log);
     const { model, shape } = await buildModel(cfg, runDir, inputs, data, log);
-    await sealRunFiles(runDir);
-    const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log);
+    if (leader) await sealRunFiles(runDir);
+    const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log, leader);
+    if (leader) await comm.barrier();
+    checkRanksAgree(comm, data, evalSeqs, model, state, cfg.seq_len);
+    if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process`);
     const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
     log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})`);
     return {
-      cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: opts.rankHook, engine, data, evalSeqs, model, footprint, plans, state,
+      cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: leader ? opts.rankHook : undefined, engine, data, evalSeqs, model, footprint, plans, state,
       resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: folder.release,
+      comm, leader, gradients: new GradientAverager(comm),
     };
   } catch (e) {
     folder.abandon();
@@ -79,8 +98,9 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
   }
 }
 
-function selectBackend(cfg: TrainConfig, log: (s: string) => void): BackendInfo {
-  setBackend(cfg.backend, cfg.threads);
+function selectBackend(cfg: TrainConfig, comm: Communicator, log: (s: string) => void): BackendInfo {
+  // Processes sharing a machine share its cores.
+  setBackend(cfg.backend, cfg.threads ?? (comm.size > 1 ? defaultThreads(comm) : undefined));
   const info = backendInfo();
   log(`backend ${info.backend} (GEMM ${info.blas}, ${info.threads} threads)${info.fallback ? ` — native unavailable: ${info.fallback}` : ''}`);
   return info;
@@ -179,6 +199,7 @@ async function buildModel(cfg: TrainConfig, runDir: string, inputs: RunInputs, d
 /** The plan of phases and the state to start from: fresh, after a warm start, or a checkpoint of this run. */
 async function initialState(
   cfg: TrainConfig, runDir: string, inputs: RunInputs, resumeFrom: LoadedCheckpoint | null, model: LlamaForCausalLM, data: PreparedData, log: (s: string) => void,
+  leader: boolean,
 ): Promise<{ state: RunState; plans: PhasePlan[] }> {
   const state = new RunState(cfg, loraOptions(cfg), data.train.numSequences(cfg.seq_len));
   let plans = planPhases(cfg);
@@ -192,7 +213,7 @@ async function initialState(
     state.restore(resumeFrom, model, plans);
     // Metrics written after the checkpoint belong to the lost part of the run.
     const path = runFile(runDir, 'metrics');
-    if (existsSync(path)) {
+    if (leader && existsSync(path)) {
       const kept = readMetrics(path).filter((r) => r.step <= state.step);
       await atomicWriteFile(path, kept.map((r) => JSON.stringify(r)).join('\n') + (kept.length ? '\n' : ''));
     }

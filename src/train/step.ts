@@ -7,6 +7,7 @@ import { scale } from '../engine/ops/elementwise.ts';
 import { scope, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
+import type { GradientAverager } from '../parallel/gradients.ts';
 
 export interface StepResult {
   /** Mean loss over the micro-batches. */
@@ -19,10 +20,13 @@ export interface StepResult {
 
 /**
  * `beforeUpdate` runs between the backward pass and the optimizer step (the trainer's fault
- * injection for "killed mid-update").
+ * injection for "killed mid-update"). With `gradients` (data parallel), the micro-batches are this
+ * process's share of the batch, and gradients and loss are averaged over the processes before
+ * clipping, so the norm clipped is the global one and every process takes the same step.
  */
 export function trainStep(
   model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number, beforeUpdate?: () => void,
+  gradients?: GradientAverager,
 ): StepResult {
   if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
   optimizer.zeroGrad();
@@ -37,6 +41,7 @@ export function trainStep(
     });
   }
   loss /= n;
+  if (gradients) loss = gradients.average(optimizer.params.map(([, t]) => t), loss);
   // A non-finite element anywhere makes the sum of squares, and so the norm, non-finite.
   const gradNorm = clipGradNorm(optimizer.params.map(([, t]) => t), clipNorm);
   beforeUpdate?.();

@@ -19,7 +19,8 @@ import { atomicWriteFile } from '../io/atomic.ts';
 import { listCheckpoints, saveCheckpoint } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 import { unigramPerplexity } from './data.ts';
-import { evaluate } from './evaluate.ts';
+import { evaluateShared } from './evaluate.ts';
+import { agreeToStop, nextRankMicroBatches } from './data-parallel.ts';
 import type { MetricRecord, RankRecord } from './metrics.ts';
 import { lrAdvice, scheduleFor, type Phase, type PhasePlan } from './phases.ts';
 import { Progress } from './progress.ts';
@@ -28,6 +29,7 @@ import { setupRun, type Run } from './setup.ts';
 import { trainStep } from './step.ts';
 import { StopSignal, type StopSignalName } from './stop-signal.ts';
 import { testHook } from './test-hooks.ts';
+import type { Communicator } from '../parallel/communicator.ts';
 
 // Imported from here by tests and callers written before the loop was split up.
 export { modelConfigFor } from './config.ts';
@@ -68,6 +70,8 @@ export interface TrainOptions {
   force?: boolean;
   /** What the memory estimate is compared with; default this machine's total memory. */
   memoryLimitBytes?: number;
+  /** The processes that train together; default the job mpirun started this process in, or this process alone. */
+  communicator?: Communicator;
 }
 
 export interface RankHook {
@@ -150,8 +154,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (state.step === cfg.steps) break; // the end of the run evaluates and saves below
         if (state.step % cfg.eval_every === 0) evaluateNow(loop);
-        if (state.step % cfg.save_every === 0 || state.phaseStep === phase.plan.steps || stop.requested) await saveNow(run, phase.plan.phase);
-        if (stop.requested) return await summarise(loop, stop.requested);
+        // Every process stops after the same update (a signal may reach them at different times).
+        const stopping = agreeToStop(run.comm, stop.requested !== null);
+        if (state.step % cfg.save_every === 0 || state.phaseStep === phase.plan.steps || stopping) await saveNow(run, phase.plan.phase);
+        if (stopping) return await summarise(loop, stop.requested ?? 'SIGTERM');
       }
       if (state.phaseIndex < plans.length - 1) state.phaseStep = 0;
     }
@@ -193,7 +199,7 @@ async function runUpdate(loop: Loop, phase: ActivePhase): Promise<void> {
   const started = Date.now();
   const lr = phase.plan.lr * phase.lambda(state.phaseStep);
   const update = state.step + 1;
-  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`));
+  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`), run.gradients);
   if (!r.applied) {
     state.skipped++;
     progress.log(`warning: update ${update} skipped: loss ${r.loss}, gradient norm ${r.gradNorm} (${state.skipped} skipped so far, at most ${cfg.max_skipped_updates})`);
@@ -207,6 +213,7 @@ async function runUpdate(loop: Loop, phase: ActivePhase): Promise<void> {
   emit(run, {
     type: 'train', step: state.step, phase: phase.plan.phase, loss: r.loss, lr, grad_norm: r.gradNorm, tokens: state.tokens, tokens_per_s: tps,
     merges: state.counters.merges, resets: state.counters.resets, elapsed: state.elapsed(), skipped: state.skipped,
+    ...(run.comm.size > 1 ? { allreduce_bytes: run.gradients.last.bytes, comm_s: run.gradients.last.seconds, ranks: run.comm.size } : {}),
   });
   progress.update({ step: state.step, phase: phase.plan.phase, loss: r.loss, lr, tokensPerS: tps, merges: state.counters.merges });
   if (state.skipped > cfg.max_skipped_updates) {
@@ -219,17 +226,15 @@ async function runUpdate(loop: Loop, phase: ActivePhase): Promise<void> {
   if (phase.plan.phase === 'relora' && isRestartAfter(state.phaseStep, cfg.cycle_length)) mergeAndRestart(loop, phase.layers);
 }
 
-/** The next `grad_accum` micro-batches of training sequences, in the sampler's order. */
+/** This process's micro-batches of the next batch, in the sampler's order (all of them when training alone). */
 function nextMicroBatches(run: Run): Tensor[] {
   const { cfg, state, data } = run;
   const seqLen = cfg.seq_len;
-  const micro: Tensor[] = [];
-  for (let a = 0; a < cfg.grad_accum; a++) {
-    const ids = new Int32Array(cfg.micro_batch * seqLen);
-    state.sampler.nextBatch(cfg.micro_batch).forEach((si, j) => data.train.readSequence(si, seqLen, ids.subarray(j * seqLen, (j + 1) * seqLen)));
-    micro.push(Tensor.from(ids, [cfg.micro_batch, seqLen]));
-  }
-  return micro;
+  return nextRankMicroBatches(cfg, run.comm, state.sampler, (indices) => {
+    const ids = new Int32Array(indices.length * seqLen);
+    indices.forEach((si, j) => data.train.readSequence(si, seqLen, ids.subarray(j * seqLen, (j + 1) * seqLen)));
+    return Tensor.from(ids, [indices.length, seqLen]);
+  });
 }
 
 /** ReLoRA's restart: merge every LoRA product into W, re-initialise the factors, reset the optimizer (docs/method.md). */
@@ -247,7 +252,7 @@ function mergeAndRestart(loop: Loop, layers: Map<string, LoraLinear>): void {
 
 /** A record for metrics.jsonl, and for the caller's hook. */
 function emit(run: Run, record: MetricRecord): void {
-  run.metrics.write(record);
+  if (run.leader) run.metrics.write(record);
   run.hooks.onMetric?.(record);
 }
 
@@ -263,7 +268,7 @@ function evaluateNow(loop: Loop): void {
 
 /** Evaluate without a metrics record (a finished run's records are written already). */
 function evaluateQuietly(run: Run): number {
-  const loss = evaluate(run.model, run.evalSeqs, run.cfg.seq_len, run.cfg.micro_batch);
+  const loss = evaluateShared(run.comm, run.model, run.evalSeqs, run.cfg.seq_len, run.cfg.micro_batch);
   run.hooks.onEval?.({ step: run.state.step, loss, perplexity: Math.exp(loss) });
   return loss;
 }
@@ -282,6 +287,7 @@ async function finishRun(loop: Loop): Promise<void> {
 /** Write a checkpoint of this moment; weights that overflowed are never written. */
 async function saveNow(run: Run, phase: Phase): Promise<void> {
   const { cfg, state, model } = run;
+  if (!run.leader) return; // the processes of a data-parallel job hold the same weights
   const bad = firstNonFinite(model);
   if (bad) {
     const last = listCheckpoints(run.runDir)[0];
@@ -332,7 +338,7 @@ async function summarise(loop: Loop, interruptedBy: StopSignalName | null): Prom
     ...(interruptedBy ? { interrupted: true, interrupted_by: interruptedBy } : {}),
   };
   testHook('finish:summary');
-  await atomicWriteFile(runFile(run.runDir, 'summary'), `${JSON.stringify(summary, null, 2)}\n`);
+  if (run.leader) await atomicWriteFile(runFile(run.runDir, 'summary'), `${JSON.stringify(summary, null, 2)}\n`);
   state.optimizer?.dispose();
   run.model.dispose();
   return summary;

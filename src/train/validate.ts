@@ -36,11 +36,12 @@ export interface RunInputs {
 }
 
 /** Throws a clear error for the first input that cannot work; logs the memory estimate. */
-export async function validateInputs(opts: TrainOptions, log: (s: string) => void): Promise<RunInputs> {
+export async function validateInputs(opts: TrainOptions, log: (s: string) => void, leader = true): Promise<RunInputs> {
   const { config: cfg, runDir } = opts;
-  // A resumed run goes on with the files it was started with, unchanged.
+  // A resumed run goes on with the files it was started with, unchanged. (Ranks other than 0 of a
+  // data-parallel job come after rank 0 has started the run in the folder.)
   if (opts.resume) verifyRunFiles(runDir);
-  else refuseExistingRun(runDir);
+  else if (leader) refuseExistingRun(runDir);
   // It keeps the shape it was started with (RUN/model.json); the model it was imported from is
   // not read again.
   const savedShape = opts.resume && existsSync(runFile(runDir, 'model')) ? readRunModelConfig(runDir) : null;

@@ -12,6 +12,7 @@ import { makeRankHook } from '../../train/rank-hook.ts';
 import { readRunConfig } from '../../train/run-folder.ts';
 import { SIGNAL_EXIT_CODES, StopSignal } from '../../train/stop-signal.ts';
 import { testHook } from '../../train/test-hooks.ts';
+import { worldCommunicator } from '../../parallel/launch.ts';
 import { train, type TrainSummary } from '../../train/trainer.ts';
 import { UsageError } from '../errors.ts';
 
@@ -171,6 +172,11 @@ export function register(program: Command): void {
     });
     let reportPath: string | null = null;
     testHook('finish:report');
+    // In a data-parallel job (mpirun) rank 0 writes the report and prints; the other ranks only train.
+    if (worldCommunicator().rank !== 0) {
+      if (summary.interrupted) process.exitCode = SIGNAL_EXIT_CODES[summary.interrupted_by ?? 'SIGINT'];
+      return;
+    }
     if (opts.report !== false) {
       const { writeRunReport } = await import('../../report/run-report.ts');
       reportPath = (await writeRunReport(runDir)).html;
