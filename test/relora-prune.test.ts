@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RandomStream } from '../src/engine/rng.ts';
-import { absQuantile, parseResetKind, pruneInPlace, selectKth } from '../src/relora/prune.ts';
+import { absQuantile, formatResetKind, parseResetKind, pruneInPlace, resetMomentsInPlace, selectKth } from '../src/relora/prune.ts';
 
 /** Independent reference: full sort, then numpy's 'linear' interpolation at p·(n − 1). */
 function referenceQuantile(values: ArrayLike<number>, p: number): number {
@@ -22,6 +22,13 @@ function randomArray(n: number, seed: number, distinctLevels?: number): Float32A
 
 test('parseResetKind accepts reset, random:p and magnitude:p', () => {
   assert.deepEqual(parseResetKind('reset'), { method: 'random', ratio: 0.999 });
+  assert.deepEqual(parseResetKind('reference'), { method: 'random', ratio: 0.999 });
+  assert.deepEqual(parseResetKind('shared'), { method: 'random_shared', ratio: 0.999 });
+  assert.deepEqual(parseResetKind('shared:0.9'), { method: 'random_shared', ratio: 0.9 });
+  assert.deepEqual(parseResetKind(' zero '), { method: 'zero' });
+  for (const s of ['reference', 'shared', 'zero', 'shared:0.5', 'random:0.25', 'magnitude:0.9']) {
+    assert.deepEqual(parseResetKind(formatResetKind(parseResetKind(s))), parseResetKind(s), s);
+  }
   assert.deepEqual(parseResetKind('random:0.5'), { method: 'random', ratio: 0.5 });
   assert.deepEqual(parseResetKind('magnitude:0.9'), { method: 'magnitude', ratio: 0.9 });
   assert.deepEqual(parseResetKind('magnitude:0'), { method: 'magnitude', ratio: 0 });
@@ -36,8 +43,8 @@ test('parseResetKind rejects bad kinds and ratios outside [0, 1), naming the val
   for (const bad of ['random:', 'magnitude:abc', 'random:0x1', 'random: ', 'random:NaN', 'random:Infinity']) {
     assert.throws(() => parseResetKind(bad), /must be a number in \[0, 1\)/, bad);
   }
-  for (const bad of ['zero', 'random', 'magnitude=0.5', '', 'Reset']) {
-    assert.throws(() => parseResetKind(bad), /expected 'reset', 'random:p' or 'magnitude:p'/, bad);
+  for (const bad of ['zeros', 'random', 'shared:1', 'magnitude=0.5', '', 'Reset', 'toString', '__proto__', 'zero:0.5']) {
+    assert.throws(() => parseResetKind(bad), /expected 'reference', 'shared', 'zero', 'random:p', 'shared:p' or 'magnitude:p'|must be a number in \[0, 1\)/, bad);
   }
 });
 
@@ -143,6 +150,61 @@ test('random pruning keeps about 1 − p of the entries, with independent masks 
   let same = 0;
   for (let i = 0; i < n; i++) if (m[i] === v[i]) same++;
   assert.ok(Math.abs(same - n / 2) < 5 * Math.sqrt(n / 4), `masks agree on ${same} of ${n}`);
+});
+
+/** Moments as after some training: every entry nonzero, m of either sign, v > 0. */
+function trainedMoments(n: number, seed: number): { m: Float32Array; v: Float32Array } {
+  const m = randomArray(n, seed);
+  const v = randomArray(n, seed + 1).map((x) => x * x + 1e-3);
+  return { m, v };
+}
+
+test('resetMomentsInPlace, reference (random): m and v get masks of their own, so some entries keep m but lose v', () => {
+  const n = 100000;
+  const { m, v } = trainedMoments(n, 3);
+  const rng = new RandomStream(11);
+  resetMomentsInPlace(m, v, parseResetKind('reference'), rng);
+  assert.equal(rng.calls, 2, 'one draw for m, one for v (as the reference)');
+  let mOnly = 0;
+  for (let i = 0; i < n; i++) if (m[i] !== 0 && v[i] === 0) mOnly++;
+  // About n · 0.001 · 0.999 entries: each of them makes the next Adam step lr·m̂/ε.
+  assert.ok(mOnly > 50 && mOnly < 160, `entries with m ≠ 0 and v = 0: ${mOnly}`);
+});
+
+test('resetMomentsInPlace, shared: one mask for both moments, entry i kept iff the i-th uniform exceeds p', () => {
+  const n = 100000;
+  const { m, v } = trainedMoments(n, 5);
+  const [m0, v0] = [Float32Array.from(m), Float32Array.from(v)];
+  const u = new Float32Array(n);
+  new RandomStream(13).uniform(u);
+  const rng = new RandomStream(13);
+  const zeroed = resetMomentsInPlace(m, v, parseResetKind('shared:0.99'), rng);
+  assert.equal(rng.calls, 1, 'one draw for both');
+  let expected = 0;
+  for (let i = 0; i < n; i++) {
+    const keep = u[i] > 0.99;
+    if (!keep) expected += 2;
+    assert.equal(m[i], keep ? m0[i] : 0);
+    assert.equal(v[i], keep ? v0[i] : 0);
+  }
+  assert.equal(zeroed, expected);
+  assert.ok(expected / 2 > n * 0.98 && expected / 2 < n, `kept ${n - expected / 2} of ${n}`);
+});
+
+test('resetMomentsInPlace, zero: both moments zeroed, no random draw; magnitude prunes each moment by its own quantile', () => {
+  const { m, v } = trainedMoments(1000, 7);
+  const rng = new RandomStream(17);
+  assert.equal(resetMomentsInPlace(m, v, parseResetKind('zero'), rng), 2000);
+  assert.ok(m.every((x) => x === 0) && v.every((x) => x === 0));
+  assert.equal(rng.calls, 0);
+  const t = trainedMoments(1000, 9);
+  const [tm, tv] = [Float32Array.from(t.m), Float32Array.from(t.v)];
+  resetMomentsInPlace(t.m, t.v, parseResetKind('magnitude:0.5'), rng);
+  pruneInPlace(tm, { method: 'magnitude', ratio: 0.5 }, rng);
+  pruneInPlace(tv, { method: 'magnitude', ratio: 0.5 }, rng);
+  assert.deepEqual(t.m, tm);
+  assert.deepEqual(t.v, tv);
+  assert.throws(() => resetMomentsInPlace(new Float32Array(2), new Float32Array(3), parseResetKind('zero'), rng), /m has 2 entries, v has 3/);
 });
 
 test('pruneInPlace rejects a ratio outside [0, 1]; ratio 1 (a full reset, not offered to users) zeroes everything', () => {

@@ -1,25 +1,50 @@
 /**
- * Partial reset of optimizer moments at a ReLoRA restart (docs/method.md, "Optimizer reset"): each moment tensor is
- * pruned in place, independently, either at random or by magnitude.
+ * Partial reset of optimizer moments at a ReLoRA restart (docs/method.md, "Optimizer reset"):
+ * the first and second moments of a tensor are pruned in place — at random with a mask of their
+ * own each (the reference code), at random with one mask shared by both, by magnitude, or zeroed.
  */
 import { RandomStream } from '../engine/rng.ts';
 
-export type ResetKind = { method: 'random'; ratio: number } | { method: 'magnitude'; ratio: number };
+/**
+ * `random`: each moment gets its own random mask (the reference code; an entry can keep m while
+ * losing v, and its next Adam step is then lr·m̂/ε). `random_shared`: one mask for m and v.
+ * `magnitude`: each moment pruned by its own magnitude quantile. `zero`: both moments zeroed.
+ */
+export type ResetKind =
+  | { method: 'random'; ratio: number }
+  | { method: 'random_shared'; ratio: number }
+  | { method: 'magnitude'; ratio: number }
+  | { method: 'zero' };
 
-/** What plain `reset` means: the reference prunes at random with ratio 0.999 rather than zeroing. */
+/** The reference prunes at random with ratio 0.999 rather than zeroing. */
 export const DEFAULT_RESET_RATIO = 0.999;
+
+/**
+ * Named resets. `reference` (alias `reset`, its older name) is the reference code's behaviour;
+ * `shared` keeps the same 0.1% of entries in both moments; `zero` is a true reset.
+ */
+export const NAMED_RESETS: Readonly<Record<string, ResetKind>> = {
+  reference: { method: 'random', ratio: DEFAULT_RESET_RATIO },
+  reset: { method: 'random', ratio: DEFAULT_RESET_RATIO },
+  shared: { method: 'random_shared', ratio: DEFAULT_RESET_RATIO },
+  zero: { method: 'zero' },
+};
 
 const DECIMAL = /^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 
-/** Parses `reset`, `random:p` or `magnitude:p` with p in [0, 1). */
+/**
+ * Parses `reference` (or `reset`), `shared`, `zero`, `random:p`, `shared:p` or `magnitude:p`
+ * with p in [0, 1).
+ */
 export function parseResetKind(s: string): ResetKind {
   const text = s.trim();
-  if (text === 'reset') return { method: 'random', ratio: DEFAULT_RESET_RATIO };
-  const m = /^(random|magnitude):(.*)$/.exec(text);
+  const named = Object.hasOwn(NAMED_RESETS, text) ? NAMED_RESETS[text] : undefined;
+  if (named) return { ...named };
+  const m = /^(random|shared|magnitude):(.*)$/.exec(text);
   if (!m) {
-    throw new Error(`optimizer reset: expected 'reset', 'random:p' or 'magnitude:p' with p in [0, 1), got '${s}'`);
+    throw new Error(`optimizer reset: expected 'reference', 'shared', 'zero', 'random:p', 'shared:p' or 'magnitude:p' with p in [0, 1) ('reset' = 'reference'), got '${s}'`);
   }
-  const method = m[1] as ResetKind['method'];
+  const method = m[1] === 'shared' ? 'random_shared' : (m[1] as 'random' | 'magnitude');
   const ratioText = m[2]!.trim();
   const ratio = DECIMAL.test(ratioText) ? Number(ratioText) : NaN;
   if (!(ratio >= 0 && ratio < 1)) {
@@ -29,7 +54,22 @@ export function parseResetKind(s: string): ResetKind {
 }
 
 export function formatResetKind(kind: ResetKind): string {
-  return `${kind.method}:${kind.ratio}`;
+  if (kind.method === 'zero') return 'zero';
+  return `${kind.method === 'random_shared' ? 'shared' : kind.method}:${kind.ratio}`;
+}
+
+/**
+ * Resets one tensor's Adam moments in place. `random` draws a mask for m, then one for v (two
+ * `rng.uniform` calls, as the reference does); `random_shared` draws one mask and applies it to
+ * both; `zero` draws nothing. Returns the entries of m and v set to zero together.
+ */
+export function resetMomentsInPlace(m: Float32Array, v: Float32Array, kind: ResetKind, rng: RandomStream): number {
+  if (m.length !== v.length) throw new Error(`resetMomentsInPlace: m has ${m.length} entries, v has ${v.length}`);
+  if (kind.method === 'random_shared') {
+    if (!(kind.ratio >= 0 && kind.ratio <= 1)) throw new Error(`resetMomentsInPlace: ratio must be in [0, 1], got ${kind.ratio}`);
+    return pruneRandom([m, v], kind.ratio, rng);
+  }
+  return pruneInPlace(m, kind, rng) + pruneInPlace(v, kind, rng);
 }
 
 /**
@@ -41,22 +81,30 @@ export function formatResetKind(kind: ResetKind): string {
  * maximum) is accepted here for a full reset, which the stable parity fixture uses.
  */
 export function pruneInPlace(x: Float32Array, kind: ResetKind, rng: RandomStream): number {
+  if (kind.method === 'zero') {
+    x.fill(0);
+    return x.length;
+  }
   if (!(kind.ratio >= 0 && kind.ratio <= 1)) {
     throw new Error(`pruneInPlace: ratio must be in [0, 1], got ${kind.ratio}`);
   }
-  if (kind.method === 'random') return pruneRandom(x, kind.ratio, rng);
+  // On a single tensor a shared mask is just a random one.
+  if (kind.method === 'random' || kind.method === 'random_shared') return pruneRandom([x], kind.ratio, rng);
   if (kind.method === 'magnitude') return pruneMagnitude(x, kind.ratio);
   throw new Error(`pruneInPlace: unknown method ${String((kind as { method: unknown }).method)}`);
 }
 
-function pruneRandom(x: Float32Array, p: number, rng: RandomStream): number {
-  const u = new Float32Array(x.length);
+/** One uniform draw u over the first tensor's length; entry i of every tensor is kept iff u_i > p. */
+function pruneRandom(xs: Float32Array[], p: number, rng: RandomStream): number {
+  const u = new Float32Array(xs[0].length);
   rng.uniform(u);
   let zeroed = 0;
-  for (let i = 0; i < x.length; i++) {
-    if (!(u[i] > p)) {
-      x[i] = 0;
-      zeroed++;
+  for (const x of xs) {
+    for (let i = 0; i < x.length; i++) {
+      if (!(u[i] > p)) {
+        x[i] = 0;
+        zeroed++;
+      }
     }
   }
   return zeroed;

@@ -1,12 +1,13 @@
 /**
  * A ReLoRA restart (docs/method.md, "Merge and re-initialisation" and "Optimizer reset"): merge
- * every LoRA factor into its frozen weight and re-draw it, then prune the Adam moments of the LoRA factors (each moment independently; the
- * step count and every other parameter's state untouched).
+ * every LoRA factor into its frozen weight and re-draw it, then reset the Adam moments of the
+ * LoRA factors as `optimizer_reset` says (the step count and every other parameter's state
+ * untouched).
  */
 import type { RandomStream } from '../engine/rng.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import type { LoraLinear } from './lora-linear.ts';
-import { pruneInPlace, type ResetKind } from './prune.ts';
+import { resetMomentsInPlace, type ResetKind } from './prune.ts';
 import type { RestartCounters } from './restarts.ts';
 
 export interface RestartStreams {
@@ -20,13 +21,12 @@ export function mergeAll(layers: Map<string, LoraLinear>, init: RandomStream): v
   for (const layer of layers.values()) layer.mergeAndReinit(init);
 }
 
-/** Prune the moments of every `…lora_A.weight` / `…lora_B.weight` the optimizer holds. Returns how many tensors. */
+/** Reset the moments of every `…lora_A.weight` / `…lora_B.weight` the optimizer holds. Returns how many tensors. */
 export function resetLoraMoments(optimizer: AdamW, kind: ResetKind, rng: RandomStream): number {
   let n = 0;
   for (const [name, s] of optimizer.state) {
     if (!/\.lora_[AB]\.weight$/.test(name)) continue;
-    pruneInPlace(s.m.data, kind, rng);
-    pruneInPlace(s.v.data, kind, rng);
+    resetMomentsInPlace(s.m.data, s.v.data, kind, rng);
     n++;
   }
   return n;

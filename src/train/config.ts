@@ -31,7 +31,7 @@ export const TrainConfigSchema = z.object({
   model: z.union([z.string(), customModel]).optional()
     .describe('a named model (llama_9m … llama_1b) or a JSON shape {hidden_size, intermediate_size, num_heads, num_layers}; default a 4-layer 128-wide model; not with init_from'),
   vocab_size: positiveInt.optional().describe("embedding rows; default the tokenizer's vocabulary size (never below it)"),
-  mode: z.enum(TRAINING_MODES as unknown as [string, ...string[]]).default('relora').describe('full, lora or relora'),
+  mode: z.enum(TRAINING_MODES as unknown as [string, ...string[]]).default('relora').describe('full, lora or relora; lora and relora start with a full-rank warm start of warm_start_steps (give 0 for plain LoRA)'),
   rank: positiveInt.default(32).describe('LoRA rank r'),
   alpha: z.number().positive().default(32).describe('LoRA scaling numerator (scale alpha / r)'),
   dropout: z.number().min(0).lt(1).default(0.1).describe('dropout on the LoRA branch input'),
@@ -43,9 +43,11 @@ export const TrainConfigSchema = z.object({
   warmup_steps: nonNegInt.default(30).describe('linear warm-up updates at the start of each phase'),
   restart_warmup_steps: nonNegInt.default(20).describe('relora: warm-up updates after each merge'),
   min_lr_ratio: z.number().gt(0).max(1).default(0.1).describe('lowest learning rate as a fraction of the peak'),
-  warm_start_steps: nonNegInt.default(200).describe('full-rank updates before the LoRA/ReLoRA phase'),
+  warm_start_steps: nonNegInt.default(200).describe('full-rank updates before the LoRA/ReLoRA phase (also in mode lora: 0 makes it plain LoRA)'),
+  warm_start_schedule: z.enum(['run', 'phase']).default('run')
+    .describe('warm-start learning rate: run (the first part of a cosine over the whole run, near its peak at the switch, as in the paper) or phase (a complete cosine of its own, annealed at the switch)'),
   cycle_length: positiveInt.default(200).describe('relora: updates between merges'),
-  optimizer_reset: z.string().default('reset').describe('relora: optimizer state at a merge: reset, random:<fraction> or magnitude:<fraction>'),
+  optimizer_reset: z.string().default('reset').describe("relora: optimizer state of the LoRA factors at a merge: reference (alias reset: random pruning of 99.9%, a mask per moment, as the reference code), shared (one mask for both moments), zero, random:<fraction>, shared:<fraction> or magnitude:<fraction>"),
   weight_decay: z.number().min(0).default(0).describe('AdamW weight decay'),
   clip_norm: z.number().min(0).default(1).describe('global gradient-norm clip (0: none)'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per sequence (at least 2: the loss predicts each token from the ones before it)'),
@@ -232,6 +234,9 @@ function combinationProblems(c: ParsedConfig, d: Derived, given: string[]): stri
   if (steps < 1) problems.push(`tokens ${c.tokens} is less than one update (${batchSize * c.seq_len} tokens)`);
   if (c.mode === 'full' && c.warm_start_steps > 0 && given.includes('warm_start_steps')) {
     problems.push('warm_start_steps: only meaningful with mode lora or relora (a full-rank run is all warm start)');
+  }
+  if (c.mode === 'full' && given.includes('warm_start_schedule')) {
+    problems.push('warm_start_schedule: only meaningful with mode lora or relora (a full-rank run has no warm start)');
   }
   if (warmStart >= steps) problems.push(`warm_start_steps ${warmStart} must be less than steps ${steps}`);
   if (c.mode === 'relora' && scheduler !== 'cosine_restarts') {

@@ -6,6 +6,10 @@
  *   mode relora → [full × warm_start_steps] [relora × rest]   (merge and reset every cycle)
  *
  * Each phase has its own AdamW and its own schedule; the data stream continues across phases.
+ * By default (warm_start_schedule "run") the warm start follows the first warm_start_steps
+ * updates of a cosine over the whole run, as the paper's warm start is a checkpoint of a
+ * full-rank run: its learning rate is still near the peak at the switch. With "phase" it runs a
+ * complete cosine of its own and ends annealed.
  */
 import { makeSchedule, type SchedulerKind } from '../optim/schedule.ts';
 import type { TrainConfig } from './config.ts';
@@ -19,12 +23,17 @@ export interface PhasePlan {
   steps: number;
   lr: number;
   scheduler: SchedulerKind;
+  /** Updates the phase's schedule spans when the phase only follows its first part; default `steps`. */
+  scheduleSteps?: number;
 }
 
 export function planPhases(cfg: TrainConfig): PhasePlan[] {
   if (cfg.mode === 'full') return [{ phase: 'full', start: 0, steps: cfg.steps, lr: cfg.lr, scheduler: cfg.scheduler }];
   const plans: PhasePlan[] = [];
-  if (cfg.warm_start_steps > 0) plans.push({ phase: 'full', start: 0, steps: cfg.warm_start_steps, lr: cfg.warm_start_lr, scheduler: 'cosine' });
+  if (cfg.warm_start_steps > 0) {
+    const span = cfg.warm_start_schedule === 'run' ? { scheduleSteps: cfg.steps } : {};
+    plans.push({ phase: 'full', start: 0, steps: cfg.warm_start_steps, lr: cfg.warm_start_lr, scheduler: 'cosine', ...span });
+  }
   plans.push({ phase: cfg.mode as Phase, start: cfg.warm_start_steps, steps: cfg.steps - cfg.warm_start_steps, lr: cfg.lr, scheduler: cfg.scheduler });
   return plans;
 }
@@ -46,10 +55,11 @@ export function phaseIndexOf(plans: PhasePlan[], phase: Phase, step: number): nu
 
 /** λ(phase step): the multiplier of the phase's peak learning rate. */
 export function scheduleFor(cfg: TrainConfig, p: PhasePlan): (s: number) => number {
+  const span = p.scheduleSteps ?? p.steps;
   return makeSchedule({
     scheduler: p.scheduler,
-    steps: p.steps,
-    warmupSteps: Math.min(cfg.warmup_steps, p.steps),
+    steps: span,
+    warmupSteps: Math.min(cfg.warmup_steps, span),
     restartWarmupSteps: cfg.restart_warmup_steps,
     cycleLength: p.scheduler === 'cosine_restarts' ? cfg.cycle_length : undefined,
     minLrRatio: cfg.min_lr_ratio,

@@ -86,7 +86,7 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     checkRanksAgree(comm, data, evalSeqs, model, state, cfg.seq_len);
     if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process`);
     const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
-    log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})`);
+    log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})${warmStartNote(cfg)}`);
     return {
       cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: leader ? opts.rankHook : undefined, engine, data, evalSeqs, model, footprint, plans, state,
       resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: folder.release,
@@ -219,4 +219,11 @@ async function initialState(
     }
   }
   return { state, plans };
+}
+
+/** Says that lora and relora runs begin full-rank (a plain LoRA run needs warm_start_steps 0). */
+function warmStartNote(cfg: TrainConfig): string {
+  if (cfg.mode === 'full' || cfg.warm_start_steps === 0) return '';
+  const lr = cfg.warm_start_schedule === 'run' ? 'the first part of a cosine over the whole run' : 'a cosine of its own';
+  return `; the first ${cfg.warm_start_steps} are a full-rank warm start (peak ${cfg.warm_start_lr}, ${lr}; --warm-start-steps 0 for none)`;
 }

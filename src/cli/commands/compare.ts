@@ -44,17 +44,18 @@ export function register(program: Command): void {
     mkdirSync(outDir, { recursive: true });
     // The shared config, as flags for each child (the resolved values, so every variant sees the same).
     const shared: string[] = [];
-    const skip = new Set(['mode', 'out', 'warm_start_steps', 'scheduler', 'grad_accum']);
+    const skip = new Set(['mode', 'out', 'warm_start_steps', 'warm_start_schedule', 'scheduler', 'grad_accum']);
     for (const [k, v] of Object.entries(base)) {
       if (skip.has(k) || v === undefined) continue;
       shared.push(`--${k.replace(/_/g, '-')}`, Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
     }
     const S = String(base.warm_start_steps);
+    const warm = ['--warm-start-steps', S, '--warm-start-schedule', base.warm_start_schedule];
     const variants: Variant[] = [
       { label: 'full-rank', dir: join(outDir, 'full'), flags: ['--mode', 'full'] },
       { label: 'LoRA', dir: join(outDir, 'lora'), flags: ['--mode', 'lora', '--warm-start-steps', '0'] },
-      { label: 'LoRA + warm start', dir: join(outDir, 'lora-warm'), flags: ['--mode', 'lora', '--warm-start-steps', S] },
-      { label: 'ReLoRA', dir: join(outDir, 'relora'), flags: ['--mode', 'relora', '--warm-start-steps', S] },
+      { label: 'LoRA + warm start', dir: join(outDir, 'lora-warm'), flags: ['--mode', 'lora', ...warm] },
+      { label: 'ReLoRA', dir: join(outDir, 'relora'), flags: ['--mode', 'relora', ...warm] },
     ];
     for (const v of variants) {
       process.stderr.write(`\n=== ${v.label} → ${v.dir}\n`);
