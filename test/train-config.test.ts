@@ -80,6 +80,7 @@ test('train --help shows every config key as a flag, with what it does', () => {
     assert.ok(line, `--${key.replace(/_/g, '-')} is in the help`);
     assert.ok(!line.includes('config key'), `--${key.replace(/_/g, '-')} has a description: ${line}`);
   }
+  assert.doesNotMatch(help, /Other config keys:/, 'every key is in one of the help\'s sections (HELP_GROUPS in src/cli/commands/train.ts)');
   assert.match(help, /--tokenizer <value> +a tokenizer\.json/);
   assert.match(help, /--warmup-steps <value> +linear warm-up updates/);
   assert.match(help, /--rank <value> +LoRA rank r \(default 32\)/);
