@@ -101,11 +101,14 @@ test('worker threads write exactly the serial token cache', async () => {
   // Hugging Face path is exact only for documents that need no cut.
   for (const [name, maxChunkChars] of [['gpt2-style', 64], ['llama2-style', 64], ['llama-style', undefined]] as const) {
     const tok = await loadTokenizer(join(FIXTURES, name));
-    const corpus = memoryCorpus('docs', DOCS.slice(0, 3000));
+    // Over 2 Mi characters: the first batches are encoded in this thread, the rest by workers.
+    const corpus = memoryCorpus('docs', [...DOCS, ...DOCS, ...DOCS, ...DOCS, ...DOCS]);
     const serial = await buildTokenCache(corpus, tok, { cacheDir: join(dir, `${name}-serial`), workers: 1, maxChunkChars });
     const parallel = await buildTokenCache(corpus, tok, { cacheDir: join(dir, `${name}-parallel`), workers: 3, maxChunkChars });
     const bytes = (p: string) => readFileSync(p.replace(/\.json$/, '.tokens'));
-    assert.equal(parallel.meta.numDocuments, 3000);
+    assert.equal(parallel.meta.numDocuments, 5 * DOCS.length);
+    assert.equal(parallel.workersUsed, 3);
+    assert.equal(serial.workersUsed, 0);
     assert.ok(bytes(serial.metaPath).equals(bytes(parallel.metaPath)), `${name}: same ids`);
   }
 });

@@ -54,10 +54,13 @@ export interface BatchEncoder {
   /** The result of the oldest batch not yet taken. */
   take(): Promise<EncodedBatch>;
   close(): Promise<void>;
+  /** Worker threads started so far (0: all in this thread). */
+  readonly workersStarted: number;
 }
 
 class SerialEncoder implements BatchEncoder {
   readonly depth = 1;
+  readonly workersStarted = 0;
   private pending: TextChunk[][] = [];
   constructor(private readonly tokenizer: Tokenizer) {}
   submit(chunks: TextChunk[]): void {
@@ -89,19 +92,32 @@ interface Waiting {
   reject: (err: Error) => void;
 }
 
+/**
+ * Batches to encode in this thread before starting workers: a small corpus is done before
+ * workers would have started (each loads the modules and rebuilds the tokenizer).
+ */
+const BATCHES_BEFORE_WORKERS = 4;
+
 class WorkerPoolEncoder implements BatchEncoder {
   readonly depth: number;
-  private readonly workers: Worker[];
+  private workers: Worker[] = [];
   /** Per worker, the batches sent and not yet answered (a worker answers in order). */
   private readonly waiting: Waiting[][];
   private readonly results: Array<Promise<EncodedBatch>> = [];
-  private next = 0;
+  private submitted = 0;
 
-  constructor(spec: TokenizerSpec, count: number) {
+  get workersStarted(): number {
+    return this.workers.length;
+  }
+
+  constructor(private readonly tokenizer: Tokenizer, private readonly spec: TokenizerSpec, private readonly count: number) {
     this.depth = 2 * count;
     this.waiting = Array.from({ length: count }, () => []);
-    this.workers = Array.from({ length: count }, (_, w) => {
-      const worker = startWorker(spec);
+  }
+
+  private start(): void {
+    this.workers = Array.from({ length: this.count }, (_, w) => {
+      const worker = startWorker(this.spec);
       worker.unref();
       const queue = this.waiting[w]!;
       worker.on('message', (reply: Reply) => {
@@ -117,7 +133,14 @@ class WorkerPoolEncoder implements BatchEncoder {
   }
 
   submit(chunks: TextChunk[]): void {
-    const w = this.next++ % this.workers.length;
+    const n = this.submitted++;
+    if (n < BATCHES_BEFORE_WORKERS) {
+      // Same function, same ids; the result waits in order with the workers' ones.
+      this.results.push(Promise.resolve().then(() => encodeBatch(this.tokenizer, chunks)));
+      return;
+    }
+    if (this.workers.length === 0) this.start();
+    const w = n % this.count;
     this.results.push(new Promise<EncodedBatch>((resolve, reject) => this.waiting[w]!.push({ resolve, reject })));
     this.workers[w]!.postMessage(chunks);
   }
@@ -144,6 +167,6 @@ export function defaultTokenizerWorkers(): number {
  */
 export function batchEncoder(tokenizer: Tokenizer, workers: number): BatchEncoder {
   const spec = workers > 1 ? tokenizerSpec(tokenizer) : null;
-  return spec === null ? new SerialEncoder(tokenizer) : new WorkerPoolEncoder(spec, workers);
+  return spec === null ? new SerialEncoder(tokenizer) : new WorkerPoolEncoder(tokenizer, spec, workers);
 }
 

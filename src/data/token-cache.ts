@@ -289,11 +289,11 @@ export async function buildTokenCache(
   corpus: Corpus,
   tokenizer: Tokenizer,
   options: TokenCacheOptions,
-): Promise<{ metaPath: string; meta: TokenCacheMeta; reused: boolean; resumedTokens: number }> {
+): Promise<{ metaPath: string; meta: TokenCacheMeta; reused: boolean; resumedTokens: number; workersUsed: number }> {
   const key = tokenCacheKey(corpus, tokenizer);
   const paths = cachePaths(options.cacheDir, key);
   const existing = await readCompleteMeta(options.cacheDir, key);
-  if (existing) return { metaPath: paths.meta, meta: existing, reused: true, resumedTokens: 0 };
+  if (existing) return { metaPath: paths.meta, meta: existing, reused: true, resumedTokens: 0, workersUsed: 0 };
   if (endianness() !== 'LE') throw new Error('token cache: only little-endian machines are supported');
 
   await mkdir(options.cacheDir, { recursive: true });
@@ -304,6 +304,7 @@ export async function buildTokenCache(
   const resumed = await adoptOrCleanTemporaries(options.cacheDir, key, tmp);
   const writer = await TokenWriter.open(tmp, dtype, resumed ?? undefined);
   const encoder = batchEncoder(tokenizer, options.workers ?? 1);
+  let workersUsed = 0;
   const cut = tokenizer.safeCut ? (text: string, before: number) => tokenizer.safeCut!(text, before) : whitespaceCut;
   try {
     let nextProgress = Math.ceil((writer.documents + 1) / progressEvery) * progressEvery;
@@ -344,6 +345,7 @@ export async function buildTokenCache(
     const message = (err as Error).message;
     throw message.startsWith('tokenizer produced id') ? new Error(`token cache for ${corpus.name}: ${message}`) : err;
   } finally {
+    workersUsed = encoder.workersStarted;
     await encoder.close();
   }
   options.onProgress?.({ documents: writer.documents, tokens: writer.tokens });
@@ -371,7 +373,7 @@ export async function buildTokenCache(
     await rm(metaTmp, { force: true });
     throw cacheWriteError(paths.meta, err);
   }
-  return { metaPath: paths.meta, meta, reused: false, resumedTokens: resumed?.tokens ?? 0 };
+  return { metaPath: paths.meta, meta, reused: false, resumedTokens: resumed?.tokens ?? 0, workersUsed };
 }
 
 /**

@@ -82,6 +82,7 @@ export async function prepareData(cfg: TrainConfig, log: (s: string) => void, to
   const tokenise = async (corpus: Corpus, what: string): Promise<TokenDataset> => {
     const built = await buildTokenCache(corpus, tokenizer, { cacheDir: dir, onProgress: progress(what), progressEvery: 5000, workers });
     if (built.resumedTokens > 0) log(`tokenising ${what}: resumed the partial cache a stopped run left, from token ${built.resumedTokens}`);
+    if (built.workersUsed > 0) log(`tokenising ${what}: ${built.workersUsed} worker threads`);
     return TokenDataset.open(built.metaPath);
   };
   const trainSet = await tokenise(train, 'training data');
