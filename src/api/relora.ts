@@ -73,8 +73,9 @@ export interface MergeOptions {
   /** The optimizer training the LoRA factors: their Adam moments are pruned (ReLoRA's optimizer reset). */
   optimizer?: AdamW;
   /**
-   * How the moments are pruned: `reset` (random pruning of 99.9 %, as the paper's reference
-   * code), `random:p` or `magnitude:p` with p in [0, 1). Default `reset`.
+   * How the moments are pruned: `reference` (random pruning of 99.9 % of each moment, as the
+   * paper's reference code; `reset` is its older name), `shared` (one mask for both moments),
+   * `zero`, or `random:p`, `shared:p`, `magnitude:p` with p in [0, 1). Default `reference`.
    */
   reset?: string;
 }
@@ -87,7 +88,7 @@ export interface MergeOptions {
  */
 export function mergeAndReinit(relora: ReLoRA, options: MergeOptions = {}): void {
   if (!(relora instanceof ReLoRAWrapping)) throw new Error('mergeAndReinit: expected the object wrapWithReLoRA returned');
-  const kind = parseResetKind(options.reset ?? 'reset');
+  const kind = parseResetKind(options.reset ?? 'reference');
   if (options.optimizer) {
     restart(relora.layers, options.optimizer, kind, { init: relora.streams.init, prune: relora.prune }, relora.counters);
   } else {
