@@ -35,6 +35,12 @@ export interface MemoryInputs {
   lora: WrapOptions;
   microBatch: number;
   seqLen: number;
+  /**
+   * Peak bytes of training the tokenizer first (data/bpe-train.ts tokenizerTrainingMemoryBytes),
+   * when the run trains one. It happens before the model exists, so the total is the larger of
+   * the two phases.
+   */
+  tokenizerTrainingBytes?: number;
 }
 
 const RUNTIME_BYTES = 160 * 2 ** 20;
@@ -72,7 +78,8 @@ export function estimateTrainingMemory(inp: MemoryInputs): MemoryEstimate {
     pool: Math.round(0.75 * activations),
     runtime: RUNTIME_BYTES,
   };
-  return { ...e, total: e.params + e.grads + e.optimizer + e.activations + e.pool + e.runtime };
+  const training = e.params + e.grads + e.optimizer + e.activations + e.pool + e.runtime;
+  return { ...e, total: Math.max(training, inp.tokenizerTrainingBytes ?? 0) };
 }
 
 export function formatBytes(n: number): string {
