@@ -15,7 +15,8 @@ test('relora info uses the LoRA rank relora train defaults to', () => {
   const expected = trainingFootprint(namedConfig('llama_20m'), 'relora', {
     rank: train.rank, alpha: train.alpha, dropout: train.dropout, targetModules: train.target_modules,
   });
-  assert.deepEqual(JSON.parse(r.stdout), expected);
+  // …plus what data-parallel training all-reduces per update: the trainable gradients in float32.
+  assert.deepEqual(JSON.parse(r.stdout), { ...expected, allreduce_bytes_per_update: expected.params_trainable * 4 });
   const text = spawnSync(process.execPath, ['--import', 'tsx', entry, 'info', '--model', 'llama_20m', '--mode', 'relora'], { encoding: 'utf8' });
   assert.match(text.stdout, new RegExp(`llama_20m \\(relora, rank ${train.rank}\\)`));
 });

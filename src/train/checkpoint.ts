@@ -39,7 +39,8 @@ export interface TrainState {
   sampler: SamplerState;
   rng: Record<string, RandomState>;
   /** The compute backend that wrote it: resuming elsewhere continues correctly, but not bit-identically. */
-  engine?: { backend: string; threads: number };
+  /** `ranks`: the processes of a data-parallel job (absent: one). */
+  engine?: { backend: string; threads: number; ranks?: number };
 }
 
 const count = z.number().int().nonnegative();
@@ -61,7 +62,7 @@ const TrainStateSchema = z.object({
   skipped: count,
   sampler: z.object({ epoch: count, position: count }),
   rng: z.record(z.string(), randomState),
-  engine: z.object({ backend: z.string(), threads: z.number().int().positive() }).optional(),
+  engine: z.object({ backend: z.string(), threads: z.number().int().positive(), ranks: z.number().int().positive().optional() }).optional(),
 });
 
 /** The files every checkpoint holds (besides its manifest), in manifest order. */

@@ -55,6 +55,15 @@ export function followerResumePoint(runDir: string, resume: boolean): LoadedChec
   return resume && listCheckpoints(runDir).length ? loadLatestCheckpoint(runDir, () => {}) : null;
 }
 
+/** A run resumed with another number of processes continues correctly, but its sums are rounded differently. */
+export function noteRankChange(resumeFrom: LoadedCheckpoint | null, comm: Communicator, log: (s: string) => void): void {
+  const was = resumeFrom?.state.engine?.ranks ?? 1;
+  if (!resumeFrom || was === comm.size) return;
+  const processes = (n: number): string => `${n} process${n === 1 ? '' : 'es'}`;
+  log(`note: the checkpoint was written by ${processes(was)}, this run has ${processes(comm.size)}: it continues with the same global batch and data order, ` +
+    'but gradients are summed in another order, so it will not be bit-identical to an uninterrupted run (resume with the same number of processes for that)');
+}
+
 /** This rank's share of the next global batch, in micro-batches (`makeBatch` turns indices into a tensor). */
 export function nextRankMicroBatches(cfg: TrainConfig, comm: Communicator, sampler: SequenceSampler, makeBatch: (indices: number[]) => Tensor): Tensor[] {
   const global = sampler.nextBatch(cfg.batch_size);

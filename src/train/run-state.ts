@@ -20,6 +20,8 @@ import { phaseIndexOf, type Phase, type PhasePlan } from './phases.ts';
 export interface EngineInfo {
   backend: string;
   threads: number;
+  /** Processes of a data-parallel job (absent: one). */
+  ranks?: number;
 }
 
 export class RunState {
@@ -79,7 +81,7 @@ export class RunState {
         version: CHECKPOINT_VERSION, step: this.step, phase, phase_step: this.phaseStep, optimizer_steps: this.optimizer?.stepCount ?? 0,
         counters: { ...this.counters }, tokens: this.tokens, elapsed: this.elapsed(), skipped: this.skipped, sampler: this.sampler.state(),
         rng: { lora_init: this.lora.init.state(), lora_dropout: this.lora.dropout.state(), prune: this.pruneRng.state() },
-        engine: { backend: engine.backend, threads: engine.threads },
+        engine: { backend: engine.backend, threads: engine.threads, ...(engine.ranks && engine.ranks > 1 ? { ranks: engine.ranks } : {}) },
       },
     };
   }

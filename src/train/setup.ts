@@ -20,7 +20,7 @@ import type { TrainingMode } from '../relora/wrap.ts';
 import { cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { loraOptions, modelConfigFor, type TrainConfig } from './config.ts';
 import { prepareData, type PreparedData } from './data.ts';
-import { checkJob, checkRanksAgree, followerResumePoint } from './data-parallel.ts';
+import { checkJob, checkRanksAgree, followerResumePoint, noteRankChange } from './data-parallel.ts';
 import { MetricsWriter, readMetrics } from './metrics.ts';
 import { planAfterWarmStart, planPhases, type PhasePlan } from './phases.ts';
 import { evaluationSequences } from './evaluate.ts';
@@ -84,6 +84,7 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log, leader);
     if (leader) await comm.barrier();
     checkRanksAgree(comm, data, evalSeqs, model, state, cfg.seq_len);
+    noteRankChange(folder.resumeFrom, comm, log);
     if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process`);
     const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
     log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})${warmStartNote(cfg)}`);

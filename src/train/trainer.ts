@@ -296,7 +296,7 @@ async function saveNow(run: Run, phase: Phase): Promise<void> {
       `${last ? ` (the last one, ${join(run.runDir, 'checkpoints', last)}, is valid)` : ''}; ${lrAdvice(cfg, run.plans[Math.min(state.phaseIndex, run.plans.length - 1)]!)}`,
     );
   }
-  await saveCheckpoint(run.runDir, state.snapshot(model, phase, run.engine), cfg.keep_checkpoints);
+  await saveCheckpoint(run.runDir, state.snapshot(model, phase, { ...run.engine, ranks: run.comm.size }), cfg.keep_checkpoints);
 }
 
 /** The first parameter holding NaN or ±Infinity, if any. */

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { namedConfig } from '../../nn/config.ts';
 import { trainingFootprint } from '../../relora/accounting.ts';
 import { parseMode, type WrapOptions } from '../../relora/wrap.ts';
+import { allReduceBytesPerUpdate } from '../../parallel/gradients.ts';
 import { resolveConfig } from '../../train/config.ts';
 import { parseIntOption, UsageError } from '../errors.ts';
 
@@ -38,7 +39,8 @@ export function register(program: Command): void {
         throw new UsageError((e as Error).message);
       }
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(fp)}\n`);
+        // Data-parallel training all-reduces exactly the trainable gradients each update.
+        process.stdout.write(`${JSON.stringify({ ...fp, allreduce_bytes_per_update: allReduceBytesPerUpdate(fp.params_trainable) })}\n`);
         return;
       }
       const rows: [string, string][] = [
@@ -50,6 +52,7 @@ export function register(program: Command): void {
         ['gradient bytes', human(fp.bytes_grads)],
         ['optimizer bytes', human(fp.bytes_optimizer)],
         ['training state', human(fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer)],
+        ['all-reduced per update', `${human(allReduceBytesPerUpdate(fp.params_trainable))} (data parallel: the trainable gradients)`],
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)}${v}\n`);
     });
