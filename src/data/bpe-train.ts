@@ -34,11 +34,11 @@ const key = (a: number, b: number): number => a * ID_LIMIT + b;
 export const DEFAULT_MAX_WORDS = 200_000;
 
 /**
- * Live memory of tokenizer training with at most `maxWords` distinct words: the counts, then the
- * words as symbol arrays with the pair counts and pair-to-word index of the merge loop (about
- * 1.2 kB per word, a generous allowance), plus Node. Peak RSS can exceed it by garbage the
- * collector has not yet reclaimed: 694 MiB measured on 60 MB of random words, against 1.7 GB
- * before the word table was capped.
+ * Peak memory of tokenizer training with at most `maxWords` distinct words: Node, the text being
+ * read, the counts, then the words as symbol arrays with the pair counts and pair-to-word index
+ * of the merge loop (about 1.2 kB per word, a generous allowance). Measured peak RSS: 132 MiB on
+ * 60 MB of random words (1.7 GB before the word table was capped), 257 MiB and 264 MiB on a
+ * 64 Mi-character Brown sample (59 K words) at vocabularies 8000 and 32000.
  */
 export function tokenizerTrainingMemoryBytes(maxWords = DEFAULT_MAX_WORDS): number {
   return 160 * 2 ** 20 + maxWords * 1200;
@@ -174,7 +174,14 @@ export function trainByteLevelBpeFromCounts(wordCounts: Map<string, number>, opt
   const pairCount = new Map<number, number>();
   const wordsWithPair = new Map<number, Set<number>>();
   const addPair = (k: number, delta: number, wordIndex: number): void => {
-    pairCount.set(k, (pairCount.get(k) ?? 0) + delta);
+    const count = (pairCount.get(k) ?? 0) + delta;
+    if (count === 0) {
+      // No word holds the pair any more: forget it (keeps the tables to the live pairs).
+      pairCount.delete(k);
+      wordsWithPair.delete(k);
+      return;
+    }
+    pairCount.set(k, count);
     if (delta > 0) {
       let set = wordsWithPair.get(k);
       if (set === undefined) wordsWithPair.set(k, (set = new Set()));
@@ -186,7 +193,7 @@ export function trainByteLevelBpeFromCounts(wordCounts: Map<string, number>, opt
     for (let i = 0; i + 1 < s.length; i++) addPair(key(s[i]!, s[i + 1]!), freq[w]!, w);
   }
 
-  const heap = new CountHeap();
+  let heap = new CountHeap();
   for (const [k, c] of pairCount) heap.push(c, k);
 
   // Token strings by id, for the vocab and merges of the result.
@@ -252,6 +259,12 @@ export function trainByteLevelBpeFromCounts(wordCounts: Map<string, number>, opt
     for (const t of touched) {
       const c = pairCount.get(t) ?? 0;
       if (c > 0) heap.push(c, t);
+    }
+    // Stale entries pile up (every merge pushes the counts it changed); rebuilding from the live
+    // counts bounds the heap. The order is by (count, key) alone, so merges do not change.
+    if (heap.size > 2 * pairCount.size + 100_000) {
+      heap = new CountHeap();
+      for (const [k2, c] of pairCount) if (c > 0) heap.push(c, k2);
     }
     if (options.onProgress && merges.length % progressEvery === 0) options.onProgress(tokens.length, vocabSize);
   }
