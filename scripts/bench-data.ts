@@ -27,16 +27,24 @@ const fixtures = join(import.meta.dirname, '..', 'test', 'fixtures', 'data');
 const brown = loadBrownCorpus({}).train;
 const sample = brown.join('\n\n');
 
-function speed(name: string, tok: Tokenizer, docs: string[]): void {
+/** Wall and CPU seconds of `fn` (CPU time over all threads: a figure a busy machine disturbs less). */
+async function timed<T>(fn: () => Promise<T> | T): Promise<{ result: T; wall: number; cpu: number }> {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
-  let chars = 0;
-  let tokens = 0;
-  for (const d of docs) {
-    chars += d.length;
-    tokens += tok.encode(d).length;
-  }
-  const s = (performance.now() - t0) / 1000;
-  console.log(`${name.padEnd(34)} ${(chars / s / 1e6).toFixed(2).padStart(7)} M chars/s ${(tokens / s / 1e6).toFixed(2).padStart(7)} M tokens/s  (${chars} chars, serial)`);
+  const result = await fn();
+  const c = process.cpuUsage(c0);
+  return { result, wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 };
+}
+
+const rate = (n: number, s: number) => (n / s / 1e6).toFixed(2).padStart(6);
+
+async function speed(name: string, tok: Tokenizer, docs: string[]): Promise<void> {
+  const chars = docs.reduce((sum, d) => sum + d.length, 0);
+  const { result: tokens, wall, cpu } = await timed(() => docs.reduce((sum, d) => sum + tok.encode(d).length, 0));
+  console.log(
+    `${name.padEnd(34)} ${rate(chars, wall)} M chars/s ${rate(tokens, wall)} M tokens/s wall;` +
+      ` ${rate(chars, cpu)} M chars/s ${rate(tokens, cpu)} M tokens/s per CPU second  (${chars} chars, serial)`,
+  );
 }
 
 const work = mkdtempSync(join(tmpdir(), 'relora-bench-data-'));
@@ -53,32 +61,30 @@ try {
   const corpusBytes = statSync(jsonl).size;
   console.log(`corpus: ${(corpusBytes / 2 ** 20).toFixed(0)} MiB JSONL (Brown documents repeated), ${workers} tokenizer workers`);
 
-  const t0 = performance.now();
   const corpus = await fileCorpus([jsonl]);
-  const { tokenizer: bpe, sample: s } = await trainByteLevelBpeOnCorpus(corpus, { vocabSize: 8000 });
-  const tTrain = (performance.now() - t0) / 1000;
-  console.log(`tokenizer training: ${tTrain.toFixed(1)} s on ${s.documents} documents, ${(s.chars / 2 ** 20).toFixed(1)} Mi chars`);
+  const trained = await timed(() => trainByteLevelBpeOnCorpus(corpus, { vocabSize: 8000 }));
+  const { tokenizer: bpe, sample: s } = trained.result;
+  const tTrain = trained.wall;
+  console.log(`tokenizer training: ${tTrain.toFixed(1)} s (${trained.cpu.toFixed(1)} CPU s) on ${s.documents} documents, ${(s.chars / 2 ** 20).toFixed(1)} Mi chars`);
 
-  speed('byte-level BPE (ours, vocab 8000)', bpe, brown.slice(0, 100));
-  speed('GPT-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'gpt2-style')), brown.slice(0, 100));
-  speed('LLaMA-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'llama2-style')), brown.slice(0, 100));
-  speed('LLaMA-2-style fixture (HF js)', await loadTokenizer(join(fixtures, 'llama2-style'), 'huggingface'), brown.slice(0, 20));
+  await speed('byte-level BPE (ours, vocab 8000)', bpe, brown.slice(0, 100));
+  await speed('GPT-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'gpt2-style')), brown.slice(0, 100));
+  await speed('LLaMA-2-style fixture (fast path)', await loadTokenizer(join(fixtures, 'llama2-style')), brown.slice(0, 100));
+  await speed('LLaMA-2-style fixture (HF js)', await loadTokenizer(join(fixtures, 'llama2-style'), 'huggingface'), brown.slice(0, 20));
   const long = sample.slice(0, 400_000);
   for (const implementation of ['auto', 'huggingface'] as const) {
     const llama = await loadTokenizer(join(fixtures, 'llama2-style'), implementation);
-    const tl = performance.now();
-    llama.encode(long);
-    console.log(`LLaMA-2-style (${implementation === 'auto' ? 'fast path' : 'HF js'}), one 400 K-char document: ${((performance.now() - tl) / 1000).toFixed(2)} s`);
+    const { wall, cpu } = await timed(() => llama.encode(long));
+    console.log(`LLaMA-2-style (${implementation === 'auto' ? 'fast path' : 'HF js'}), one 400 K-char document: ${wall.toFixed(2)} s (${cpu.toFixed(2)} CPU s)`);
   }
 
   for (const w of [1, workers]) {
-    const tc = performance.now();
-    const { meta, metaPath } = await buildTokenCache(corpus, bpe, { cacheDir: join(work, `cache-${w}`), workers: w });
-    const sec = (performance.now() - tc) / 1000;
+    const { result, wall: sec, cpu } = await timed(() => buildTokenCache(corpus, bpe, { cacheDir: join(work, `cache-${w}`), workers: w }));
+    const { meta, metaPath, workersUsed } = result;
     const cacheBytes = statSync(metaPath.replace(/\.json$/, '.tokens')).size;
     console.log(
-      `token cache, byte-level BPE, ${w} worker(s): ${sec.toFixed(1)} s, ${(meta.numTokens / sec / 1e6).toFixed(2)} M tokens/s, ` +
-        `${meta.dtype}, ${(cacheBytes / corpusBytes).toFixed(3)} cache bytes per corpus byte`,
+      `token cache, byte-level BPE, ${w} worker(s) asked, ${workersUsed} started: ${sec.toFixed(1)} s, ${rate(meta.numTokens, sec)} M tokens/s wall, ` +
+        `${rate(meta.numTokens, cpu)} M tokens/s per CPU second, ${meta.dtype}, ${(cacheBytes / corpusBytes).toFixed(3)} cache bytes per corpus byte`,
     );
     if (w === workers) console.log(`data ready (tokenizer training + tokenising, empty cache): ${(tTrain + sec).toFixed(1)} s`);
   }
