@@ -12,7 +12,7 @@ import { restart } from '../src/relora/restart.ts';
 import { emptyRestartCounters, isRestartAfter, restartsAfter } from '../src/relora/restarts.ts';
 import { loraStreams, wrapWithLora } from '../src/relora/wrap.ts';
 import { trainStep } from '../src/train/step.ts';
-import { fixtureJson, openFixture, parityModel, relError } from './parity-helpers.ts';
+import { assertFinalWeights, fixtureJson, openFixture, parityModel, relError } from './parity-helpers.ts';
 
 function batches(fx: ReturnType<typeof openFixture>): Tensor[] {
   const all = fx.readInt32('batches');
@@ -159,22 +159,7 @@ for (const backend of ['js', 'native'] as const) {
     const { model, opt } = replayRelora(name, meta, 30, (u, loss) => {
       assert.ok(Math.abs(loss - meta.losses[u - 1]) < 1e-4, `loss of update ${u}: ${loss} vs ${meta.losses[u - 1]}`);
     });
-    // Within 1e-4 relative; a few LoRA tensors take Adam's first post-restart step on gradients of
-    // ~1e-8, where fp32 rounding alone moves the reference by up to 2.6e-5 (its own float64 rerun,
-    // fp64_final_max_abs_diff): those may differ by up to 4x that gap.
-    let checked = 0;
-    for (const [pname, p] of model.namedParameters()) {
-      const ref = fx.readFloat32(`final.${pname}`);
-      let diff = 0, scale = 1e-6;
-      for (let i = 0; i < ref.length; i++) {
-        diff = Math.max(diff, Math.abs(p.data[i] - ref[i]));
-        scale = Math.max(scale, Math.abs(ref[i]));
-      }
-      const allowed = Math.max(1e-4 * scale, 4 * meta.fp64_final_max_abs_diff[`final.${pname}`]);
-      assert.ok(diff <= allowed, `final ${pname}: max abs diff ${diff}, allowed ${allowed}`);
-      checked++;
-    }
-    assert.equal(checked, fx.names().filter((n) => n.startsWith('final.')).length);
+    assertFinalWeights(model, fx, meta.fp64_final_max_abs_diff);
     opt.dispose();
     model.dispose();
   });

@@ -32,6 +32,9 @@ SEED_WEIGHTS = 0
 SEED_FORWARD_IDS = 1234
 SEED_BATCHES = 5678
 SEED_LORA_A = 42
+# relora's RandomStream seed of the LoRA dropout masks (the TS test builds the same stream).
+SEED_DROPOUT_STREAM = 7
+SEED_SWITCH_BATCHES = 91011
 
 VOCAB = 64
 BATCH = 2
@@ -210,15 +213,15 @@ WEIGHT_DECAY = 0.01
 CLIP = 1.0
 
 
-def make_batches() -> torch.Tensor:
+def make_batches(n: int = N_UPDATES, seed: int = SEED_BATCHES) -> torch.Tensor:
     """Arithmetic sequences mod VOCAB with a random start and a random stride in 1..3.
 
     Uniform random tokens would leave nothing to learn (loss stuck at ln 64), so the
     trajectories would not show whether training works; these sequences are learnable.
     """
-    gen = torch.Generator().manual_seed(SEED_BATCHES)
-    start = torch.randint(0, VOCAB, (N_UPDATES, BATCH, 1), generator=gen, dtype=torch.int64)
-    stride = torch.randint(1, 4, (N_UPDATES, BATCH, 1), generator=gen, dtype=torch.int64)
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, VOCAB, (n, BATCH, 1), generator=gen, dtype=torch.int64)
+    stride = torch.randint(1, 4, (n, BATCH, 1), generator=gen, dtype=torch.int64)
     pos = torch.arange(SEQ, dtype=torch.int64).reshape(1, 1, SEQ)
     return (start + stride * pos) % VOCAB
 
@@ -233,6 +236,13 @@ def train_step(model, optimizer, scheduler, params, ids) -> tuple[float, float, 
     optimizer.step()
     scheduler.step()
     return float(loss.detach()), float(lr), float(grad_norm)
+
+
+def train_updates(model, optimizer, scheduler, params, batches, out: tuple[list, list, list]) -> None:
+    """Trains one update per batch, appending each update's loss, lr and gradient norm to `out`."""
+    for ids in batches:
+        for acc, x in zip(out, train_step(model, optimizer, scheduler, params, ids)):
+            acc.append(x)
 
 
 def make_adamw(params, lr: float) -> torch.optim.AdamW:
@@ -262,11 +272,7 @@ def run_full(batches: torch.Tensor, dtype: torch.dtype) -> tuple[list, list, lis
         optimizer, cosine(N_UPDATES, FULL_WARMUP, FULL_MIN_RATIO))
 
     losses, lrs, norms = [], [], []
-    for u in range(N_UPDATES):
-        loss, lr, norm = train_step(model, optimizer, scheduler, params, batches[u])
-        losses.append(loss)
-        lrs.append(lr)
-        norms.append(norm)
+    train_updates(model, optimizer, scheduler, params, batches[:N_UPDATES], (losses, lrs, norms))
     return losses, lrs, norms, f32_state(model, prefix="final.")
 
 
@@ -310,14 +316,57 @@ RELORA_MIN_RATIO = 0.1
 PRUNE_RATIO = 0.9
 
 
-class ReLoRALinear(nn.Module):
-    """y = x·Wᵀ + s·((x·Aᵀ)·Bᵀ), W frozen. Submodule names give PEFT-style parameter names."""
+MASK32 = 0xFFFFFFFF
 
-    def __init__(self, base: nn.Linear, r: int, scale: float, a_init: torch.Tensor):
+
+def hash32(key: int, counter: np.ndarray) -> np.ndarray:
+    """relora's counter-based hash (src/engine/rng.ts, Wellons' lowbias32 of counter·φ ^ key)."""
+    x = ((counter.astype(np.uint64) * 0x9E3779B1) & MASK32) ^ np.uint64(key)
+    x ^= x >> np.uint64(16)
+    x = (x * 0x7FEB352D) & MASK32
+    x ^= x >> np.uint64(15)
+    x = (x * 0x846CA68B) & MASK32
+    x ^= x >> np.uint64(16)
+    return x
+
+
+class CounterStream:
+    """relora's RandomStream(seed): key k = hash32(hash32(seed, 0), k) for the k-th draw.
+
+    Dropout masks are a function of (key, element index), so this side draws exactly the masks
+    relora draws; "feeding both sides the same masks" needs no hook in relora's fused op.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.calls = 0
+
+    def next_key(self) -> int:
+        key = int(hash32(int(hash32(self.seed, np.array([0]))[0]), np.array([self.calls]))[0])
+        self.calls += 1
+        return key
+
+    def dropout_mask(self, shape: tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
+        """Inverted-dropout mask: element i (row-major) kept iff hash32(key, i) >= round(p·2^32)."""
+        key = self.next_key()
+        threshold = min(2**32 - 1, max(0, round(p * 2**32)))
+        keep = hash32(key, np.arange(int(np.prod(shape)), dtype=np.uint64)) >= threshold
+        return torch.from_numpy(keep.reshape(shape)).to(dtype) * (1.0 / (1.0 - p))
+
+
+class ReLoRALinear(nn.Module):
+    """y = x·Wᵀ + s·((dropout(x)·Aᵀ)·Bᵀ), W frozen. Submodule names give PEFT-style parameter names."""
+
+    def __init__(self, base: nn.Linear, r: int, scale: float, a_init: torch.Tensor,
+                 dropout: float = 0.0, stream: CounterStream | None = None):
         super().__init__()
         self.in_features = base.in_features
         self.out_features = base.out_features
         self.scale = scale
+        self.dropout = dropout
+        self.stream = stream
+        # The masks of the training forwards, in draw order (for the dropout fixture).
+        self.masks: list[torch.Tensor] = []
         self.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
         dtype = base.weight.dtype
         self.lora_A = nn.Linear(self.in_features, r, bias=False, dtype=dtype)
@@ -327,7 +376,13 @@ class ReLoRALinear(nn.Module):
             self.lora_B.weight.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight) + self.scale * self.lora_B(self.lora_A(x))
+        xl = x
+        # Only training forwards draw a mask (relora draws none in no-grad evaluation either).
+        if self.dropout > 0 and self.training and torch.is_grad_enabled():
+            mask = self.stream.dropout_mask(tuple(x.shape), self.dropout, x.dtype)
+            self.masks.append(mask)
+            xl = x * mask
+        return nn.functional.linear(x, self.weight) + self.scale * self.lora_B(self.lora_A(xl))
 
     @torch.no_grad()
     def merge_and_reinit(self, a_new: torch.Tensor) -> None:
@@ -342,7 +397,8 @@ def draw_a(gen: torch.Generator, r: int, fan_in: int) -> torch.Tensor:
     return (torch.rand((r, fan_in), generator=gen, dtype=torch.float32) * 2.0 - 1.0) * bound
 
 
-def wrap_model(model: LlamaForCausalLM, gen: torch.Generator) -> dict[str, ReLoRALinear]:
+def wrap_model(model: LlamaForCausalLM, gen: torch.Generator, dropout: float = 0.0,
+               stream: CounterStream | None = None) -> dict[str, ReLoRALinear]:
     """Replaces the target linears in place; returns them by module path, in model order."""
     wrapped: dict[str, ReLoRALinear] = {}
     targets = [(name, mod) for name, mod in model.named_modules()
@@ -350,7 +406,7 @@ def wrap_model(model: LlamaForCausalLM, gen: torch.Generator) -> dict[str, ReLoR
     for name, mod in targets:
         parent_name, child = name.rsplit(".", 1)
         parent = model.get_submodule(parent_name)
-        layer = ReLoRALinear(mod, LORA_R, LORA_SCALE, draw_a(gen, LORA_R, mod.in_features))
+        layer = ReLoRALinear(mod, LORA_R, LORA_SCALE, draw_a(gen, LORA_R, mod.in_features), dropout, stream)
         setattr(parent, child, layer)
         wrapped[name] = layer
     return wrapped
@@ -394,7 +450,7 @@ def should_merge(u: int) -> bool:
     return u > RELORA_CYCLE and (u - 1) % RELORA_CYCLE == 0
 
 
-def run_relora(batches: torch.Tensor, dtype: torch.dtype, prune_ratio: float) -> dict:
+def run_relora(batches: torch.Tensor, dtype: torch.dtype, prune_ratio: float, dropout: float = 0.0) -> dict:
     """The ReLoRA trajectory; returns everything the fixtures store (see make_relora_trajectory)."""
     model = build_model().to(dtype)
     model.train()
@@ -403,7 +459,7 @@ def run_relora(batches: torch.Tensor, dtype: torch.dtype, prune_ratio: float) ->
         logits_plain = model(input_ids=probe).logits.clone()
 
     gen = torch.Generator().manual_seed(SEED_LORA_A)
-    wrapped = wrap_model(model, gen)
+    wrapped = wrap_model(model, gen, dropout, CounterStream(SEED_DROPOUT_STREAM))
     with torch.no_grad():
         wrap_diff = (model(input_ids=probe).logits - logits_plain).abs().max().item()
     assert wrap_diff == 0.0, f"wrapping changed logits by {wrap_diff}"
@@ -472,6 +528,8 @@ def run_relora(batches: torch.Tensor, dtype: torch.dtype, prune_ratio: float) ->
         "redraws": redraws, "snapshot": snapshot,
         "final": f32_state(model, prefix="final."), "wrapped": list(wrapped.keys()),
         "trainable": trainable_names,
+        "first_masks": {f"mask_update1.{name}": layer.masks[0].float().clone()
+                        for name, layer in wrapped.items() if layer.masks},
     }
 
 
@@ -591,6 +649,126 @@ def make_relora_stable_trajectory(batches: torch.Tensor, chaotic: dict) -> None:
     })
 
 
+# ---------------------------------------------------------------------------------------------
+# Fixture 6: the stable ReLoRA run with LoRA dropout 0.1. The masks are relora's own
+# counter-based ones (CounterStream), so both sides drop exactly the same entries.
+
+LORA_DROPOUT = 0.1
+
+
+def make_relora_dropout_trajectory(batches: torch.Tensor) -> None:
+    res = run_relora(batches, torch.float32, STABLE_PRUNE_RATIO, dropout=LORA_DROPOUT)
+    ref64 = run_relora(batches, torch.float64, STABLE_PRUNE_RATIO, dropout=LORA_DROPOUT)
+    loss_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
+    final_diff = {k: (res["final"][k] - ref64["final"][k]).abs().max().item() for k in res["final"]}
+    assert max(loss_diff) <= STABLE_LOSS_TOL, loss_diff
+    assert max(final_diff.values()) <= STABLE_FINAL_TOL, final_diff
+    assert losses_decrease(res["losses"]), res["losses"]
+    kept = [float((m != 0).float().mean()) for m in res["first_masks"].values()]
+    assert all(0.8 < k < 0.97 for k in kept), kept
+    save("parity_relora_dropout_traj.safetensors",
+         {**relora_tensors(batches, res), **res["final"], **res["first_masks"]})
+    settings = relora_settings(res, STABLE_PRUNE_RATIO)
+    settings["lora"]["dropout"] = LORA_DROPOUT
+    save_json("parity_relora_dropout_traj.json", {
+        **settings,
+        "dropout_stream_seed": SEED_DROPOUT_STREAM,
+        "losses": res["losses"],
+        "lr": res["lr"],
+        "grad_norm": res["grad_norm"],
+        "fp64_loss_abs_diff": loss_diff,
+        "fp64_final_max_abs_diff": final_diff,
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixture 7: the phase switch of a ReLoRA run. 10 full-rank updates (the warm start follows the
+# first 10 updates of one cosine over all 40, relora's default warm_start_schedule "run"), then
+# the model is wrapped, a new AdamW is made over the trainable parameters and a new
+# cosine_restarts schedule covers the 30 ReLoRA updates, with merges after phase updates 11 and
+# 21 and a full (zero) reset of the LoRA moments.
+
+SWITCH_WARM = 10
+SWITCH_TOTAL = SWITCH_WARM + N_UPDATES
+SWITCH_WARM_LR = 1e-2
+
+
+def run_phase_switch(batches: torch.Tensor, dtype: torch.dtype) -> dict:
+    model = build_model().to(dtype)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_adamw(params, SWITCH_WARM_LR)
+    whole_run = cosine(SWITCH_TOTAL, RELORA_WARMUP, RELORA_MIN_RATIO)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, whole_run)
+    losses, lrs, norms = [], [], []
+    train_updates(model, optimizer, scheduler, params, batches[:SWITCH_WARM], (losses, lrs, norms))
+    warm_state = f32_state(model, prefix="warm.")
+
+    gen = torch.Generator().manual_seed(SEED_LORA_A)
+    wrapped = wrap_model(model, gen)
+    a_init = {f"A_init.{name}": layer.lora_A.weight.detach().float().clone() for name, layer in wrapped.items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    # A new optimizer: nothing of the warm start's moments or step count is carried over.
+    optimizer = make_adamw(params, RELORA_LR)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_restarts(N_UPDATES, RELORA_WARMUP, RELORA_RESTART_WARMUP, RELORA_CYCLE, RELORA_MIN_RATIO))
+    redraws: dict[str, torch.Tensor] = {}
+    merges_after = []
+    for u in range(1, N_UPDATES + 1):
+        train_updates(model, optimizer, scheduler, params, [batches[SWITCH_WARM + u - 1]], (losses, lrs, norms))
+        if not should_merge(u):
+            continue
+        for name, layer in wrapped.items():
+            a_new = draw_a(gen, LORA_R, layer.in_features)
+            redraws[f"A_merge{len(merges_after) + 1}.{name}"] = a_new.clone()
+            layer.merge_and_reinit(a_new)
+            for p in (layer.lora_A.weight, layer.lora_B.weight):
+                optimizer.state[p]["exp_avg"].zero_()
+                optimizer.state[p]["exp_avg_sq"].zero_()
+        merges_after.append(SWITCH_WARM + u)
+    assert merges_after == [SWITCH_WARM + 11, SWITCH_WARM + 21], merges_after
+    return {"losses": losses, "lr": lrs, "grad_norm": norms, "a_init": a_init, "redraws": redraws,
+            "warm": warm_state, "final": f32_state(model, prefix="final."), "merges_after": merges_after,
+            "wrapped": list(wrapped.keys())}
+
+
+def make_phase_switch() -> None:
+    batches = make_batches(SWITCH_TOTAL, SEED_SWITCH_BATCHES)
+    res = run_phase_switch(batches, torch.float32)
+    ref64 = run_phase_switch(batches, torch.float64)
+    loss_diff = [abs(a - b) for a, b in zip(res["losses"], ref64["losses"])]
+    final_diff = {k: (res["final"][k] - ref64["final"][k]).abs().max().item() for k in res["final"]}
+    assert max(loss_diff) <= STABLE_LOSS_TOL, loss_diff
+    assert max(final_diff.values()) <= STABLE_FINAL_TOL, final_diff
+    assert losses_decrease(res["losses"]), res["losses"]
+    # At the switch the warm start's learning rate is still near its peak (it is not annealed).
+    assert res["lr"][SWITCH_WARM - 1] > 0.8 * SWITCH_WARM_LR, res["lr"]
+    save("parity_phase_switch.safetensors", {
+        "batches": batches.to(torch.int32),
+        "losses": torch.tensor(res["losses"], dtype=torch.float32),
+        "lr": torch.tensor(res["lr"], dtype=torch.float32),
+        "grad_norm": torch.tensor(res["grad_norm"], dtype=torch.float32),
+        **res["a_init"], **res["redraws"], **res["warm"], **res["final"],
+    })
+    save_json("parity_phase_switch.json", {
+        "initial_weights": "parity_model.safetensors",
+        "warm_start_updates": SWITCH_WARM,
+        "relora_updates": N_UPDATES,
+        "warm_start": {"lr": SWITCH_WARM_LR, "schedule": "first 10 updates of cosine(N=40, W=2, m=0.1)"},
+        "relora": {"lr": RELORA_LR, "schedule": "cosine_restarts(N=30, W=2, Wr=2, R=10, m=0.1)",
+                   "optimizer_reset": "zero", "r": LORA_R, "alpha": LORA_ALPHA, "dropout": 0.0},
+        "optimizer": {"name": "adamw", "betas": list(ADAM_BETAS), "eps": ADAM_EPS, "weight_decay": WEIGHT_DECAY},
+        "clip_grad_norm": CLIP,
+        "wrapped_modules": res["wrapped"],
+        "merges_after": res["merges_after"],
+        "losses": res["losses"],
+        "lr": res["lr"],
+        "grad_norm": res["grad_norm"],
+        "fp64_loss_abs_diff": loss_diff,
+        "fp64_final_max_abs_diff": final_diff,
+    })
+
+
 def sweep_prune_ratios(batches: torch.Tensor) -> None:
     """Prints, per candidate ratio, how far the fp64 rerun strays and what the pruning left."""
     for ratio in SWEEP_PRUNE_RATIOS:
@@ -618,6 +796,8 @@ def main() -> None:
     make_full_trajectory(batches)
     chaotic = make_relora_trajectory(batches)
     make_relora_stable_trajectory(batches, chaotic)
+    make_relora_dropout_trajectory(batches)
+    make_phase_switch()
     total = sum(f.stat().st_size for f in OUT_DIR.iterdir() if f.name.startswith("parity_"))
     print(f"parity fixtures total: {total} bytes")
 
