@@ -40,14 +40,14 @@ export interface Communicator {
 
 /** One process training alone: every collective is the identity. */
 export class SingleProcess implements Communicator {
-  readonly rank = 0;
-  readonly size = 1;
-  readonly localSize = 1;
-  allReduceSum(): void {}
-  startAllReduceSum(): PendingReduction {
+  readonly rank: number = 0;
+  readonly size: number = 1;
+  readonly localSize: number = 1;
+  allReduceSum(_x: Float32Array): void {}
+  startAllReduceSum(_x: Float32Array): PendingReduction {
     return { wait() {} };
   }
-  allReduceF64(): void {}
+  allReduceF64(_x: Float64Array, _op: 'sum' | 'max'): void {}
   allGatherBytes(mine: Uint8Array): Uint8Array[] {
     return [mine];
   }

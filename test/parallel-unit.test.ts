@@ -1,0 +1,114 @@
+/**
+ * The data-parallel pieces that need no MPI: reading the launcher's environment, sharing batches
+ * and evaluation sequences between ranks, bucketed gradient averaging and the start-up hash check
+ * (against a stand-in communicator), and an addon that does not need libmpi to load.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { SequenceSampler } from '../src/data/sampler.ts';
+import { Tensor } from '../src/engine/tensor.ts';
+import { SingleProcess, shareOf, type Communicator, type PendingReduction } from '../src/parallel/communicator.ts';
+import { requireSameOnEveryRank } from '../src/parallel/consistency.ts';
+import { GradientAverager } from '../src/parallel/gradients.ts';
+import { defaultThreads, detectLaunch } from '../src/parallel/launch.ts';
+import { resolveConfig } from '../src/train/config.ts';
+import { nextRankMicroBatches, rankMicroBatch } from '../src/train/data-parallel.ts';
+
+/** Rank `rank` of a job of `size` whose other ranks all hold `peer(x)` where this one holds x. */
+class StandIn extends SingleProcess implements Communicator {
+  override readonly size: number;
+  override readonly rank: number;
+  reductions = 0;
+  constructor(size: number, rank = 0, private readonly peer: (x: Float32Array) => Float32Array = (x) => x, private readonly gathered?: (mine: Uint8Array, r: number) => Uint8Array) {
+    super();
+    this.size = size;
+    this.rank = rank;
+  }
+  override allReduceSum(x: Float32Array): void {
+    this.reductions++;
+    const p = this.peer(x);
+    for (let i = 0; i < x.length; i++) x[i] += (this.size - 1) * p[i];
+  }
+  override startAllReduceSum(x: Float32Array): PendingReduction {
+    this.allReduceSum(x);
+    return { wait() {} };
+  }
+  override allReduceF64(x: Float64Array, _op: 'sum' | 'max'): void {
+    for (let i = 0; i < x.length; i++) x[i] *= this.size;
+  }
+  override allGatherBytes(mine: Uint8Array): Uint8Array[] {
+    return Array.from({ length: this.size }, (_, r) => this.gathered?.(mine, r) ?? mine);
+  }
+}
+
+test('the launcher is read from the environment: Open MPI, PMIx (srun), or none', () => {
+  assert.equal(detectLaunch({}), null);
+  assert.deepEqual(detectLaunch({ OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '2' }), { size: 4, localSize: 2 });
+  assert.deepEqual(detectLaunch({ PMIX_RANK: '0', SLURM_NTASKS: '8', SLURM_STEP_TASKS_PER_NODE: '4(x2)' }), { size: 8, localSize: 4 });
+  assert.equal(defaultThreads(new StandIn(4), 16), 16, 'one rank on this machine gets every core');
+  const two = Object.assign(new StandIn(4), { localSize: 2 });
+  assert.equal(defaultThreads(two, 16), 8);
+  assert.equal(defaultThreads(Object.assign(new StandIn(4), { localSize: 32 }), 16), 1);
+});
+
+test('evaluation sequences are shared out contiguously, every one exactly once', () => {
+  for (const [total, size] of [[6, 2], [7, 3], [2, 3], [0, 2]]) {
+    const parts = Array.from({ length: size }, (_, r) => shareOf(total, r, size));
+    assert.deepEqual(parts.flatMap((p) => Array.from({ length: p.count }, (_, i) => p.start + i)), Array.from({ length: total }, (_, i) => i));
+  }
+});
+
+test('the ranks together draw the same sequences, in the same order, as one process', () => {
+  const cfg = resolveConfig({ micro_batch: 4, batch_size: 12 });
+  for (const size of [1, 2, 3, 4, 6]) {
+    const all: number[][] = [];
+    for (let rank = 0; rank < size; rank++) {
+      const sampler = new SequenceSampler({ numSequences: 50, seed: 3 });
+      const micro = nextRankMicroBatches(cfg, new StandIn(size, rank), sampler, (ix) => Tensor.from(Float32Array.from(ix)));
+      assert.ok(micro.every((t) => t.size <= cfg.micro_batch && t.size === rankMicroBatch(cfg, new StandIn(size, rank))));
+      all.push(micro.flatMap((t) => Array.from(t.data)));
+    }
+    assert.deepEqual(all.flat(), new SequenceSampler({ numSequences: 50, seed: 3 }).nextBatch(12), `${size} ranks`);
+  }
+});
+
+test('gradients are averaged in buckets (small ones packed, large ones alone) and the bytes counted', () => {
+  const sizes = [3, 5, 2, 40, 7, 1];
+  const params = sizes.map((n, i) => {
+    const p = Tensor.zeros([n]);
+    p.grad = Tensor.from(Float32Array.from({ length: n }, (_, j) => i * 100 + j + 0.5));
+    return p;
+  });
+  const before = params.map((p) => Float32Array.from(p.grad!.data.subarray(0, p.size)));
+  // The other rank's gradients are twice ours: the mean is 1.5 times ours.
+  const comm = new StandIn(2, 0, (x) => x.map((v) => 2 * v));
+  const avg = new GradientAverager(comm, 10);
+  const loss = avg.average(params, 3);
+  assert.equal(loss, 3);
+  params.forEach((p, i) => assert.deepEqual(Array.from(p.grad!.data.subarray(0, p.size)), Array.from(before[i]).map((v) => 1.5 * v), `parameter ${i}`));
+  // 40 alone; [3, 5, 2], [7, 1] packed in buckets of at most 10.
+  assert.equal(comm.reductions, 3);
+  assert.equal(avg.last.bytes, 58 * 4);
+  // Alone, nothing is communicated or changed.
+  const alone = new GradientAverager(new SingleProcess());
+  assert.equal(alone.average(params, 2), 2);
+  assert.equal(alone.last.bytes, 0);
+});
+
+test('ranks given different things are named at start', () => {
+  const differ = (mine: Uint8Array, r: number): Uint8Array => (r === 2 ? mine.map((b, i) => (i >= 32 ? b ^ 1 : b)) : mine);
+  assert.throws(() => requireSameOnEveryRank(new StandIn(3, 0, undefined, differ), { 'the configuration': 'a', 'the data': 'b' }),
+    /the 3 processes of this job were not started alike: the data of rank 2 differs from rank 0's/);
+  assert.doesNotThrow(() => requireSameOnEveryRank(new StandIn(3), { 'the configuration': 'a' }));
+});
+
+test('the native addon does not link MPI: it loads without OpenMPI installed', { skip: spawnSync('readelf', ['--version']).error ? 'readelf is not installed' : false }, (t) => {
+  const addon = fileURLToPath(new URL('../native/build/Release/relora_native.node', import.meta.url));
+  if (!existsSync(addon)) return t.skip('the native addon is not built');
+  const needed = spawnSync('readelf', ['-d', addon], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('(NEEDED)'));
+  assert.ok(needed.length > 0, 'readelf lists the libraries the addon needs');
+  assert.deepEqual(needed.filter((l) => /mpi/i.test(l)), []);
+});
