@@ -47,7 +47,7 @@ export const TrainConfigSchema = z.object({
   warm_start_schedule: z.enum(['run', 'phase']).default('run')
     .describe('warm-start learning rate: run (the first part of a cosine over the whole run, near its peak at the switch, as in the paper) or phase (a complete cosine of its own, annealed at the switch)'),
   cycle_length: positiveInt.default(200).describe('relora: updates between merges'),
-  optimizer_reset: z.string().default('reset').describe("relora: optimizer state of the LoRA factors at a merge: reference (alias reset: random pruning of 99.9%, a mask per moment, as the reference code), shared (one mask for both moments), zero, random:<fraction>, shared:<fraction> or magnitude:<fraction>"),
+  optimizer_reset: z.string().default('shared').describe("relora: optimizer state of the LoRA factors at a merge: shared (random pruning of 99.9% with one mask for both moments), reference (alias reset: a mask per moment, as the reference code; makes huge steps, see docs/method.md), zero, random:<fraction>, shared:<fraction> or magnitude:<fraction>"),
   weight_decay: z.number().min(0).default(0).describe('AdamW weight decay'),
   clip_norm: z.number().min(0).default(1).describe('global gradient-norm clip (0: none)'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per sequence (at least 2: the loss predicts each token from the ones before it)'),
