@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
-import { addConfigOptions, resolveTrainConfig } from './train.ts';
+import { addConfigOptions, resolveTrainConfig, withEngineFlags } from './train.ts';
 import type { TrainSummary } from '../../train/trainer.ts';
 
 interface Variant {
@@ -37,7 +37,8 @@ export function register(program: Command): void {
     .description('train full-rank, LoRA, LoRA + warm start and ReLoRA on the same data, budget and seed; print a table and write one report')
     .option('--config <file>', 'YAML or JSON config file (flags override it); its mode is ignored');
   addConfigOptions(cmd);
-  cmd.action(async (opts: Record<string, unknown>) => {
+  cmd.action(async (flags: Record<string, unknown>, command: Command) => {
+    const opts = withEngineFlags(flags, command);
     const base = resolveTrainConfig({ ...opts, mode: 'relora' }, opts.config ? String(opts.config) : 'flags');
     const outDir = resolve(opts.out ? String(opts.out) : base.out.replace(/relora-(\d)/, 'compare-$1'));
     if (existsSync(join(outDir, 'comparison.html'))) throw new UsageError(`output folder ${outDir} already holds a comparison; choose another --out`);

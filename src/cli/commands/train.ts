@@ -97,7 +97,23 @@ export function rawConfigFrom(opts: Record<string, unknown>): Record<string, unk
     if (!(CONFIG_KEYS as string[]).includes(key) || v === undefined) continue;
     raw[key] = flagValue(key, String(v));
   }
+  // The environment's backend counts where neither a flag nor the file names one.
+  if (raw.backend === undefined && process.env.RELORA_BACKEND) raw.backend = process.env.RELORA_BACKEND;
   return raw;
+}
+
+/**
+ * `--backend` and `--threads` are also the program's global options, which commander parses
+ * wherever they stand on the command line: a command that keeps them in its config takes them
+ * from there.
+ */
+export function withEngineFlags(opts: Record<string, unknown>, cmd: Command): Record<string, unknown> {
+  const globals = cmd.optsWithGlobals() as { backend?: string; threads?: number };
+  return {
+    ...opts,
+    ...(globals.backend !== undefined ? { backend: globals.backend } : {}),
+    ...(globals.threads !== undefined ? { threads: globals.threads } : {}),
+  };
 }
 
 function timestamp(): string {
@@ -139,7 +155,8 @@ export function register(program: Command): void {
     .option('--no-report', 'do not write report.html at the end')
     .option('--force', "start even when the estimated memory exceeds this machine's");
   addConfigOptions(cmd);
-  cmd.action(async (opts: Record<string, unknown>) => {
+  cmd.action(async (flags: Record<string, unknown>, command: Command) => {
+    const opts = withEngineFlags(flags, command);
     // Installed before anything is read and kept until the process ends: see stop-signal.ts for
     // what a signal does in each stage of the run (set-up, training, finishing).
     const stop = new StopSignal((s) => process.stderr.write(`${s}\n`));
