@@ -8,7 +8,7 @@
  *
  *   npm run study -- [--models llama_9m,llama_20m] [--seeds 0,1,2] [--lrs 1e-3,2e-3,4e-3]
  *     [--methods full,lora,lora_warm,relora] [--steps 1000] [--warm-start-steps 200]
- *     [--cycle-length 200] [--rank 32] [--parallel 1] [--threads N]
+ *     [--cycle-length 200] [--rank auto|N] [--parallel 1] [--threads N]
  *     [--config '{"micro_batch": 8}'] [--out results/study/NAME]
  *
  * Writes OUT/README.md (what was run, the tables), OUT/results.json (every run's summary),
@@ -20,6 +20,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { NAMED_CONFIGS } from '../src/nn/config.ts';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
 import type { TrainSummary } from '../src/train/trainer.ts';
 
@@ -32,7 +33,8 @@ const { values: args } = parseArgs({
     steps: { type: 'string', default: '1000' },
     'warm-start-steps': { type: 'string', default: '200' },
     'cycle-length': { type: 'string', default: '200' },
-    rank: { type: 'string', default: '32' },
+    /** A number, or auto: a quarter of the model's width (the paper's r = 128 at width 512). */
+    rank: { type: 'string', default: 'auto' },
     parallel: { type: 'string', default: '1' },
     threads: { type: 'string' },
     config: { type: 'string', default: '{}' },
@@ -89,11 +91,19 @@ function configFlags(): string[] {
   return Object.entries(extra).flatMap(([k, v]) => [`--${k.replace(/_/g, '-')}`, Array.isArray(v) ? v.join(',') : String(v)]);
 }
 
+/** LoRA rank of `model`: --rank, or with auto a quarter of its width (32 for llama_9m, 64 for llama_20m). */
+function rankOf(model: string): number {
+  if (args.rank !== 'auto') return whole('rank', args.rank!);
+  const shape = NAMED_CONFIGS[model];
+  if (!shape) throw new Error(`--models: unknown model '${model}'; known: ${Object.keys(NAMED_CONFIGS).join(', ')}`);
+  return shape.hiddenSize / 4;
+}
+
 function runTrain(spec: RunSpec, runDir: string, logFile: string): Promise<void> {
   const flags = [
     'train', '--model', spec.model, ...METHODS[spec.method].flags(whole('warm-start-steps', args['warm-start-steps']!)),
     '--lr', String(spec.lr), '--seed', String(spec.seed), '--steps', args.steps!, '--cycle-length', args['cycle-length']!,
-    '--rank', args.rank!, '--save-every', '1000000', '--no-report', '--out', runDir,
+    '--rank', String(rankOf(spec.model)), '--save-every', '1000000', '--no-report', '--out', runDir,
     ...(args.threads ? ['--threads', args.threads] : []), ...configFlags(),
   ];
   return new Promise((ok, fail) => {
@@ -160,7 +170,7 @@ function tables(results: RunResult[], models: string[], methods: Method[], lrs: 
   const out: string[] = [];
   for (const model of models) {
     out.push(`### ${model}: best learning rate of each method, ${seeds.length} seed(s)`, '',
-      '| method | best lr | val. perplexity (mean ± std) | seeds | tokens | wall time (s, mean) | peak RSS (MiB, max) | trainable params | rank of ΣΔW (end; LoRA rank ' + args.rank + ') |',
+      `| method | best lr | val. perplexity (mean ± std) | seeds | tokens | wall time (s, mean) | peak RSS (MiB, max) | trainable params | rank of ΣΔW at the end (LoRA rank ${rankOf(model)}) |`,
       '|---|---|---|---|---|---|---|---|---|');
     for (const method of methods) {
       const lr = best.get(`${model}/${method}`)!;
@@ -242,7 +252,7 @@ async function main(): Promise<void> {
     '',
     `Command: \`${command}\`  `,
     `Started: ${started.toISOString()}; ${minutes.toFixed(1)} minutes of wall time (${results.length} runs, ${parallel} at a time).  `,
-    `Settings: ${args.steps} updates per run; warm start ${args['warm-start-steps']} updates (LoRA + warm start and ReLoRA); ReLoRA cycle ${args['cycle-length']}; LoRA rank ${args.rank}; other keys ${JSON.stringify(extra)} over the defaults of \`relora train\` (the shipped Brown corpus).`,
+    `Settings: ${args.steps} updates per run; warm start ${args['warm-start-steps']} updates (LoRA + warm start and ReLoRA); ReLoRA cycle ${args['cycle-length']}; LoRA rank ${args.rank === 'auto' ? 'a quarter of the width' : args.rank}; other keys ${JSON.stringify(extra)} over the defaults of \`relora train\` (the shipped Brown corpus).`,
     'The learning rate is swept with the first seed; each method\'s best (lowest final validation perplexity) is then trained with the other seeds. ' +
       'The warm-start learning rate is half the swept one (the default). The validation set picks the learning rate and reports it, so the figures slightly favour every method alike.',
     '',
