@@ -12,7 +12,8 @@ import { loadModelSource } from '../src/infer/model-source.ts';
 import type { LlamaConfig } from '../src/nn/config.ts';
 import { saveCheckpoint } from '../src/train/checkpoint.ts';
 import { MetricsWriter } from '../src/train/metrics.ts';
-import { openCheckpoint, readRunModelConfig, resolveCheckpoint, RUN_FILES, sealRunFiles, verifyRunFiles } from '../src/train/run-folder.ts';
+import { resolveConfig } from '../src/train/config.ts';
+import { openCheckpoint, readRunConfig, readRunModelConfig, resolveCheckpoint, RUN_FILES, sealRunFiles, verifyRunFiles } from '../src/train/run-folder.ts';
 import { bpeTokenizer, fakeRun, interopFixture, randomModel, tempDir } from './interop-helpers.ts';
 
 const shape: LlamaConfig = {
@@ -138,4 +139,16 @@ test('a failed metrics append names the file; a full disk says so and how to go 
   assert.throws(() => new MetricsWriter(path).write(record), new RegExp(`cannot append to ${path}: the disk is full \\(ENOSPC\\); free some space, then continue the run with --resume`));
   delete process.env.RELORA_TEST_FAIL;
   assert.throws(() => new MetricsWriter(join(dir, 'gone', 'metrics.jsonl')).write(record), /cannot append to .*gone\/metrics\.jsonl: ENOENT/);
+});
+
+test('the config a run saved reads back in every mode (a resolved config holds defaults of keys its mode may not name)', () => {
+  const { dir, cleanup } = tempDir('rf-config');
+  cleanups.push(cleanup);
+  for (const mode of ['full', 'lora', 'relora'] as const) {
+    const saved = resolveConfig({ mode, steps: 40, cycle_length: 10, warmup_steps: 2, restart_warmup_steps: 2, ...(mode === 'full' ? {} : { warm_start_steps: 10 }) }, 'test');
+    const run = join(dir, mode);
+    mkdirSync(run);
+    writeFileSync(join(run, 'config.json'), JSON.stringify(saved, null, 2));
+    assert.deepEqual(readRunConfig(run), saved, mode);
+  }
 });

@@ -77,6 +77,9 @@ export function readRunConfig(runDir: string): TrainConfig {
   // Runs started with init_from by earlier versions saved the default model block beside it; the
   // imported model, not that block, is their shape.
   if (keys.init_from !== undefined && JSON.stringify(keys.model) === JSON.stringify(DEFAULT_MODEL)) delete keys.model;
+  // A full-rank run has no warm start, but resolving filled in the default of its schedule, which
+  // a config may not name in mode full.
+  if (keys.mode === 'full') delete keys.warm_start_schedule;
   return resolveConfig(keys, p);
 }
 
