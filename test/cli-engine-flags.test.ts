@@ -17,7 +17,7 @@ const TINY = ['--model', '{"hidden_size":32,"intermediate_size":88,"num_heads":2
   '--seq-len', '16', '--micro-batch', '1', '--eval-tokens', '64', '--no-report'];
 
 function firstLine(args: string[], env: NodeJS.ProcessEnv = {}): string {
-  const base = { ...process.env, RELORA_CACHE_DIR: join(work, 'cache') };
+  const base: NodeJS.ProcessEnv = { ...process.env, RELORA_CACHE_DIR: join(work, 'cache') };
   delete base.RELORA_BACKEND;
   delete base.RELORA_THREADS;
   const r = spawnSync(process.execPath, ['--import', 'tsx', ENTRY, ...args], { encoding: 'utf8', env: { ...base, ...env } });

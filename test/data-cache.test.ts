@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { trainByteLevelBpe } from '../src/data/bpe-train.ts';
 import { type Corpus, fileCorpus, memoryCorpus } from '../src/data/corpus.ts';
 import { packSequences, sequenceCount, withEos } from '../src/data/packing.ts';
-import { buildTokenCache, dtypeForVocab, TokenDataset, tokenCacheKey } from '../src/data/token-cache.ts';
+import { buildTokenCache, dtypeForVocab, tokenCacheKey } from '../src/data/token-cache.ts';
+import { TokenDataset } from '../src/data/token-dataset.ts';
 import type { Tokenizer } from '../src/data/tokenizer.ts';
 
 const DOCS = ['The jury said so.', 'Another document, with ✓ and 🎉.', 'x', 'A third, longer document about elections and juries.'];

@@ -17,7 +17,8 @@ import { readJsonlPieces } from '../src/data/jsonl.ts';
 import { piecesOf, tokenizerChunks, whitespaceCut, type TextPiece } from '../src/data/pieces.ts';
 import { SentencePieceBpe } from '../src/data/sentencepiece-bpe.ts';
 import { readTextPieces } from '../src/data/text-files.ts';
-import { buildTokenCache, TokenDataset } from '../src/data/token-cache.ts';
+import { buildTokenCache } from '../src/data/token-cache.ts';
+import { TokenDataset } from '../src/data/token-dataset.ts';
 import { loadTokenizer } from '../src/data/tokenizer-files.ts';
 import type { Tokenizer } from '../src/data/tokenizer.ts';
 

@@ -11,7 +11,8 @@ import { splitCorpus } from '../data/split.ts';
 import { DEFAULT_MAX_WORDS, trainByteLevelBpeOnCorpus } from '../data/bpe-train.ts';
 import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
-import { buildTokenCache, TokenDataset } from '../data/token-cache.ts';
+import { buildTokenCache } from '../data/token-cache.ts';
+import { TokenDataset } from '../data/token-dataset.ts';
 import { defaultTokenizerWorkers } from '../data/encode-batches.ts';
 import type { TrainConfig } from './config.ts';
 

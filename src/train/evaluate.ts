@@ -1,6 +1,6 @@
 /** Evaluation: the mean loss over a fixed set of held-out sequences. */
 import { noGrad, scope, Tensor } from '../engine/tensor.ts';
-import type { TokenDataset } from '../data/token-cache.ts';
+import type { TokenDataset } from '../data/token-dataset.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { shareOf, type Communicator } from '../parallel/communicator.ts';
 

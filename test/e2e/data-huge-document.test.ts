@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { trainByteLevelBpe } from '../../src/data/bpe-train.ts';
 import { fileCorpus } from '../../src/data/corpus.ts';
-import { buildTokenCache, TokenDataset } from '../../src/data/token-cache.ts';
+import { buildTokenCache } from '../../src/data/token-cache.ts';
+import { TokenDataset } from '../../src/data/token-dataset.ts';
 
 const MB = 1_000_000;
 const LINES = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'data', 'corpus.txt'), 'utf8').split('\n').filter((l) => l.length > 0);
