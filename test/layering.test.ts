@@ -32,7 +32,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   infer: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train'],
   bench: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train', 'parallel'],
   report: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train'],
-  api: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train', 'infer', 'bench', 'report', 'parallel'],
+  api: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train', 'infer', 'bench', 'report'],
   cli: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train', 'infer', 'bench', 'report', 'api', 'parallel'],
 };
 

@@ -112,3 +112,16 @@ test('the native addon does not link MPI: it loads without OpenMPI installed', {
   assert.ok(needed.length > 0, 'readelf lists the libraries the addon needs');
   assert.deepEqual(needed.filter((l) => /mpi/i.test(l)), []);
 });
+
+test('the predicted ring all-reduce time: 2(N−1)/N · bytes / bandwidth, full against relora for the named configs', async () => {
+  const { predictCommunication, ringAllReduceSeconds } = await import('../src/bench/ddp.ts');
+  // 8 nodes send 2·7/8 of 1 GB; at 10 Gbit/s (1.25 GB/s) that is 1.4 s.
+  assert.ok(Math.abs(ringAllReduceSeconds(1e9, 8, 10) - 1.4) < 1e-12);
+  assert.equal(ringAllReduceSeconds(1e9, 1, 10), 0);
+  const d = resolveConfig({});
+  const rows = predictCommunication({ rank: 128, alpha: d.alpha, dropout: 0, targetModules: d.target_modules }, [8, 64], [10, 100, 400]);
+  assert.equal(rows.at(-1)!.model, 'llama_1b');
+  const big = rows.at(-1)!;
+  assert.ok(big.reloraBytes < big.fullBytes / 4, `llama_1b: relora ${big.reloraBytes} vs full ${big.fullBytes} bytes`);
+  assert.equal(big.full[1][0], ringAllReduceSeconds(big.fullBytes, 64, 10));
+});
