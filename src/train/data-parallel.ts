@@ -33,7 +33,7 @@ export function checkJob(cfg: TrainConfig, comm: Communicator): void {
   if (cfg.batch_size % comm.size !== 0) {
     throw new Error(`batch_size ${cfg.batch_size} cannot be split evenly over the ${comm.size} processes of this job; choose a batch_size that is a multiple of ${comm.size} (or another number of processes)`);
   }
-  requireSameOnEveryRank(comm, { 'the configuration': JSON.stringify({ ...cfg, threads: undefined }), "relora's code": codeFingerprint() });
+  if (comm.size > 1) requireSameOnEveryRank(comm, { 'the configuration': JSON.stringify({ ...cfg, threads: undefined }), "relora's code": codeFingerprint() });
 }
 
 /** After set-up: every rank read the same data and starts from the same weights and state. */
