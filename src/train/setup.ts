@@ -7,6 +7,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendInfo, setBackend, type BackendInfo } from '../engine/backend.ts';
+import { bf16Support } from '../engine/ops/bf16.ts';
+import { setMatmulPrecision } from '../engine/ops/precision.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { copyHfMetadata } from '../io/hf-metadata.ts';
 import { loadHFModel } from '../io/hf-model.ts';
@@ -104,6 +106,8 @@ function selectBackend(cfg: TrainConfig, comm: Communicator, log: (s: string) =>
   setBackend(cfg.backend, cfg.threads ?? (comm.size > 1 ? defaultThreads(comm) : undefined));
   const info = backendInfo();
   log(`backend ${info.backend} (GEMM ${info.blas}, ${info.threads} threads)${info.fallback ? ` — native unavailable: ${info.fallback}` : ''}`);
+  setMatmulPrecision(cfg.precision);
+  if (cfg.precision === 'bf16') log(`precision bf16: products in bfloat16 with fp32 accumulation (${bf16Support()}); weights, optimizer and checkpoints fp32`);
   return info;
 }
 

@@ -160,13 +160,25 @@ void relora_to_bf16(const float *src, uint16_t *dst, int64_t n) {
   for (int64_t b = 0; b < n; b += RELORA_SPAN) to_bf16_span(bits + b, dst + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
 }
 
+/* The bf16 hardware oneDNN dispatches to, from its run-time CPU detection (never assumed): AMX
+ * tiles, AVX512-BF16 dot products, or none (oneDNN would then emulate bf16 on AVX-512, slower
+ * than our own fp32 emulation, so relora_bf16_available reports no). */
+int relora_bf16_isa(void) {
+#ifdef RELORA_USE_ONEDNN
+  dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  if ((isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx) return RELORA_BF16_AMX;
+  if ((isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16) return RELORA_BF16_AVX512;
+#endif
+  return RELORA_BF16_NONE;
+}
+
 int relora_bf16_available(void) {
 #ifdef RELORA_USE_ONEDNN
   static int known = -1;
   if (known < 0) {
     static uint16_t a[16 * 16], b[16 * 16];
     static float c[16 * 16];
-    known = onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 16) == 0;
+    known = relora_bf16_isa() != RELORA_BF16_NONE && onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 16) == 0;
   }
   return known;
 #else

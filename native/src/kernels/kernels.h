@@ -67,8 +67,13 @@ void relora_to_bf16(const float *src, uint16_t *dst, int64_t n);
 /* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */
 int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
-/* Whether relora_gemm_bf16 works on this CPU (tried once on a small product). */
+/* Whether relora_gemm_bf16 runs on bf16 hardware here (the CPU has it, and a small product works). */
 int relora_bf16_available(void);
+/* The bf16 instructions oneDNN detects at run time: */
+#define RELORA_BF16_NONE 0
+#define RELORA_BF16_AVX512 1 /* AVX512-BF16 */
+#define RELORA_BF16_AMX 2    /* AMX-BF16 tiles (and AVX512-BF16) */
+int relora_bf16_isa(void);
 
 /* ---- elementwise.c ---- */
 void relora_add(const float *a, const float *b, float *out, int64_t n);

@@ -162,3 +162,12 @@ napi_value napi_bf16_available(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, relora_bf16_available(), &out);
   return out;
 }
+
+/* bf16Isa(): "amx", "avx512_bf16" or "none" — the bf16 instructions oneDNN detected on this CPU. */
+napi_value napi_bf16_isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  static const char *names[] = {"none", "avx512_bf16", "amx"};
+  napi_value out;
+  napi_create_string_utf8(env, names[relora_bf16_isa()], NAPI_AUTO_LENGTH, &out);
+  return out;
+}

@@ -70,7 +70,7 @@ const HELP_GROUPS: [heading: string, keys: (keyof ParsedConfig)[]][] = [
   ['Length and batches:', ['seq_len', 'micro_batch', 'batch_size', 'steps', 'tokens']],
   ['Learning rate and optimizer:', ['lr', 'warm_start_lr', 'scheduler', 'warmup_steps', 'restart_warmup_steps', 'min_lr_ratio', 'warm_start_steps', 'warm_start_schedule', 'cycle_length', 'optimizer_reset', 'weight_decay', 'clip_norm', 'max_skipped_updates']],
   ['Evaluation, checkpoints and output:', ['eval_every', 'eval_tokens', 'save_every', 'keep_checkpoints', 'rank_sample', 'out']],
-  ['Compute and randomness:', ['seed', 'backend', 'threads']],
+  ['Compute and randomness:', ['seed', 'backend', 'threads', 'precision']],
 ];
 
 function defaultText(v: unknown): string {

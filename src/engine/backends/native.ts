@@ -17,6 +17,8 @@ interface NativeAddon extends Omit<Kernels, 'name' | 'hasBf16Gemm'> {
   readonly name: 'native';
   /** Whether oneDNN can run bf16 matmuls on this CPU (probed once, on the first call). */
   bf16Available(): boolean;
+  /** The bf16 instructions oneDNN detected on this CPU at run time. */
+  bf16Isa(): 'amx' | 'avx512_bf16' | 'none';
   /** Whether LAPACK was found at build time. */
   readonly lapack: boolean;
   /** Singular values (descending) through LAPACK dgesdd, loaded lazily at run time. */
@@ -150,6 +152,11 @@ export function nativeLoadError(): string | null {
 /** The addon's exports as they are (src/parallel/mpi.ts types its MPI entry points); null when it is absent. */
 export function nativeAddonBindings(): object | null {
   return loadAddon();
+}
+
+/** The bf16 instructions oneDNN detects on this CPU (AMX, AVX512-BF16 or none); 'none' without the addon. */
+export function nativeBf16Isa(): 'amx' | 'avx512_bf16' | 'none' {
+  return loadAddon()?.bf16Isa?.() ?? 'none';
 }
 
 /** Whether the addon was built with LAPACK available (false when the addon is absent). */

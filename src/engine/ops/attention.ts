@@ -1,7 +1,13 @@
-/** Causal multi-head self-attention as one fused op: softmax(q·kᵀ/√D + causal mask)·v. */
+/**
+ * Causal multi-head self-attention as one fused op: softmax(q·kᵀ/√D + causal mask)·v. In bf16
+ * precision q, k and v enter rounded to bf16 (the operands autocast's attention products take);
+ * the kernel accumulates and takes the softmax in fp32.
+ */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { roundedToBf16 } from './bf16.ts';
 import { gradZeroed } from './grad.ts';
+import { matmulPrecision } from './precision.ts';
 
 /** q, k, v: [B, T, H*D] -> [B, T, H*D]. */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number): Tensor {
@@ -17,14 +23,19 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
   const scale = 1 / Math.sqrt(D);
   const out = Tensor.empty(q.shape, false);
   const probs = Tensor.empty([B, heads, T, T], false);
-  K().attentionForward(q.data, k.data, v.data, out.data, probs.data, B, T, heads, D, scale);
-  if (recording(q, k, v)) {
+  const rounded = matmulPrecision() === 'bf16' ? [q, k, v].map((t) => roundedToBf16(t.data, t.size)) : null;
+  const [qd, kd, vd] = rounded ? rounded.map((t) => t.data) : [q.data, k.data, v.data];
+  K().attentionForward(qd, kd, vd, out.data, probs.data, B, T, heads, D, scale);
+  const grads = recording(q, k, v);
+  if (!grads) rounded?.forEach((t) => t.dispose());
+  if (grads) {
     out.requiresGrad = true;
     out.node = {
       op: 'attention',
       inputs: [q, k, v],
       backward(g) {
-        K().attentionBackward(g, q.data, k.data, v.data, probs.data, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
+        K().attentionBackward(g, qd, kd, vd, probs.data, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
+        rounded?.forEach((t) => t.dispose());
       },
     };
   }

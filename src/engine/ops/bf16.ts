@@ -1,19 +1,24 @@
 /**
- * bfloat16 products of frozen weights (LoraLinearOptions.frozenBf16): the weight and the input
- * rounded to bf16, multiplied with fp32 accumulation by Kernels.gemmBf16 (oneDNN on AMX or
- * AVX512-BF16 where the CPU has them, emulated in fp32 elsewhere). The fp32 weight itself is
- * never changed, so merges, checkpoints and export see fp32 values.
+ * bfloat16 products with fp32 accumulation, as the ops use them in bf16 precision (see
+ * ./precision.ts) and for LoraLinearOptions.frozenBf16: each fp32 operand is rounded to a packed
+ * bf16 copy (Kernels.toBf16) and multiplied by Kernels.gemmBf16 — oneDNN on AMX or AVX512-BF16
+ * where the CPU has them, emulated in fp32 elsewhere. The fp32 tensors themselves never change,
+ * so merges, checkpoints and export see fp32 values.
  */
 import { K } from '../backend.ts';
+import { nativeBf16Isa } from '../backends/native.ts';
 import { Tensor } from '../tensor.ts';
 
-/** How frozenBf16 products run on the active backend, in words. */
+/** How bf16 products run on the active backend, in words (for the train log and benchmarks). */
 export function bf16Support(): string {
-  return K().hasBf16Gemm() ? 'oneDNN bf16 matmul' : 'bf16 rounding emulated in fp32 on this backend';
+  const k = K();
+  if (k.hasBf16Gemm()) return `oneDNN bf16 matmul on ${nativeBf16Isa() === 'amx' ? 'AMX' : 'AVX512-BF16'}`;
+  if (k.name === 'native') return 'emulated in fp32: this CPU has neither AMX nor AVX512-BF16, so bf16 is slower than fp32 here';
+  return 'emulated in fp32 on the js backend (slow; same rounding as the native kernels)';
 }
 
 /** A packed bf16 copy of a matrix (Kernels.toBf16), in a scratch tensor. */
-interface Bf16Matrix {
+export interface Bf16Matrix {
   packed: Tensor;
 }
 
@@ -23,23 +28,104 @@ function bf16Copy(src: Float32Array, n: number): Bf16Matrix {
   return { packed };
 }
 
-/** The frozen operand of a product: its fp32 values, or a bf16 copy (then X is rounded to bf16 too). */
-export type FrozenOperand = Float32Array | Bf16Matrix;
+/** An operand of a product: fp32 values, or a packed bf16 copy (then the product is bf16). */
+export type Operand = Float32Array | Bf16Matrix;
 
-export function frozenOperand(W: Float32Array, bf16: boolean): FrozenOperand {
+/** The operand for fp32 values W: W itself, or a new bf16 copy when bf16 (free it with releaseOperand). */
+export function frozenOperand(W: Float32Array, bf16: boolean): Operand {
   return bf16 ? bf16Copy(W, W.length) : W;
 }
 
 /** Frees a bf16 copy; fp32 values belong to their tensor. */
-export function releaseOperand(w: FrozenOperand): void {
+export function releaseOperand(w: Operand): void {
   if (!(w instanceof Float32Array)) w.packed.dispose();
 }
 
-/** C = X·Wᵀ (transW) or X·W for X [rows, inner], with fp32 accumulation; beta as in GEMM. */
-export function frozenProduct(transW: boolean, rows: number, cols: number, inner: number, X: Float32Array, W: FrozenOperand, beta: number, C: Float32Array): void {
+/**
+ * The bf16 copies of one op's operands, each made once however many products use it (x in both
+ * x·Wᵀ and x·Aᵀ, the upstream gradient in dX, dA and dB), all freed by dispose(). Keyed by the
+ * array itself: only for arrays that outlive it (a pooled scratch freed and handed out again
+ * would find its predecessor's copy).
+ */
+export class Bf16Copies {
+  private readonly copies = new Map<Float32Array, Bf16Matrix>();
+
+  /** `x` itself when !bf16, else its bf16 copy (made on first request). */
+  of(x: Float32Array, bf16: boolean): Operand {
+    if (!bf16) return x;
+    let c = this.copies.get(x);
+    if (!c) this.copies.set(x, (c = bf16Copy(x, x.length)));
+    return c;
+  }
+
+  dispose(): void {
+    for (const c of this.copies.values()) c.packed.dispose();
+    this.copies.clear();
+  }
+}
+
+/** Elements a matrix of rows × cols with row stride ld spans. */
+function span(rows: number, cols: number, ld: number): number {
+  return rows === 0 ? 0 : (rows - 1) * ld + cols;
+}
+
+/**
+ * Kernels.gemm for one matrix, in fp32 (operands must then be fp32) or in bf16: fp32 operands are
+ * rounded to temporary bf16 copies, bf16 copies used as they are, and gemmBf16 accumulates in
+ * fp32 into fp32 C.
+ */
+export function mixedGemm(
+  bf16: boolean, transA: boolean, transB: boolean, M: number, N: number, Kd: number, alpha: number,
+  A: Operand, lda: number, B: Operand, ldb: number, beta: number, C: Float32Array, ldc: number,
+): void {
+  const k = K();
+  if (!bf16) {
+    if (!(A instanceof Float32Array && B instanceof Float32Array)) throw new Error('mixedGemm: an fp32 product was given a bf16 operand');
+    return k.gemm(transA, transB, M, N, Kd, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+  }
+  const a = A instanceof Float32Array ? bf16Copy(A, Math.min(A.length, span(transA ? Kd : M, transA ? M : Kd, lda))) : A;
+  const b = B instanceof Float32Array ? bf16Copy(B, Math.min(B.length, span(transB ? N : Kd, transB ? Kd : N, ldb))) : B;
+  try {
+    k.gemmBf16(transA, transB, M, N, Kd, alpha, a.packed.data, lda, b.packed.data, ldb, beta, C, ldc);
+  } finally {
+    if (a !== A) a.packed.dispose();
+    if (b !== B) b.packed.dispose();
+  }
+}
+
+/**
+ * Kernels.gemm (batched, strides in elements) in fp32 or with every operand rounded to bf16:
+ * a batch in bf16 runs one gemmBf16 per matrix on bf16 copies of its slices. A single matrix
+ * takes its bf16 copies from `copies` when given, so products sharing an operand round it once.
+ */
+export function gemmIn(
+  bf16: boolean, transA: boolean, transB: boolean, M: number, N: number, Kd: number, alpha: number,
+  A: Float32Array, lda: number, strideA: number, B: Float32Array, ldb: number, strideB: number,
+  beta: number, C: Float32Array, ldc: number, strideC: number, batch: number, copies?: Bf16Copies,
+): void {
+  if (!bf16) return K().gemm(transA, transB, M, N, Kd, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch);
+  if (batch === 1 && copies) return mixedGemm(true, transA, transB, M, N, Kd, alpha, copies.of(A, true), lda, copies.of(B, true), ldb, beta, C, ldc);
+  const nA = span(transA ? Kd : M, transA ? M : Kd, lda), nB = span(transB ? N : Kd, transB ? Kd : N, ldb);
+  for (let i = 0; i < batch; i++) {
+    mixedGemm(
+      true, transA, transB, M, N, Kd, alpha, A.subarray(i * strideA, i * strideA + nA), lda, B.subarray(i * strideB, i * strideB + nB), ldb,
+      beta, C.subarray(i * strideC), ldc,
+    );
+  }
+}
+
+/** C = X·Wᵀ (transW) or X·W for X [rows, inner], in bf16 or fp32 (mixedGemm); beta as in GEMM. */
+export function frozenProduct(bf16: boolean, transW: boolean, rows: number, cols: number, inner: number, X: Operand, W: Operand, beta: number, C: Float32Array): void {
   const ldx = inner, ldw = transW ? inner : cols;
-  if (W instanceof Float32Array) return K().gemm(false, transW, rows, cols, inner, 1, X, ldx, 0, W, ldw, 0, beta, C, cols, 0, 1);
-  const xb = bf16Copy(X, rows * inner);
-  K().gemmBf16(false, transW, rows, cols, inner, 1, xb.packed.data, ldx, W.packed.data, ldw, beta, C, cols);
-  xb.packed.dispose();
+  mixedGemm(bf16, false, transW, rows, cols, inner, 1, X, ldx, W, ldw, beta, C, cols);
+}
+
+/** dst = src with every value rounded to bf16 (kept as fp32): what a bf16 operand holds. */
+export function roundedToBf16(src: Float32Array, n: number): Tensor {
+  const c = bf16Copy(src, n);
+  const out = Tensor.empty([n], false);
+  const s = new Uint16Array(c.packed.data.buffer, c.packed.data.byteOffset, n), d = new Uint32Array(out.data.buffer, out.data.byteOffset, n);
+  for (let i = 0; i < n; i++) d[i] = s[i] << 16;
+  c.packed.dispose();
+  return out;
 }

@@ -5,9 +5,10 @@
  */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { frozenOperand, frozenProduct, releaseOperand, type FrozenOperand } from './bf16.ts';
+import { Bf16Copies, frozenOperand, frozenProduct, mixedGemm, releaseOperand, type Operand } from './bf16.ts';
 import { applyDropout, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
 import { betaFor, gradSlot } from './grad.ts';
+import { matmulPrecision } from './precision.ts';
 
 export interface LoraLinearOptions {
   /**
@@ -67,7 +68,6 @@ export function loraLinear(
     throw new Error(`loraLinear: A ${shapeStr(loraA.shape)} and B ${shapeStr(loraB.shape)} do not fit W ${shapeStr(weight.shape)} (expected A [r, ${inF}], B [${outF}, r])`);
   }
   if (dropout && !(dropout.p > 0 && dropout.p < 1)) throw new Error(`loraLinear: dropout probability must be in (0, 1), got ${dropout.p}`);
-  const k = K();
   const tok = x.size / inF, n = x.size;
   const W = weight.data, A = loraA.data, Bm = loraB.data;
   const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
@@ -79,33 +79,35 @@ export function loraLinear(
   // The bf16 copy of W is made again in backward rather than kept: converting costs less than
   // holding half of every frozen weight through the step. A bf16 copy of the merged W + s·B·A is
   // kept (forming it again would cost a GEMM too); an fp32 one is formed again rather than held.
-  const bf16 = opts.frozenBf16 === true && !weight.requiresGrad;
+  // In bf16 precision every product is bf16 (`mixed`); frozenBf16 alone rounds the frozen ones.
+  const mixed = matmulPrecision() === 'bf16';
+  const bf16 = mixed || (opts.frozenBf16 === true && !weight.requiresGrad);
   let u: Tensor | null = null;
-  let merged: FrozenOperand | null = null;
+  let merged: Operand | null = null;
+  const fwd = new Bf16Copies();
   if (order === 'merged') {
     const m = mergedCopy(W, A, Bm, scaling, outF, inF, r);
     merged = frozenOperand(m.data, bf16);
-    frozenProduct(true, tok, outF, inF, x.data, merged, 0, y);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.data, bf16), merged, 0, y);
     if (merged === m.data || !grads) {
       releaseOperand(merged);
       merged = null;
     }
     m.dispose();
   } else {
-    const w = frozenOperand(W, bf16);
-    frozenProduct(true, tok, outF, inF, x.data, w, 0, y);
-    releaseOperand(w);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.data, bf16), fwd.of(W, bf16), 0, y);
     u = Tensor.empty([tok, r], false);
     if (dropout) {
       const xd = Tensor.empty([n], false);
       applyDropout(x.data, xd.data, n, dropout);
-      k.gemm(false, true, tok, r, inF, 1, xd.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, xd.data, inF, fwd.of(A, mixed), inF, 0, u.data, r);
       xd.dispose();
     } else {
-      k.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.of(x.data, mixed), inF, fwd.of(A, mixed), inF, 0, u.data, r);
     }
-    k.gemm(false, true, tok, outF, r, scaling, u.data, r, 0, Bm, r, 0, 1, y, outF, 0, 1);
+    mixedGemm(mixed, false, true, tok, outF, r, scaling, u.data, r, fwd.of(Bm, mixed), r, 1, y, outF);
   }
+  fwd.dispose();
   if (!grads) {
     u?.dispose();
     return out;
@@ -115,62 +117,68 @@ export function loraLinear(
     op: 'loraLinear',
     inputs: [x, weight, loraA, loraB],
     backward(g) {
-      const kb = K();
-      const gx = gradSlot(x);
-      if (gx && order === 'merged') {
-        // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
-        const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
-        frozenProduct(false, tok, inF, outF, g, merged ?? m!.data, betaFor(gx), gx.data);
-        m?.dispose();
-      } else if (gx) {
-        const w = frozenOperand(W, bf16);
-        frozenProduct(false, tok, inF, outF, g, w, betaFor(gx), gx.data);
-        releaseOperand(w);
+      // Copies of arrays that outlive this backward only (g, x, W, A, B); scratch is rounded per product.
+      const c = new Bf16Copies();
+      try {
+        backwardProducts(g, c);
+      } finally {
+        c.dispose();
       }
-      if (merged) releaseOperand(merged);
-      merged = null;
-      const gW = gradSlot(weight);
-      if (gW) kb.gemm(true, false, outF, inF, tok, 1, g, outF, 0, x.data, inF, 0, betaFor(gW), gW.data, inF, 0, 1);
-      const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
-      if (!needA && !needB && (order === 'merged' || !gx)) {
-        u?.dispose();
-        return;
-      }
-      if (!u && needB) {
-        u = Tensor.empty([tok, r], false);
-        kb.gemm(false, true, tok, r, inF, 1, x.data, inF, 0, A, inF, 0, 0, u.data, r, 0, 1);
-      }
-      const gB = gradSlot(loraB);
-      if (gB) kb.gemm(true, false, outF, r, tok, scaling, g, outF, 0, u!.data, r, 0, betaFor(gB), gB.data, r, 0, 1);
-      u?.dispose();
-      u = null;
-      const branchDx = gx !== null && order === 'factored';
-      if (!needA && !branchDx) return;
-      // t = s·g·B [tok, r]: the gradient of u.
-      const t = Tensor.empty([tok, r], false);
-      kb.gemm(false, false, tok, r, outF, scaling, g, outF, 0, Bm, r, 0, 0, t.data, r, 0, 1);
-      const scratch = dropout ? Tensor.empty([n], false) : null;
-      const gA = gradSlot(loraA);
-      if (gA) {
-        let xd = x.data;
-        if (scratch) {
-          applyDropout(x.data, scratch.data, n, dropout!);
-          xd = scratch.data;
-        }
-        kb.gemm(true, false, r, inF, tok, 1, t.data, r, 0, xd, inF, 0, betaFor(gA), gA.data, inF, 0, 1);
-      }
-      if (branchDx) {
-        // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
-        if (scratch) {
-          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 0, scratch.data, inF, 0, 1);
-          dropoutBackwardAdd(scratch.data, gx!.data, n, dropout!);
-        } else {
-          kb.gemm(false, false, tok, inF, r, 1, t.data, r, 0, A, inF, 0, 1, gx!.data, inF, 0, 1);
-        }
-      }
-      scratch?.dispose();
-      t.dispose();
     },
   };
+  function backwardProducts(g: Float32Array, c: Bf16Copies): void {
+    const gx = gradSlot(x);
+    if (gx && order === 'merged') {
+      // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
+      const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), merged ?? m!.data, betaFor(gx), gx.data);
+      m?.dispose();
+    } else if (gx) {
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), c.of(W, bf16), betaFor(gx), gx.data);
+    }
+    if (merged) releaseOperand(merged);
+    merged = null;
+    const gW = gradSlot(weight);
+    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.of(x.data, mixed), inF, betaFor(gW), gW.data, inF);
+    const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
+    if (!needA && !needB && (order === 'merged' || !gx)) {
+      u?.dispose();
+      return;
+    }
+    if (!u && needB) {
+      u = Tensor.empty([tok, r], false);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, c.of(x.data, mixed), inF, c.of(A, mixed), inF, 0, u.data, r);
+    }
+    const gB = gradSlot(loraB);
+    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, u!.data, r, betaFor(gB), gB.data, r);
+    u?.dispose();
+    u = null;
+    const branchDx = gx !== null && order === 'factored';
+    if (!needA && !branchDx) return;
+    // t = s·g·B [tok, r]: the gradient of u.
+    const t = Tensor.empty([tok, r], false);
+    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, c.of(Bm, mixed), r, 0, t.data, r);
+    const scratch = dropout ? Tensor.empty([n], false) : null;
+    const gA = gradSlot(loraA);
+    if (gA) {
+      let xd = c.of(x.data, mixed);
+      if (scratch) {
+        applyDropout(x.data, scratch.data, n, dropout!);
+        xd = scratch.data;
+      }
+      mixedGemm(mixed, true, false, r, inF, tok, 1, t.data, r, xd, inF, betaFor(gA), gA.data, inF);
+    }
+    if (branchDx) {
+      // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
+      if (scratch) {
+        mixedGemm(mixed, false, false, tok, inF, r, 1, t.data, r, c.of(A, mixed), inF, 0, scratch.data, inF);
+        dropoutBackwardAdd(scratch.data, gx!.data, n, dropout!);
+      } else {
+        mixedGemm(mixed, false, false, tok, inF, r, 1, t.data, r, c.of(A, mixed), inF, 1, gx!.data, inF);
+      }
+    }
+    scratch?.dispose();
+    t.dispose();
+  }
   return out;
 }

@@ -1,7 +1,9 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { frozenOperand, mixedGemm, releaseOperand } from './bf16.ts';
 import { gradSlot } from './grad.ts';
+import { matmulPrecision } from './precision.ts';
 
 export const IGNORE_INDEX = -100;
 
@@ -85,19 +87,30 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
   const logits = Tensor.empty([chunk * V], false);
   const dx = needX ? Tensor.empty(x.shape, false) : null;
   const dW = needW ? Tensor.empty(weight.shape, false) : null;
-  const X = x.data, W = weight.data;
+  const X = x.data;
+  // In bf16 precision the head's products take bf16 operands (W rounded once for all chunks);
+  // the logits, the loss and its gradient stay fp32.
+  const bf16 = matmulPrecision() === 'bf16';
+  const W = frozenOperand(weight.data, bf16);
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const c = Math.min(chunk, rows - r0);
     const tc = t.subarray(r0, r0 + c), xc = X.subarray(r0 * d, (r0 + c) * d);
-    k.gemm(false, true, c, V, d, 1, xc, d, 0, W, d, 0, 0, logits.data, V, 0, 1);
+    const xo = frozenOperand(xc, bf16);
+    mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, logits.data, V);
     k.crossEntropyForward(logits.data, tc, losses.data.subarray(r0, r0 + c), lse.data, c, V, ignoreIndex);
-    if (!dx && !dW) continue;
+    if (!dx && !dW) {
+      releaseOperand(xo);
+      continue;
+    }
     // The softmax gradient overwrites the logits it comes from.
-    const dl = logits.data;
-    k.crossEntropyBackwardWrite(logits.data, tc, lse.data, dl, c, V, ignoreIndex, 1 / count);
-    if (dx) k.gemm(false, false, c, d, V, 1, dl, V, 0, W, d, 0, 0, dx.data.subarray(r0 * d, (r0 + c) * d), d, 0, 1);
-    if (dW) k.gemm(true, false, V, d, c, 1, dl, V, 0, xc, d, 0, r0 === 0 ? 0 : 1, dW.data, d, 0, 1);
+    k.crossEntropyBackwardWrite(logits.data, tc, lse.data, logits.data, c, V, ignoreIndex, 1 / count);
+    const dl = frozenOperand(logits.data.subarray(0, c * V), bf16);
+    if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.data.subarray(r0 * d, (r0 + c) * d), d);
+    if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.data, d);
+    releaseOperand(dl);
+    releaseOperand(xo);
   }
+  releaseOperand(W);
   const out = Tensor.from(new Float32Array([k.sum(losses.data, rows) / count]), []);
   for (const s of [losses, lse, logits]) s.dispose();
   if (!dx && !dW) return out;

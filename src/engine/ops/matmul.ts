@@ -1,11 +1,13 @@
 /**
  * Matrix products. C = op(A)·op(B) with transpose flags (never materialised) and an optional
  * batch dimension. Backward skips the product for any operand that needs no gradient — this is
- * what spares a frozen weight its dW = dYᵀ·X.
+ * what spares a frozen weight its dW = dYᵀ·X. In bf16 precision (./precision.ts) forward and
+ * backward products take bf16 operands with fp32 accumulation; outputs and gradients stay fp32.
  */
-import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { Bf16Copies, gemmIn } from './bf16.ts';
 import { betaFor, gradSlot } from './grad.ts';
+import { matmulPrecision } from './precision.ts';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -53,7 +55,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const lda = a.shape[a.shape.length - 1], ldb = bs[1];
   const sA = bBatched ? a.shape[1] * a.shape[2] : 0, sB = bBatched ? bs[0] * bs[1] : 0, sC = M * N;
   const out = Tensor.empty(outShape, false);
-  K().gemm(transA, transB, M, N, Kd, 1, a.data, lda, sA, b.data, ldb, sB, 0, out.data, N, sC, batch);
+  const bf16 = matmulPrecision() === 'bf16';
+  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.data, lda, sA, b.data, ldb, sB, 0, out.data, N, sC, batch);
 
   if (recording(a, b)) {
     out.requiresGrad = true;
@@ -61,20 +64,21 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       op: 'matmul',
       inputs: [a, b],
       backward(dC) {
-        const k = K();
+        const copies = new Bf16Copies();
         // A fresh gradient is written (beta 0) rather than cleared and accumulated into.
         const dA = gradSlot(a);
         if (dA) {
           const beta = betaFor(dA);
-          if (!transA) k.gemm(false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, beta, dA.data, lda, sA, batch);
-          else k.gemm(transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch);
+          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, beta, dA.data, lda, sA, batch, copies);
+          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, copies);
         }
         const dB = gradSlot(b);
         if (dB) {
           const beta = betaFor(dB);
-          if (!transB) k.gemm(!transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch);
-          else k.gemm(true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, beta, dB.data, ldb, sB, batch);
+          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, copies);
+          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, beta, dB.data, ldb, sB, batch, copies);
         }
+        copies.dispose();
       },
     };
   }
