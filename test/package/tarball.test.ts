@@ -50,7 +50,7 @@ function writeAppManifest(tarball: string): void {
     '': { name: 'app', dependencies: { relora: spec } },
     'node_modules/relora': {
       version: pkg.version, resolved: spec, integrity, hasInstallScript: true, license: pkg.license,
-      dependencies: pkg.dependencies, bin: pkg.bin, engines: pkg.engines,
+      dependencies: pkg.dependencies, optionalDependencies: pkg.optionalDependencies, bin: pkg.bin, engines: pkg.engines,
     },
   };
   for (const [path, entry] of Object.entries(lock.packages as Record<string, { dev?: boolean }>)) {
