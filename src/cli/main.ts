@@ -17,7 +17,7 @@ export function buildProgram(): Command {
   const program = new Command('relora')
     .description('Pre-train LLaMA-style language models with ReLoRA')
     .version('0.1.0')
-    .option('--backend <name>', 'compute backend: native, js or auto (env RELORA_BACKEND)')
+    .option('--backend <name>', 'compute backend: native, js, webgpu or auto (env RELORA_BACKEND; auto never picks webgpu)')
     .option('--threads <n>', 'threads for the native kernels (env RELORA_THREADS)', parseIntOption('--threads'))
     .showHelpAfterError()
     .hook('preAction', (cmd) => {

@@ -1,13 +1,15 @@
 /**
- * Which kernels the engine runs on. `RELORA_BACKEND=native|js|auto` (default auto: native when the
- * addon loads, else js with a warning). `RELORA_THREADS` sets the thread count.
+ * Which kernels the engine runs on. `RELORA_BACKEND=native|js|webgpu|auto` (default auto: native
+ * when the addon loads, else js with a warning; a GPU is used only when asked for by name).
+ * `RELORA_THREADS` sets the thread count.
  */
 import { jsKernels } from './backends/js.ts';
 import type { Kernels } from './backends/kernels.ts';
 import { loadNativeKernels, nativeLoadError, nativeSingularValues } from './backends/native.ts';
 import { setSingularValuesImpl } from './linalg.ts';
+import { loadWebGpuKernels } from './backends/webgpu/bridge.ts';
 
-export type BackendName = 'js' | 'native' | 'auto';
+export type BackendName = 'js' | 'native' | 'webgpu' | 'auto';
 
 let active: Kernels | null = null;
 let fallbackReason: string | null = null;
@@ -19,15 +21,16 @@ export function K(): Kernels {
 }
 
 export function parseBackendName(value: string, source: string): BackendName {
-  if (value === 'js' || value === 'native' || value === 'auto') return value;
-  throw new Error(`${source}: unknown backend "${value}"; expected one of native, js, auto`);
+  if (value === 'js' || value === 'native' || value === 'webgpu' || value === 'auto') return value;
+  throw new Error(`${source}: unknown backend "${value}"; expected one of native, js, webgpu, auto`);
 }
 
-/** Select the backend. `native` fails with the reason if the addon is unavailable. */
+/** Select the backend. `native` fails with the reason if the addon is unavailable, `webgpu` if no adapter is found. */
 export function setBackend(name: BackendName, threads?: number): Kernels {
   let chosen: Kernels;
   let reason: string | null = null;
   if (name === 'js') chosen = jsKernels;
+  else if (name === 'webgpu') chosen = loadWebGpuKernels();
   else {
     const native = loadNativeKernels();
     if (native) chosen = native;
@@ -52,7 +55,7 @@ export function setBackend(name: BackendName, threads?: number): Kernels {
 }
 
 export interface BackendInfo {
-  backend: 'js' | 'native';
+  backend: 'js' | 'native' | 'webgpu';
   blas: string;
   threads: number;
   /** Why native is not in use when auto fell back to js. */

@@ -20,8 +20,8 @@
  *   the first half of a head pairs with the second half, "rotate half").
  */
 export interface Kernels {
-  /** "js" or "native". */
-  readonly name: 'js' | 'native';
+  /** "js", "native" or "webgpu". */
+  readonly name: 'js' | 'native' | 'webgpu';
   /** GEMM provider: "onednn", "builtin" (native fallback blocked GEMM) or "js". */
   readonly blas: string;
   /** Threads the backend uses for its kernels (1 for js). */
