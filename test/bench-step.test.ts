@@ -224,3 +224,24 @@ test('bench:scaling --rank and --lora-dropout reach the relora points only', () 
   const defaults = oursCommand(pointArgs({ ...o, rank: undefined, loraDropout: undefined }, 'llama_9m', 'relora', 256, 8))[1];
   assert.ok(!defaults.includes('--rank') && !defaults.includes('--lora-dropout'));
 });
+
+test('compare setups: each relora setup against PyTorch\'s fastest, precision and compile reach the child commands', async () => {
+  const { parseRowMode, setupArgs, setupTable, summarizeRow, SETUPS } = await import('../src/bench/compare-setups.ts');
+  assert.deepEqual(parseRowMode('relora:r32'), { mode: 'relora', rank: 32 });
+  assert.deepEqual(parseRowMode('relora'), { mode: 'relora', rank: 128 });
+  assert.throws(() => parseRowMode('lora:r8'), /unknown value "lora:r8"/);
+  const o = { rows: [], setups: SETUPS, seqLen: 256, microBatch: 8, steps: 5, warmup: 2, threads: 2, rounds: 1, loraDropout: 0.1, quiet: { maxBusy: 1, maxWaitMs: 0 } };
+  const row = { model: 'm', mode: 'relora' as const, rank: 32 };
+  const compileBf16 = torchCommand(setupArgs(o, row, SETUPS.find((s) => s.label === 'PyTorch compile bf16')!))[1];
+  assert.ok(compileBf16.includes('--compile'));
+  assert.deepEqual(compileBf16.slice(compileBf16.indexOf('--precision'), compileBf16.indexOf('--precision') + 2), ['--precision', 'bf16']);
+  const ours = oursCommand(setupArgs(o, row, SETUPS[1]))[1];
+  assert.ok(!ours.includes('--compile') && ours.includes('bf16') && ours.includes('32'));
+  const r = (tps: number, rss: number, compileS = 0): BenchRecord => ({ ...rec('pytorch', 'm', 'relora', tps, rss), mfu_bf16: 0.1, compile_s: compileS });
+  const records = { 'relora fp32': [r(900, 1)], 'relora bf16': [r(1300, 2 ** 20), r(1200, 2)], 'PyTorch eager fp32': [r(500, 3)], 'PyTorch autocast bf16': [r(1000, 2 ** 21)], 'PyTorch compile bf16': [r(800, 5, 42)] };
+  const s = summarizeRow({ ...row, records, errors: ['PyTorch compile fp32: exit status 1'], busyBefore: 0 }, SETUPS);
+  assert.equal(s.torchFastest, 'PyTorch autocast bf16');
+  assert.equal(s.reloraFastest, 'relora bf16');
+  assert.equal(s.ratio, 1.3);
+  assert.match(setupTable([s], SETUPS), /m\s+relora r32\s+900\s+1300\s+500\s+1000\s+-\s+800\s+autocast bf16\s+0\.90×\s+1\.30×\s+1 MiB \/ 2 MiB\s+50% \/ 10%\s+50% \/ 10%\s+42$/m);
+});

@@ -40,6 +40,10 @@ export interface StepArgs {
   frozenBf16?: boolean;
   /** LoRA modes: dropout on the LoRA input (default 0.1 on both sides). */
   loraDropout?: number;
+  /** Precision of the products: fp32, or bf16 mixed precision (relora's --precision, PyTorch's autocast). */
+  precision?: 'fp32' | 'bf16';
+  /** PyTorch only: torch.compile the model (compile time reported apart). */
+  compile?: boolean;
 }
 
 /** A mode as the scripts name it: `full`, `lora`, `relora`, or `lora-bf16` / `relora-bf16`
@@ -64,6 +68,7 @@ function shapeFlags(a: StepArgs): string[] {
   if (a.rank !== undefined) f.push('--rank', String(a.rank));
   if (a.frozenBf16) f.push('--frozen-bf16');
   if (a.loraDropout !== undefined) f.push('--lora-dropout', String(a.loraDropout));
+  if (a.precision !== undefined) f.push('--precision', a.precision);
   return f;
 }
 
@@ -87,7 +92,7 @@ export function ratioCommand(a: StepArgs): [string, string[]] {
 }
 
 export function torchCommand(a: StepArgs): [string, string[]] {
-  return [pythonPath(), [join(REPO_ROOT, 'tools', 'reference', 'bench_torch.py'), '--threads', String(a.threads), ...commonFlags(a)]];
+  return [pythonPath(), [join(REPO_ROOT, 'tools', 'reference', 'bench_torch.py'), '--threads', String(a.threads), ...commonFlags(a), ...(a.compile ? ['--compile'] : [])]];
 }
 
 export interface ChildResult<T = BenchRecord> {

@@ -5,6 +5,7 @@
  * same process.
  */
 import { backendInfo } from '../engine/backend.ts';
+import { withPrecision, type Precision } from '../engine/ops/precision.ts';
 import { RandomStream } from '../engine/rng.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { gemmThroughput, GEMM_SHAPES } from './gemm.ts';
@@ -33,6 +34,8 @@ export interface StepBenchOptions {
   seed?: number;
   /** LoRA modes: frozen-weight products in bfloat16 (LoraOptions.frozenBf16). */
   frozenBf16?: boolean;
+  /** Precision of every product (ops/precision.ts); default fp32. */
+  precision?: Precision;
   /** LoRA modes: dropout on the LoRA input (default DEFAULT_LORA.dropout, 0.1). */
   loraDropout?: number;
 }
@@ -44,6 +47,8 @@ export interface StepBenchRecord {
   rank: number | null;
   /** Whether the frozen weights' products ran in bfloat16 (LoRA modes only). */
   frozen_bf16: boolean;
+  /** Precision of every product: fp32, or bf16 mixed precision. */
+  precision: Precision;
   /** LoRA dropout (LoRA modes only; 0 lets ops.loraLinear fold the branch into W). */
   lora_dropout: number | null;
   seq_len: number;
@@ -69,6 +74,9 @@ export interface StepBenchRecord {
   achieved_gflops: number;
   gemm_peak_gflops: number | null;
   mfu: number | null;
+  /** The bf16 GEMM's best GFLOP/s (bf16 operands, fp32 accumulation) and the MFU against it. */
+  gemm_peak_bf16_gflops: number | null;
+  mfu_bf16: number | null;
   loss_first: number;
   loss_last: number;
 }
@@ -135,7 +143,7 @@ export function makeStepper(o: StepBenchOptions): Stepper {
     lora,
     step() {
       const t0 = process.hrtime.bigint();
-      const r = trainStep(model, optimizer, [batches[i++ % batches.length]], 1e-3, 1.0);
+      const r = withPrecision(o.precision ?? 'fp32', () => trainStep(model, optimizer, [batches[i++ % batches.length]], 1e-3, 1.0));
       return { ms: Number(process.hrtime.bigint() - t0) / 1e6, loss: r.loss };
     },
     dispose() {
@@ -162,6 +170,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
   const peak = peakRssBytes();
   stepper.dispose();
   const gemmPeak = o.gemmReps > 0 ? gemmPeakGflops(o.gemmReps) : null;
+  const gemmPeakBf16 = o.gemmReps > 0 ? withPrecision('bf16', () => gemmPeakGflops(o.gemmReps)) : null;
 
   const fp = trainingFootprint(cfg, o.mode, lora);
   const flops = stepFlops(cfg, o.mode, o.rank, o.microBatch, o.seqLen, lora.dropout > 0);
@@ -175,6 +184,7 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
     mode: o.mode,
     rank: o.mode === 'full' ? null : o.rank,
     frozen_bf16: o.mode !== 'full' && (o.frozenBf16 ?? false),
+    precision: o.precision ?? 'fp32',
     lora_dropout: o.mode === 'full' ? null : lora.dropout,
     seq_len: o.seqLen,
     micro_batch: o.microBatch,
@@ -198,6 +208,8 @@ export function runStepBench(o: StepBenchOptions, hooks: StepBenchHooks = {}): S
     achieved_gflops: achieved,
     gemm_peak_gflops: gemmPeak,
     mfu: gemmPeak === null ? null : achieved / gemmPeak,
+    gemm_peak_bf16_gflops: gemmPeakBf16,
+    mfu_bf16: gemmPeakBf16 === null ? null : achieved / gemmPeakBf16,
     loss_first: losses[0],
     loss_last: losses[losses.length - 1],
   };

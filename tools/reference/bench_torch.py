@@ -5,6 +5,11 @@ Run from the repository root, after tools/reference/setup_venv.sh:
     tools/reference/.venv/bin/python tools/reference/bench_torch.py \
         --model llama_60m --mode relora --seq-len 256 --micro-batch 8 --steps 5 --threads 2 --json
 
+`--precision bf16` runs forward and loss under `torch.autocast("cpu", dtype=torch.bfloat16)` (the
+mixed precision PyTorch offers on CPUs with AMX / AVX512-BF16); `--compile` wraps the model in
+`torch.compile` (inductor; needs a C++ compiler), and the first step's time, which includes the
+compilation, is reported apart as `compile_s` and never counted in the timed steps.
+
 The step is what a PyTorch user would write: transformers `LlamaForCausalLM` (eager PyTorch,
 fp32, default attention implementation), for `lora`/`relora` PEFT's LoRA on the seven
 projections (W frozen; embeddings, norms and lm_head trainable, as in the reference ReLoRA code),
@@ -64,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--frozen-bf16", action="store_true",
                    help="lora/relora: frozen W stored in bfloat16 and multiplied in bf16 (plain LoRA module; PEFT's layer "
                         "cannot mix an fp32 input with a bf16 base weight)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
     p.add_argument("--gemm-reps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -107,17 +115,18 @@ def step_flops(d: int, f: int, layers: int, vocab: int, mode: str, rank: int, ba
     return layers * per_layer + 6.0 * tok * d * vocab
 
 
-def gemm_peak_gflops(torch, reps: int) -> float:
-    """Best median GFLOP/s of torch.mm over GEMM_SHAPES and all four transposes."""
+def gemm_peak_gflops(torch, reps: int, dtype=None) -> float:
+    """Best median GFLOP/s of torch.mm over GEMM_SHAPES and all four transposes (fp32, or bf16 operands)."""
     best = 0.0
     gen = torch.Generator().manual_seed(7)
+    dtype = dtype or torch.float32
     for m, k, n in GEMM_SHAPES:
         for ta in (False, True):
             for tb in (False, True):
                 a = torch.rand(k, m, generator=gen) if ta else torch.rand(m, k, generator=gen)
                 b = torch.rand(n, k, generator=gen) if tb else torch.rand(k, n, generator=gen)
-                aa, bb = (a.t() if ta else a), (b.t() if tb else b)
-                out = torch.empty(m, n)
+                aa, bb = (a.t() if ta else a).to(dtype), (b.t() if tb else b).to(dtype)
+                out = torch.empty(m, n, dtype=dtype)
                 times = []
                 for i in range(reps + 2):
                     t0 = time.perf_counter()
@@ -218,23 +227,32 @@ def main(argv: list[str]) -> int:
     gen = torch.Generator().manual_seed(a.seed + 1)
     batches = [torch.randint(0, a.vocab_size, (a.micro_batch, a.seq_len), generator=gen) for _ in range(4)]
 
+    fwd = torch.compile(model) if a.compile else model
+    bf16 = a.precision == "bf16"
+
     def step(ids):
-        out = model(input_ids=ids, labels=ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = fwd(input_ids=ids, labels=ids)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, a.clip_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return out.loss.item()
 
-    times, losses = [], []
-    for i in range(a.warmup + a.steps):
+    times, losses, first_s = [], [], 0.0
+    # With --compile the first step compiles: it is always run, untimed, and reported apart.
+    warmup = max(a.warmup, 1) if a.compile else a.warmup
+    for i in range(warmup + a.steps):
         t0 = time.perf_counter()
         losses.append(step(batches[i % len(batches)]))
         dt = time.perf_counter() - t0
-        if i >= a.warmup:
+        if i == 0:
+            first_s = dt
+        if i >= warmup:
             times.append(dt)
     peak = peak_rss_bytes()
     gemm_peak = gemm_peak_gflops(torch, a.gemm_reps)
+    gemm_peak_bf16 = gemm_peak_gflops(torch, a.gemm_reps, torch.bfloat16)
 
     d, f, _, layers = NAMED_CONFIGS[a.model]
     flops = step_flops(d, f, layers, a.vocab_size, a.mode, a.rank, a.micro_batch, a.seq_len)
@@ -254,6 +272,11 @@ def main(argv: list[str]) -> int:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "attn": a.attn,
+        "precision": a.precision,
+        "compile": a.compile,
+        "setup": f"{'compile' if a.compile else 'eager'} {a.precision}",
+        # The first step's time minus a timed step's: the compilation (0 without --compile).
+        "compile_s": max(0.0, first_s - statistics.median(times)) if a.compile else 0.0,
         "lora_impl": ("plain" if a.frozen_bf16 else a.lora_impl) if a.mode != "full" else None,
         "frozen_bf16": a.mode != "full" and a.frozen_bf16,
         "tokens_per_step": tokens,
@@ -271,6 +294,8 @@ def main(argv: list[str]) -> int:
         "achieved_gflops": flops / med / 1e9,
         "gemm_peak_gflops": gemm_peak,
         "mfu": flops / med / 1e9 / gemm_peak,
+        "gemm_peak_bf16_gflops": gemm_peak_bf16,
+        "mfu_bf16": flops / med / 1e9 / gemm_peak_bf16,
         "loss_first": losses[0],
         "loss_last": losses[-1],
     }

@@ -1,12 +1,18 @@
 /** `relora bench gemm` (GEMM GFLOP/s) and `relora bench step` (one training step, timed). */
 import type { Command } from 'commander';
 import { backendInfo, K } from '../../engine/backend.ts';
+import type { Precision } from '../../engine/ops/precision.ts';
 import { profileKernels } from '../../bench/profile.ts';
 import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../../bench/gemm.ts';
 import { parseFloatOption, parseIntOption, UsageError } from '../errors.ts';
+
+function parsePrecisionOption(v: string): Precision {
+  if (v !== 'fp32' && v !== 'bf16') throw new UsageError(`--precision: expected fp32 or bf16, got "${v}"`);
+  return v;
+}
 
 function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
@@ -28,12 +34,13 @@ function stepShapeOptions(cmd: Command, loraNote: string): Command {
     .option('--micro-batch <b>', 'sequences per step', parseIntOption('--micro-batch'), 8)
     .option('--vocab-size <v>', 'vocabulary size (default 32100)', parseIntOption('--vocab-size'))
     .option('--frozen-bf16', `${loraNote}compute the frozen weights' products in bfloat16 (fp32 accumulation)`)
+    .option('--precision <p>', 'fp32, or bf16 mixed precision (every product in bfloat16, fp32 accumulation)', parsePrecisionOption, 'fp32')
     .option('--lora-dropout <p>', `${loraNote}dropout on the LoRA input (default ${DEFAULT_LORA.dropout}); 0 folds the branch into W`, parseFloatOption('--lora-dropout'));
 }
 
 function printStep(r: StepBenchRecord): void {
   const rows: [string, string][] = [
-    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}, LoRA dropout ${r.lora_dropout}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}), vocab ${r.vocab_size}`],
+    ['model', `${r.model} (${r.mode}${r.rank === null ? '' : `, rank ${r.rank}, LoRA dropout ${r.lora_dropout}`}${r.frozen_bf16 ? ', frozen W products in bf16' : ''}${r.precision === 'bf16' ? ', bf16 mixed precision' : ''}), vocab ${r.vocab_size}`],
     ['batch', `${r.micro_batch} × ${r.seq_len} = ${r.tokens_per_step} tokens per step`],
     ['backend', `${r.backend}, GEMM ${r.blas}, ${r.threads} thread(s)`],
     ['step time', `median ${r.step_ms_median.toFixed(1)} ms (min ${r.step_ms_min.toFixed(1)}, max ${r.step_ms_max.toFixed(1)}, IQR ${r.step_ms_iqr.toFixed(1)}) over ${r.steps} steps after ${r.warmup} warm-up`],
@@ -41,7 +48,7 @@ function printStep(r: StepBenchRecord): void {
     ['peak RSS', mib(r.peak_rss_bytes)],
     ['training state', `${mib(r.state_bytes)} (parameters, gradients, AdamW moments)`],
     ['model FLOPs', `${(r.model_flops_per_step / 1e9).toFixed(1)} GFLOP per step, ${r.achieved_gflops.toFixed(1)} GFLOP/s`],
-    ['MFU', r.mfu === null ? '- (GEMM peak not measured)' : `${(100 * r.mfu).toFixed(1)}% of the GEMM peak ${r.gemm_peak_gflops!.toFixed(1)} GFLOP/s`],
+    ['MFU', r.mfu === null ? '- (GEMM peak not measured)' : `${(100 * r.mfu).toFixed(1)}% of the fp32 GEMM peak ${r.gemm_peak_gflops!.toFixed(1)} GFLOP/s, ${(100 * r.mfu_bf16!).toFixed(1)}% of the bf16 one ${r.gemm_peak_bf16_gflops!.toFixed(1)} GFLOP/s`],
   ];
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(16)}${v}\n`);
 }
@@ -81,7 +88,7 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON record')
     .action((opts: {
       model: string; mode: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number;
-      vocabSize?: number; gemmReps: number; frozenBf16?: boolean; loraDropout?: number; profile?: boolean; json?: boolean;
+      vocabSize?: number; gemmReps: number; frozenBf16?: boolean; precision: Precision; loraDropout?: number; profile?: boolean; json?: boolean;
     }) => {
       let mode;
       try {
@@ -101,7 +108,7 @@ export function register(program: Command): void {
       try {
         record = runStepBench({
           model: opts.model, mode, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps,
-          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16, loraDropout: opts.loraDropout,
+          warmup: opts.warmup, vocabSize: opts.vocabSize, gemmReps: opts.gemmReps, frozenBf16: opts.frozenBf16, precision: opts.precision, loraDropout: opts.loraDropout,
         }, hooks);
       } catch (e) {
         throw asUsageError(e);
@@ -129,12 +136,12 @@ export function register(program: Command): void {
     .option('--steps <n>', 'timed pairs of steps', parseIntOption('--steps'), 6)
     .option('--warmup <n>', 'untimed pairs first', parseIntOption('--warmup', 0), 1)
     .option('--json', 'print one JSON record')
-    .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; loraDropout?: number; json?: boolean }) => {
+    .action((opts: { model: string; rank: number; seqLen: number; microBatch: number; steps: number; warmup: number; vocabSize?: number; frozenBf16?: boolean; precision: Precision; loraDropout?: number; json?: boolean }) => {
       let r;
       try {
         r = runStepRatio({
           model: opts.model, rank: opts.rank, seqLen: opts.seqLen, microBatch: opts.microBatch, steps: opts.steps, warmup: opts.warmup,
-          vocabSize: opts.vocabSize, frozenBf16: opts.frozenBf16, loraDropout: opts.loraDropout,
+          vocabSize: opts.vocabSize, frozenBf16: opts.frozenBf16, precision: opts.precision, loraDropout: opts.loraDropout,
         }, (line) => {
           if (!opts.json) process.stderr.write(`${line}\n`);
         });
