@@ -5,6 +5,7 @@
  * the reason, where mpirun is absent.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { loadCheckpoint } from '../../src/train/checkpoint.ts';
@@ -69,4 +70,27 @@ test('--resume with another number of processes continues correctly, with a note
   assert.match(r.output, /written by 2 processes, this run has 3 processes: .* will not be bit-identical/);
   assert.deepEqual(numericDifferences(uninterrupted, killed, 1e-5), []);
   assert.ok(finalWeights(killed).size > 0);
+});
+
+test('SIGTERM to one rank: every rank stops after the same update, rank 0 saves it, and --resume is bit-exact', { skip }, async () => {
+  const stopped = join(dir, 'stopped');
+  const release = join(dir, 'release-stopped');
+  let signalled = false;
+  const r = await mpirun([{ np: 1, args: parallelRunArgs(data, stopped) }, { np: 1, args: parallelRunArgs(data, stopped), env: { RELORA_TEST_PAUSE: 'update:7', RELORA_TEST_RELEASE: release } }], {
+    timeoutMs: 60_000,
+    onOutput: (all, pid) => {
+      if (signalled || !all.includes('paused at update:7')) return;
+      const victim = rankPid(pid, 1);
+      if (victim === null) return;
+      signalled = true;
+      process.kill(victim, 'SIGTERM');
+      writeFileSync(release, '');
+    },
+  });
+  assert.ok(signalled, r.output);
+  assert.match(r.output, /interrupted by SIGTERM after update 7/);
+  assert.equal(loadCheckpoint(latestCheckpointDir(stopped)).state.step, 7);
+  const resumed = await mpirun([{ np: 2, args: ['train', '--resume', stopped, '--no-report'] }]);
+  assert.equal(resumed.code, 0, resumed.output);
+  assert.deepEqual(exactDifferences(uninterrupted, stopped), []);
 });
