@@ -77,7 +77,8 @@ function run(model: string, mode: 'full' | 'relora', np: number, netns?: string)
     const tcp = netns ? ['--mca', 'btl', 'tcp,self', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'] : [];
     let argv = np === 1 ? node : ['mpirun', '--oversubscribe', ...tcp, '-np', String(np), ...node];
     if (netns) argv = ['ip', 'netns', 'exec', netns, ...argv];
-    const r = spawnSync(argv[0], argv.slice(1), { cwd: ROOT, env: MPI_ENV, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = spawnSync(argv[0], argv.slice(1), { cwd: ROOT, env: MPI_ENV, encoding: 'utf8', maxBuffer: 1 << 26, timeout: 900_000, killSignal: 'SIGKILL' });
+    if (r.error) throw new Error(`${argv.join(' ')}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
     const recs = readFileSync(join(out, 'run', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>)
       .filter((m) => m.type === 'train').slice(skip);
@@ -93,6 +94,13 @@ function run(model: string, mode: 'full' | 'relora', np: number, netns?: string)
   }
 }
 
+/** "10gbit", "100mbit", "1.5gbit" → bits per second. */
+function bitsPerSecond(rate: string): number {
+  const m = /^(\d+(?:\.\d+)?)(k|m|g)bit$/i.exec(rate);
+  if (!m) throw new Error(`--rates: "${rate}" is not a rate like 10gbit or 100mbit`);
+  return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2].toLowerCase() as 'k' | 'm' | 'g'];
+}
+
 function sh(argv: string[]): void {
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim() || `exit ${r.status}`}`);
@@ -104,7 +112,10 @@ function withCappedLoopback<T>(rate: string, fn: (ns: string) => T): T {
   sh(['ip', 'netns', 'add', ns]);
   try {
     sh(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
-    sh(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', rate, 'burst', '64kb', 'latency', '100ms']);
+    // The bucket must hold a whole packet (loopback's MTU is 64 KiB: a smaller burst drops every
+    // full-size segment, and TCP stalls) and about 1 ms of traffic, or high rates are not reached.
+    const burst = Math.max(256 * 1024, Math.round(bitsPerSecond(rate) / 8 / 1000));
+    sh(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'tbf', 'rate', rate, 'burst', String(burst), 'latency', '100ms']);
     return fn(ns);
   } finally {
     sh(['ip', 'netns', 'delete', ns]);
@@ -116,20 +127,22 @@ process.stdout.write(`bench:ddp ${started.toISOString()}: ${steps} updates of ${
 
 // 1. Shared memory: one process with both cores against two with one each.
 const points: Point[] = [];
-for (const model of v.models.split(',')) {
+const models = v.models.split(',').filter(Boolean);
+for (const model of models) {
   for (const mode of ['full', 'relora'] as const) for (const np of [1, 2]) points.push(run(model, mode, np));
 }
-const rows = v.models.split(',').flatMap((model) => (['full', 'relora'] as const).map((mode) => {
+const rows = models.flatMap((model) => (['full', 'relora'] as const).map((mode) => {
   const one = points.find((p) => p.model === model && p.mode === mode && p.np === 1)!, two = points.find((p) => p.model === model && p.mode === mode && p.np === 2)!;
   return [model, mode, one.tokensPerS.toFixed(0), two.tokensPerS.toFixed(0), (two.tokensPerS / one.tokensPerS).toFixed(2), `${(100 * two.commShare).toFixed(1)}%`, (two.bytes / 2 ** 20).toFixed(1)];
 }));
-process.stdout.write(`One machine, shared memory (N=1: 2 threads; N=2: 1 thread each):\n${formatTable(['model', 'mode', 'N=1 tok/s', 'N=2 tok/s', 'N=2/N=1', 'N=2 comm share', 'MiB all-reduced'], rows, md)}\n\n`);
+if (rows.length) process.stdout.write(`One machine, shared memory (N=1: 2 threads; N=2: 1 thread each):\n${formatTable(['model', 'mode', 'N=1 tok/s', 'N=2 tok/s', 'N=2/N=1', 'N=2 comm share', 'MiB all-reduced'], rows, md)}\n\n`);
 
 // 2. A capped network.
 if (!v['skip-net']) {
   const netRows: string[][] = [];
   for (const rate of v.rates.split(',')) {
     const [full, relora] = withCappedLoopback(rate, (ns) => [run(v['net-model'], 'full', 2, ns), run(v['net-model'], 'relora', 2, ns)]);
+    points.push(full, relora);
     netRows.push([rate, full.stepS.toFixed(3), relora.stepS.toFixed(3), (relora.stepS / full.stepS).toFixed(2), `${(100 * full.commShare).toFixed(0)}%`, `${(100 * relora.commShare).toFixed(0)}%`]);
   }
   process.stdout.write(`${v['net-model']}, N=2 over TCP on a capped loopback (own network namespace, tc tbf):\n${formatTable(['rate', 'full s/update', 'relora s/update', 'relora/full', 'full comm share', 'relora comm share'], netRows, md)}\n\n`);
