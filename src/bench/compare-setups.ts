@@ -6,7 +6,8 @@
  * PyTorch see the same load on a shared machine. Each row reports the ratio of relora's best
  * setup (and each relora setup) to PyTorch's fastest.
  */
-import { oursCommand, runBench, torchCommand, type BenchRecord, type QuietPolicy, type StepArgs } from './child.ts';
+import { oursCommand, runBench, torchCommand, type BenchRecord, type StepArgs } from './child.ts';
+import type { CompareOptions } from './compare.ts';
 import { fixed, formatTable, mib } from './table.ts';
 
 export interface Setup {
@@ -41,19 +42,12 @@ export function parseRowMode(label: string): { mode: 'full' | 'relora'; rank: nu
   return { mode: 'relora', rank: m[1] ? Number(m[1]) : 128 };
 }
 
-export interface SetupCompareOptions {
+/** compare.ts's step shape, rounds and quiet policy, with rows and setups instead of modes. */
+export interface SetupCompareOptions extends Omit<CompareOptions, 'models' | 'modes'> {
   rows: RowSpec[];
   setups: readonly Setup[];
-  seqLen: number;
-  microBatch: number;
-  steps: number;
-  warmup: number;
-  threads: number;
-  rounds: number;
   /** LoRA dropout of the relora rows (0.1 as in the paper's runs). */
   loraDropout: number;
-  quiet: QuietPolicy;
-  log?: (line: string) => void;
 }
 
 export interface SetupRow extends RowSpec {
