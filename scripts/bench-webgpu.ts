@@ -1,0 +1,85 @@
+/**
+ * The WebGPU measurements of BENCHMARKS.md in one run, for a machine with a GPU:
+ * 1. fp32 GEMM TFLOP/s of the WGSL kernel on device-resident buffers at 4096³ and at the linear
+ *    layers' shapes of llama_60m, llama_350m and llama_1b (tokens × width, all three products
+ *    of a training step);
+ * 2. tokens/s of full and ReLoRA training steps at llama_60m, llama_350m and llama_1b through
+ *    `relora bench step --backend webgpu`, with the native CPU figure beside them.
+ *
+ *   node --import tsx scripts/bench-webgpu.ts [--skip-steps] [--models llama_60m,llama_350m] [--json out.json]
+ *
+ * `--quick` (a smoke run on a CPU adapter) shrinks the square GEMM to 256³, the token count to 128 and the steps to 16-token sequences.
+ *
+ * The step figures go through the synchronous backend (src/engine/backends/webgpu/bridge.ts),
+ * whose arrays cross to the device on every kernel call: they measure that path, not what
+ * device-resident training reaches. The GEMM figures are the kernel's own.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+
+import { NAMED_CONFIGS } from '../src/nn/config.ts';
+import { describeAdapter } from '../src/engine/backends/webgpu/gpu.ts';
+import { WebGpuKernels } from '../src/engine/backends/webgpu/kernels.ts';
+
+const argv = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const models = (opt('--models') ?? 'llama_60m,llama_350m,llama_1b').split(',');
+const quick = argv.includes('--quick');
+const TOKENS = quick ? 128 : 2048;
+const SQUARE = quick ? 256 : 4096;
+
+const k = await WebGpuKernels.open();
+const adapter = describeAdapter(k.gpu.adapter);
+process.stdout.write(`adapter: ${adapter}\n`);
+
+/** Median seconds of `reps` GEMMs (each timed to its readback of one element, after a warm-up). */
+async function timeGemm(M: number, N: number, K: number, transA: boolean, transB: boolean, reps: number): Promise<number> {
+  const A = k.gpu.zeros(M * K), B = k.gpu.zeros(K * N), C = k.gpu.alloc(M * N);
+  const one = async (n: number): Promise<number> => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) k.gemm(transA, transB, M, N, K, 1, A, transA ? M : K, 0, B, transB ? K : N, 0, 0, C, N, 0, 1);
+    await k.gpu.read(C, 1);
+    return (performance.now() - t0) / 1000 / n;
+  };
+  await one(1);
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) times.push(await one(reps));
+  for (const t of [A, B, C]) k.gpu.release(t);
+  return times.sort((a, b) => a - b)[1];
+}
+
+const gemm: { shape: string; m: number; n: number; k: number; tflops: number }[] = [];
+const shapes: [string, number, number, number, boolean, boolean][] = [[`${SQUARE}³`, SQUARE, SQUARE, SQUARE, false, false]];
+for (const name of models) {
+  const s = NAMED_CONFIGS[name];
+  if (!s) throw new Error(`--models: unknown model ${name}`);
+  const d = s.hiddenSize, f = s.intermediateSize;
+  shapes.push([`${name} x·Wᵀ (up)`, TOKENS, f, d, false, true], [`${name} dY·W (down, dx)`, TOKENS, d, f, false, false], [`${name} dYᵀ·X (dW)`, f, d, TOKENS, true, false]);
+}
+for (const [shape, m, n, kk, tA, tB] of shapes) {
+  const sec = await timeGemm(m, n, kk, tA, tB, quick ? 2 : 10);
+  const tflops = (2 * m * n * kk) / sec / 1e12;
+  gemm.push({ shape, m, n, k: kk, tflops });
+  process.stdout.write(`gemm ${shape} ${m}×${kk}·${kk}×${n}: ${tflops.toPrecision(3)} TFLOP/s\n`);
+}
+k.gpu.destroy();
+
+const steps: Record<string, unknown>[] = [];
+if (!argv.includes('--skip-steps')) {
+  for (const name of models) {
+    for (const mode of ['full', 'relora']) {
+      for (const backend of ['native', 'webgpu']) {
+        const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', '--backend', backend, 'bench', 'step', '--model', name, '--mode', mode, '--steps', '3', '--warmup', '1', '--gemm-reps', '0', '--json', ...(quick ? ['--seq-len', '16', '--micro-batch', '1', '--vocab-size', '512'] : [])], { encoding: 'utf8' });
+        const rec = JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
+        steps.push({ model: name, mode, backend, ...rec });
+        process.stdout.write(`step ${name} ${mode} ${backend}: ${JSON.stringify(rec)}\n`);
+      }
+    }
+  }
+}
+const file = opt('--json');
+if (file) writeFileSync(file, `${JSON.stringify({ adapter, gemm, steps }, null, 2)}\n`);
+process.exit(0);
