@@ -1,5 +1,5 @@
 /**
- * npm run bench:compare [-- --models a,b --modes full,relora,relora:r32 --setups LIST --rounds N --steps N --micro-batch B --seq-len T --threads N --no-ratio --markdown --out FILE]
+ * npm run bench:compare [-- --models a,b --modes full,relora,relora:r32 --setups LIST --rounds N --steps N --micro-batch B --seq-len T --threads N --gemm-reps N --no-ratio --markdown --out FILE]
  * Our training step, fp32 and bf16, against PyTorch's eager fp32, autocast bf16 and torch.compile
  * fp32/bf16 (tools/reference/bench_torch.py in tools/reference/.venv), same machine and threads,
  * one child process per measurement, setups interleaved (src/bench/compare-setups.ts). Then our
@@ -24,6 +24,7 @@ const { values: v } = parseArgs({
     warmup: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '1' },
     'lora-dropout': { type: 'string', default: '0.1' },
+    'gemm-reps': { type: 'string', default: '5' },
     threads: { type: 'string', default: process.env.RELORA_THREADS ?? String(availableParallelism()) },
     'max-busy': { type: 'string', default: '1' },
     'max-wait': { type: 'string', default: '0' },
@@ -42,7 +43,7 @@ const started = new Date();
 const o = {
   rows, setups,
   seqLen: int('seq-len', v['seq-len']), microBatch: int('micro-batch', v['micro-batch']), steps: int('steps', v.steps), warmup: int('warmup', v.warmup, 0),
-  threads: int('threads', v.threads), rounds: int('rounds', v.rounds), loraDropout: Number(v['lora-dropout']),
+  threads: int('threads', v.threads), rounds: int('rounds', v.rounds), loraDropout: Number(v['lora-dropout']), gemmReps: int('gemm-reps', v['gemm-reps']),
   quiet: { maxBusy: Number(v['max-busy']), maxWaitMs: 1000 * Number(v['max-wait']) },
   log: (s: string) => process.stderr.write(`${s}\n`),
 };

@@ -48,6 +48,8 @@ export interface SetupCompareOptions extends Omit<CompareOptions, 'models' | 'mo
   setups: readonly Setup[];
   /** LoRA dropout of the relora rows (0.1 as in the paper's runs). */
   loraDropout: number;
+  /** Repetitions per GEMM case of the peaks MFU is relative to (default: each side's own default). */
+  gemmReps?: number;
 }
 
 export interface SetupRow extends RowSpec {
@@ -62,7 +64,7 @@ export function setupArgs(o: SetupCompareOptions, row: RowSpec, s: Setup): StepA
   return {
     model: row.model, mode: row.mode, seqLen: o.seqLen, microBatch: o.microBatch, steps: o.steps, warmup: o.warmup, threads: o.threads,
     ...(row.rank !== null ? { rank: row.rank, loraDropout: o.loraDropout } : {}),
-    precision: s.precision, ...(s.compile ? { compile: true } : {}),
+    precision: s.precision, ...(s.compile ? { compile: true } : {}), ...(o.gemmReps !== undefined ? { gemmReps: o.gemmReps } : {}),
   };
 }
 
@@ -79,6 +81,7 @@ export async function runSetupCompare(o: SetupCompareOptions): Promise<SetupRow[
         row.busyBefore = Math.max(row.busyBefore, r.busyBefore);
         if (r.record) (row.records[s.label] ??= []).push(r.record);
         else row.errors.push(`${s.label}: ${r.error}`);
+        o.log?.(r.record ? `  ${r.record.tokens_per_s.toFixed(1)} tokens/s, peak RSS ${mib(r.record.peak_rss_bytes)}` : `  failed: ${r.error}`);
       }
     }
     out.push(row);
