@@ -15,8 +15,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setBackend } from '../src/engine/backend.ts';
-import { loadNativeKernels } from '../src/engine/backends/native.ts';
-import { roundedToBf16 } from '../src/engine/ops/bf16.ts';
+import { loadNativeKernels, nativeBf16Isa } from '../src/engine/backends/native.ts';
+import { bf16Support, roundedToBf16 } from '../src/engine/ops/bf16.ts';
 import * as ops from '../src/engine/ops/index.ts';
 import { matmulPrecision, setMatmulPrecision, withPrecision, type Precision } from '../src/engine/ops/precision.ts';
 import { RandomStream } from '../src/engine/rng.ts';
@@ -110,4 +110,14 @@ test('precision: withPrecision restores the previous setting, bad values are ref
   }), /boom/);
   assert.equal(matmulPrecision(), 'fp32');
   assert.throws(() => setMatmulPrecision('fp16' as Precision), /precision: expected one of fp32, bf16, got "fp16"/);
+});
+
+test('bf16Support names the hardware oneDNN detected, or says the emulation is slow', () => {
+  setBackend('js');
+  assert.match(bf16Support(), /^emulated in fp32 on the js backend \(slow/);
+  if (backends.length < 2) return;
+  setBackend('native');
+  const isa = nativeBf16Isa(), k = loadNativeKernels()!;
+  assert.equal(k.hasBf16Gemm(), isa !== 'none');
+  assert.match(bf16Support(), isa === 'amx' ? /on AMX$/ : isa === 'avx512_bf16' ? /on AVX512-BF16$/ : /neither AMX nor AVX512-BF16, so bf16 is slower/);
 });
