@@ -34,7 +34,9 @@ test('relora info --json prints the fields; bad input exits 2 with a clear messa
   const r = run('info', '--model', 'llama_20m', '--mode', 'lora', '--rank', '64', '--vocab-size', '1000', '--json');
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.deepEqual(j, trainingFootprint(namedConfig('llama_20m', { vocabSize: 1000 }), 'lora', { ...DEFAULT_LORA, rank: 64 }));
+  const fp = trainingFootprint(namedConfig('llama_20m', { vocabSize: 1000 }), 'lora', { ...DEFAULT_LORA, rank: 64 });
+  // Data parallel: every trainable fp32 gradient, and nothing else, goes through the all-reduce.
+  assert.deepEqual(j, { ...fp, allreduce_bytes_per_update: fp.params_trainable * 4 });
   const bad = run('info', '--model', 'llama_20m', '--mode', 'relora', '--rank', '300');
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /rank 300 exceeds min\(in, out\)/);
