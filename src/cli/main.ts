@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { parseBackendName, setBackend } from '../engine/backend.ts';
 import * as bench from './commands/bench.ts';
 import * as compare from './commands/compare.ts';
+import * as demo from './commands/demo.ts';
 import * as doctor from './commands/doctor.ts';
 import * as evalCmd from './commands/eval.ts';
 import * as exportCmd from './commands/export.ts';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   compare.register(program);
   exportCmd.register(program);
   generateCmd.register(program);
+  demo.register(program);
   return program;
 }
 

@@ -1,7 +1,9 @@
 /**
  * A tiny ReLoRA run on `--backend webgpu` (warm start, then two merges with optimizer resets,
  * LoRA dropout and random reset pruning) reports the same loss as the native backend at every
- * update, within 1e-4, and the same merges. In CI the adapter is SwiftShader (Debian's chromium
+ * update, within 1e-4, and the same merges. The learning rate and LoRA scale are modest so the
+ * run stays well conditioned: with alpha/r = 8 the gradient norm jumped to ~90 after the first
+ * merge, and from there any rounding difference (native against js too) grows past 1e-4. In CI the adapter is SwiftShader (Debian's chromium
  * package); without an adapter the run — and so the test — fails.
  */
 import assert from 'node:assert/strict';
@@ -20,10 +22,10 @@ function args(data: string, out: string, backend: string): string[] {
   return [
     'train', '--data', data, '--out', out, '--backend', backend,
     '--model', '{"hidden_size":32,"intermediate_size":64,"num_heads":4,"num_layers":2}',
-    '--mode', 'relora', '--warm-start-steps', '4', '--cycle-length', '4', '--steps', '14',
+    '--mode', 'relora', '--warm-start-steps', '4', '--cycle-length', '4', '--steps', '16',
     '--seq-len', '16', '--micro-batch', '2', '--batch-size', '4', '--rank', '4', '--dropout', '0.1',
     '--optimizer-reset', 'random:0.9', '--eval-every', '100', '--eval-tokens', '64', '--tokenizer-vocab-size', '300',
-    '--warmup-steps', '1', '--restart-warmup-steps', '1', '--threads', '1', '--no-report',
+    '--warmup-steps', '1', '--restart-warmup-steps', '1', '--lr', '1e-3', '--alpha', '4', '--threads', '1', '--no-report',
   ];
 }
 
@@ -42,12 +44,12 @@ test('tiny ReLoRA run: webgpu losses match native within 1e-4 per update, two me
   }
   const steps = (recs: Rec[]): Rec[] => recs.filter((x) => x.type === 'train');
   const [nat, gpu] = [steps(runs.native), steps(runs.webgpu)];
-  assert.equal(gpu.length, 14, `records: ${JSON.stringify(runs.webgpu.slice(0, 3))}`);
+  assert.equal(gpu.length, 16, `records: ${JSON.stringify(runs.webgpu.slice(0, 3))}`);
   assert.equal(gpu.length, nat.length);
   for (let i = 0; i < nat.length; i++) {
     const a = nat[i].loss as number, b = gpu[i].loss as number;
     assert.ok(Number.isFinite(b) && Math.abs(a - b) <= 1e-4, `update ${nat[i].step}: native loss ${a}, webgpu ${b}`);
-    // The gradient norm is the other number read back each update; it agrees as closely, relatively.
+    // The gradient norm, the other number read back each update, agrees as closely (relatively).
     const ga = nat[i].grad_norm as number, gb = gpu[i].grad_norm as number;
     assert.ok(Math.abs(ga - gb) <= 1e-4 * Math.max(1, ga), `update ${nat[i].step}: native grad norm ${ga}, webgpu ${gb}`);
   }

@@ -17,7 +17,8 @@ import type { AdapterReport } from './gpu.ts';
 
 let worker: Worker | null = null;
 let adapter: (AdapterReport & { name: string }) | null = null;
-let replyBuffer = new SharedArrayBuffer(1 << 16);
+// Created on first use: a browser bundle imports this module but has no SharedArrayBuffer.
+let replyBuffer: SharedArrayBuffer | null = null;
 
 /**
  * The worker, started with the reply buffer its adapter report goes to. From the TypeScript
@@ -55,7 +56,7 @@ function wait(reply: SharedArrayBuffer, what: string): number {
 }
 
 function fresh(bytes: number): SharedArrayBuffer {
-  if (replyBuffer.byteLength < bytes) replyBuffer = new SharedArrayBuffer(Math.max(bytes, replyBuffer.byteLength * 2));
+  if (!replyBuffer || replyBuffer.byteLength < bytes) replyBuffer = new SharedArrayBuffer(Math.max(bytes, (replyBuffer?.byteLength ?? 0) * 2));
   new Int32Array(replyBuffer, 0, 1)[0] = STATUS_PENDING;
   return replyBuffer;
 }
