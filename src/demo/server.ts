@@ -35,7 +35,8 @@ export interface DemoBundle {
 /** The page's script: one self-contained browser bundle. */
 export async function bundleDemo(): Promise<DemoBundle> {
   const esbuild = await import('esbuild');
-  const entry = fileURLToPath(new URL('./browser/page.ts', import.meta.url));
+  // From the sources (tsx) the page is page.ts; in the compiled package, page.js.
+  const entry = fileURLToPath(new URL(`./browser/page${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
   const result = await esbuild.build({
     entryPoints: [entry],
     bundle: true,
