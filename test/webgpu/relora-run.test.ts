@@ -57,3 +57,11 @@ test('tiny ReLoRA run: webgpu losses match native within 1e-4 per update, two me
   assert.equal(merges(runs.webgpu).length, 2, 'two merges');
   assert.deepEqual(merges(runs.webgpu), merges(runs.native));
 });
+
+test('--backend webgpu without an adapter fails with the reason, before any work', async () => {
+  const out = join(work, 'no-adapter');
+  const r = await startCli(args(data, out, 'webgpu'), { env: { ...env, VK_ICD_FILENAMES: join(work, 'no-such-driver.json') }, timeoutMs: 120_000 }).done;
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /relora: error: WebGPU: no adapter found \(VK_ICD_FILENAMES=.*no-such-driver\.json; without a GPU, Debian's chromium package provides SwiftShader/);
+  assert.ok(!existsSync(out), 'no run folder was created');
+});
