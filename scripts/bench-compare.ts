@@ -34,6 +34,10 @@ const { values: v } = parseArgs({
   },
 });
 
+// Both sides' OpenMP threads spin as relora's do (src/engine/backends/native.ts): on a shared
+// machine PyTorch's default spinning otherwise costs it far more than it would quiet.
+if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '1000';
+
 const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
 const wanted = v.setups!.split(',');
 const setups = SETUPS.filter((s) => wanted.includes(s.label));
