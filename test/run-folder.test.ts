@@ -152,3 +152,13 @@ test('the config a run saved reads back in every mode (a resolved config holds d
     assert.deepEqual(readRunConfig(run), saved, mode);
   }
 });
+
+test('a run saved before warm_start_schedule existed resumes with the schedule it was started with (phase)', () => {
+  const { dir, cleanup } = tempDir('rf-config-old');
+  cleanups.push(cleanup);
+  const saved = resolveConfig({ mode: 'relora', steps: 40, cycle_length: 10, warmup_steps: 2, restart_warmup_steps: 2, warm_start_steps: 10 }, 'test');
+  assert.equal(saved.warm_start_schedule, 'run');
+  const { warm_start_schedule: _new, ...older } = saved;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(older, null, 2));
+  assert.deepEqual(readRunConfig(dir), { ...saved, warm_start_schedule: 'phase' });
+});

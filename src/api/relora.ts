@@ -75,7 +75,8 @@ export interface MergeOptions {
   /**
    * How the moments are pruned: `reference` (random pruning of 99.9 % of each moment, as the
    * paper's reference code; `reset` is its older name), `shared` (one mask for both moments),
-   * `zero`, or `random:p`, `shared:p`, `magnitude:p` with p in [0, 1). Default `reference`.
+   * `zero`, or `random:p`, `shared:p`, `magnitude:p` with p in [0, 1). Default `shared`, as
+   * `relora train` (see docs/method.md, "Optimizer reset").
    */
   reset?: string;
 }
@@ -88,7 +89,7 @@ export interface MergeOptions {
  */
 export function mergeAndReinit(relora: ReLoRA, options: MergeOptions = {}): void {
   if (!(relora instanceof ReLoRAWrapping)) throw new Error('mergeAndReinit: expected the object wrapWithReLoRA returned');
-  const kind = parseResetKind(options.reset ?? 'reference');
+  const kind = parseResetKind(options.reset ?? 'shared');
   if (options.optimizer) {
     restart(relora.layers, options.optimizer, kind, { init: relora.streams.init, prune: relora.prune }, relora.counters);
   } else {

@@ -80,6 +80,9 @@ export function readRunConfig(runDir: string): TrainConfig {
   // A full-rank run has no warm start, but resolving filled in the default of its schedule, which
   // a config may not name in mode full.
   if (keys.mode === 'full') delete keys.warm_start_schedule;
+  // Runs saved before warm_start_schedule existed ran their warm start on its own cosine: a
+  // resume goes on with that schedule, not today's default.
+  else if (!('warm_start_schedule' in keys)) keys.warm_start_schedule = 'phase';
   return resolveConfig(keys, p);
 }
 
