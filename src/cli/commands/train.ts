@@ -199,6 +199,9 @@ export function register(program: Command): void {
       reportPath = (await writeRunReport(runDir)).html;
     }
     printSummary(summary, reportPath);
+    // A signal that arrived during the synchronous work above is only handled on the event loop's
+    // next turn: give it that turn, so it is reported rather than met during exit.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     if (summary.interrupted) {
       process.stdout.write(`interrupted by ${summary.interrupted_by ?? 'a signal'} after update ${summary.steps}; continue with: relora train --resume ${runDir}\n`);
       process.exitCode = SIGNAL_EXIT_CODES[summary.interrupted_by ?? 'SIGINT'];
