@@ -199,9 +199,10 @@ export function register(program: Command): void {
       reportPath = (await writeRunReport(runDir)).html;
     }
     printSummary(summary, reportPath);
-    // A signal that arrived during the synchronous work above is only handled on the event loop's
-    // next turn: give it that turn, so it is reported rather than met during exit.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // A signal that arrived during the synchronous work above waits in libuv's signal pipe until
+    // the event loop polls again; signal handles do not keep the loop alive, so without another
+    // poll the process would exit with it unread. Two check-phase turns put one poll between them.
+    for (let turn = 0; turn < 2; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
     if (summary.interrupted) {
       process.stdout.write(`interrupted by ${summary.interrupted_by ?? 'a signal'} after update ${summary.steps}; continue with: relora train --resume ${runDir}\n`);
       process.exitCode = SIGNAL_EXIT_CODES[summary.interrupted_by ?? 'SIGINT'];
