@@ -22,6 +22,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import type { Corpus } from './corpus.ts';
+import { isProcessAlive } from './process-alive.ts';
 import { batchEncoder } from './encode-batches.ts';
 import { DEFAULT_CHUNK_CHARS, tokenizerChunks, whitespaceCut, type TextChunk, type TextPiece } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
@@ -114,15 +115,6 @@ export function cacheWriteError(path: string, err: unknown): Error {
 
 const TEMP_PATTERN = /^(.*)\.tmp-(\d+)-[0-9a-f]+$/;
 
-function processIsAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 interface Progress {
   documents: number;
@@ -148,7 +140,7 @@ async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: stri
   let best: { path: string; progress: Progress } | null = null;
   for (const name of await readdir(cacheDir)) {
     const m = TEMP_PATTERN.exec(name.replace(/\.progress(\.new)?$/, ''));
-    if (m === null || processIsAlive(Number(m[2]))) continue;
+    if (m === null || isProcessAlive(Number(m[2]))) continue;
     const path = join(cacheDir, name);
     stale.push(path);
     if (m[1] === `${key}.tokens` && name === m[0]) {

@@ -23,7 +23,7 @@ import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { atomicWriteFile, writeFailure } from './atomic.ts';
 import { parseHFConfig, toHFConfig, type HFDtype, type LlamaArchitecture } from './hf-config.ts';
 import type { HfMetadata } from './hf-metadata.ts';
-import { isProcessAlive } from './process-alive.ts';
+import { isProcessAlive } from '../data/process-alive.ts';
 import { writeSafetensors, type TensorToWrite, type WritableDtype } from './safetensors.ts';
 
 export interface ExportOptions {

@@ -12,6 +12,7 @@
 import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { isProcessAlive } from '../data/process-alive.ts';
 
 /** The lock file's name inside a run folder. */
 export const RUN_LOCK_FILE = 'run.lock';
@@ -38,16 +39,6 @@ function procStart(pid: number): string | undefined {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function readOwner(path: string): LockOwner | null {
   try {
     const o = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockOwner>;
@@ -62,7 +53,7 @@ function readOwner(path: string): LockOwner | null {
 function ownerGone(owner: LockOwner | null): boolean {
   if (owner === null) return true;
   if (owner.hostname !== hostname()) return false;
-  if (!isAlive(owner.pid)) return true;
+  if (!isProcessAlive(owner.pid)) return true;
   const now = procStart(owner.pid);
   return owner.proc_start !== undefined && now !== undefined && now !== owner.proc_start;
 }
@@ -102,7 +93,7 @@ function removeLeftAsides(runDir: string): void {
   for (const name of readdirSync(runDir)) {
     const prefix = `${RUN_LOCK_FILE}.stale-`;
     const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN;
-    if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) rmSync(join(runDir, name), { force: true });
+    if (Number.isSafeInteger(pid) && pid > 0 && !isProcessAlive(pid)) rmSync(join(runDir, name), { force: true });
   }
 }
 
