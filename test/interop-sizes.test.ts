@@ -127,6 +127,6 @@ test('the inference estimate counts parameters, rotary tables, KV cache and acti
   // KV cache: 2 (K, V) × 2 layers × 16 tokens × 2 kv heads × 8; forward: 16 × (6·32 + 3·64) + 4·16² + 16·96.
   assert.equal(e.context, (2 * 2 * 16 * 2 * 8 + 16 * (6 * 32 + 3 * 64) + 4 * 16 * 16 + 16 * 96) * 4);
   assert.equal(e.total, e.params + e.ropeTables + e.context + e.runtime);
-  assert.throws(() => checkInferenceMemory(small, { what: 'the test model', available: 2 ** 20 }), /Error: the test model needs an estimated .* more than this machine's 1 MiB of memory$/);
+  assert.throws(() => checkInferenceMemory(small, { what: 'the test model', available: 2 ** 20 }), /Error: the test model needs an estimated .* more than this machine's 1\.00 MiB of memory$/);
   assert.match(checkInferenceMemory(small, { what: 'the test model' }), /parameters/);
 });

@@ -11,7 +11,7 @@ import { writeComparisonReport } from '../src/report/comparison.ts';
 import { escapeHtml, scopeIds } from '../src/report/html.ts';
 import { loadRun } from '../src/report/run-data.ts';
 import { writeRunReport } from '../src/report/run-report.ts';
-import { formatBytes, formatDuration } from '../src/report/units.ts';
+import { formatBytes, formatDuration } from '../src/train/units.ts';
 
 const FIXTURE = new URL('./fixtures/report/run/', import.meta.url).pathname;
 const RESTART_STROKE = 'stroke="#b22222"';

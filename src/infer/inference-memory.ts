@@ -7,7 +7,8 @@
  */
 import { totalmem } from 'node:os';
 import { countParameters, headDimOf, kvHeadsOf, type LlamaConfig } from '../nn/config.ts';
-import { formatBytes, ResourceError } from '../train/memory.ts';
+import { ResourceError } from '../train/memory.ts';
+import { formatBytes } from '../train/units.ts';
 
 export interface InferenceEstimate {
   params: number;

@@ -6,7 +6,7 @@ import type { EvalRecord } from '../train/metrics.ts';
 import { flatten, formatValue } from './html.ts';
 import { pointsOf } from './chart.ts';
 import type { RunData } from './run-data.ts';
-import { formatBytes, formatDuration } from './units.ts';
+import { formatBytes, formatDuration } from '../train/units.ts';
 
 /** One row: what it is, its value, and whether it came from summary.json. */
 export interface SummaryRow {

@@ -10,6 +10,7 @@
  */
 import { totalmem } from 'node:os';
 import { defaultChunkRows } from '../engine/ops/loss.ts';
+import { formatBytes } from './units.ts';
 import { loraProductOrder } from '../engine/ops/lora-linear.ts';
 import type { LlamaConfig } from '../nn/config.ts';
 import type { ProjectionName } from '../nn/llama.ts';
@@ -82,11 +83,6 @@ export function estimateTrainingMemory(inp: MemoryInputs): MemoryEstimate {
   return { ...e, total: Math.max(training, inp.tokenizerTrainingBytes ?? 0) };
 }
 
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(1)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(0)} MiB`;
-  return `${(n / 2 ** 10).toFixed(0)} KiB`;
-}
 
 export function describeEstimate(e: MemoryEstimate): string {
   return `${formatBytes(e.total)} (parameters ${formatBytes(e.params)}, gradients ${formatBytes(e.grads)}, ` +

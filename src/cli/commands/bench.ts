@@ -7,15 +7,12 @@ import { runStepBench, type StepBenchRecord } from '../../bench/step-bench.ts';
 import { runStepRatio } from '../../bench/step-ratio.ts';
 import { DEFAULT_LORA, parseMode } from '../../relora/wrap.ts';
 import { benchGemm } from '../../bench/gemm.ts';
+import { mib } from '../../bench/table.ts';
 import { parseFloatOption, parseIntOption, UsageError } from '../errors.ts';
 
 function parsePrecisionOption(v: string): Precision {
   if (v !== 'fp32' && v !== 'bf16') throw new UsageError(`--precision: expected fp32 or bf16, got "${v}"`);
   return v;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
 /** A benchmark's complaint about its options (as opposed to a failure while running) is a usage error. */

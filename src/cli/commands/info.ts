@@ -5,14 +5,8 @@ import { trainingFootprint } from '../../relora/accounting.ts';
 import { parseMode, type WrapOptions } from '../../relora/wrap.ts';
 import { allReduceBytesPerUpdate } from '../../parallel/gradients.ts';
 import { resolveConfig } from '../../train/config.ts';
+import { formatBytes } from '../../train/units.ts';
 import { parseIntOption, UsageError } from '../errors.ts';
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB'];
-  let v = bytes, i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
 
 /** The LoRA layers `relora train` builds when no flag says otherwise: one source for both commands. */
 function trainDefaults(): WrapOptions {
@@ -48,11 +42,11 @@ export function register(program: Command): void {
         ['parameters (total)', `${fp.params_total.toLocaleString('en-US')} (${(fp.params_total / 1e6).toFixed(1)}M)`],
         ...(fp.params_lora ? [['LoRA factors', `${fp.params_lora.toLocaleString('en-US')} (${(fp.params_lora / 1e6).toFixed(1)}M, held besides the model)`] as [string, string]] : []),
         ['parameters (trainable)', `${fp.params_trainable.toLocaleString('en-US')} (${(fp.params_trainable / 1e6).toFixed(1)}M)`],
-        ['parameter bytes', `${human(fp.bytes_params)} (model + LoRA factors)`],
-        ['gradient bytes', human(fp.bytes_grads)],
-        ['optimizer bytes', human(fp.bytes_optimizer)],
-        ['training state', human(fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer)],
-        ['all-reduced per update', `${human(allReduceBytesPerUpdate(fp.params_trainable))} (data parallel: the trainable gradients)`],
+        ['parameter bytes', `${formatBytes(fp.bytes_params)} (model + LoRA factors)`],
+        ['gradient bytes', formatBytes(fp.bytes_grads)],
+        ['optimizer bytes', formatBytes(fp.bytes_optimizer)],
+        ['training state', formatBytes(fp.bytes_params + fp.bytes_grads + fp.bytes_optimizer)],
+        ['all-reduced per update', `${formatBytes(allReduceBytesPerUpdate(fp.params_trainable))} (data parallel: the trainable gradients)`],
       ];
       for (const [k, v] of rows) process.stdout.write(`${k.padEnd(24)}${v}\n`);
     });
