@@ -4,6 +4,7 @@
  */
 import { K } from '../engine/backend.ts';
 import { parameter, type Tensor } from '../engine/tensor.ts';
+import { partitionParameters } from './partition.ts';
 
 export interface AdamWOptions {
   lr: number;
@@ -11,6 +12,11 @@ export interface AdamWOptions {
   beta2?: number;
   eps?: number;
   weightDecay?: number;
+  /**
+   * Keep moments only for this process's share of the parameters (ZeRO stage 1, partition.ts):
+   * `step` then updates only those, and the caller shares the updated weights.
+   */
+  shard?: { rank: number; size: number };
 }
 
 export interface AdamWState {
@@ -27,7 +33,10 @@ export class AdamW {
   readonly weightDecay: number;
   /** Number of optimizer steps taken (not reset at ReLoRA restarts). */
   stepCount = 0;
+  /** Moments of the parameters this process updates (all of them unless sharded), in parameter order. */
   readonly state = new Map<string, AdamWState>();
+  /** The process that keeps each parameter's moments (by index in `params`); all 0 unless sharded. */
+  readonly owners: number[];
 
   constructor(params: [string, Tensor][], opts: AdamWOptions) {
     this.params = params.filter(([, t]) => t.requiresGrad);
@@ -41,18 +50,22 @@ export class AdamW {
     if (!(this.beta2 >= 0 && this.beta2 < 1)) throw new Error(`AdamW: beta2 must be in [0, 1), got ${this.beta2}`);
     if (!(this.eps > 0)) throw new Error(`AdamW: eps must be > 0, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weight decay must be >= 0, got ${this.weightDecay}`);
-    for (const [name, t] of this.params) this.state.set(name, { m: parameter(t.shape, false), v: parameter(t.shape, false) });
+    const shard = opts.shard ?? { rank: 0, size: 1 };
+    this.owners = partitionParameters(this.params.map(([, t]) => t.size), shard.size);
+    this.params.forEach(([name, t], i) => {
+      if (this.owners[i] === shard.rank) this.state.set(name, { m: parameter(t.shape, false), v: parameter(t.shape, false) });
+    });
   }
 
-  /** One update with learning rate `lr` (the schedule's lr·λ). Parameters without a gradient are skipped. */
+  /** One update with learning rate `lr` (the schedule's lr·λ). Parameters without a gradient, or kept by another process, are skipped. */
   step(lr = this.lr): void {
     this.stepCount++;
     const bc1 = 1 - Math.pow(this.beta1, this.stepCount);
     const bc2 = 1 - Math.pow(this.beta2, this.stepCount);
     const k = K();
     for (const [name, p] of this.params) {
-      if (!p.grad) continue;
-      const s = this.state.get(name)!;
+      const s = this.state.get(name);
+      if (!p.grad || !s) continue;
       k.adamwStep(p.data, p.grad.data, s.m.data, s.v.data, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     }
   }
@@ -71,10 +84,10 @@ export class AdamW {
     }
   }
 
-  /** Bytes of optimizer state (two moments per trainable element). */
+  /** Bytes of optimizer state this process keeps (two moments per element). */
   stateBytes(): number {
     let n = 0;
-    for (const [, p] of this.params) n += 2 * p.size * 4;
+    for (const s of this.state.values()) n += 2 * s.m.size * 4;
     return n;
   }
 
@@ -87,12 +100,22 @@ export class AdamW {
 }
 
 /** Global L2 norm of the gradients; if above maxNorm, scale them by maxNorm / (norm + 1e-6) (PyTorch clip_grad_norm_). */
-export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
   const k = K();
+  return clipToGlobalNorm(params, params.map((p) => (p.grad ? k.sumSquares(p.grad.data, p.size) : 0)), maxNorm);
+}
+
+/**
+ * clipGradNorm given every gradient's sum of squares, in parameter order (summed in that order,
+ * so processes that each computed some of them get the norm bit for bit); scales the gradients
+ * of `params` present (a sharded optimizer's process: its own).
+ */
+export function clipToGlobalNorm(params: readonly Tensor[], sumsOfSquares: ArrayLike<number>, maxNorm: number): number {
   let ss = 0;
-  for (const p of params) if (p.grad) ss += k.sumSquares(p.grad.data, p.size);
+  for (let i = 0; i < sumsOfSquares.length; i++) ss += sumsOfSquares[i];
   const norm = Math.sqrt(ss);
   if (maxNorm > 0 && Number.isFinite(norm)) {
+    const k = K();
     const coef = maxNorm / (norm + 1e-6);
     if (coef < 1) for (const p of params) if (p.grad) k.scale(p.grad.data, coef, p.grad.data, p.size);
   }

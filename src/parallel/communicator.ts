@@ -26,10 +26,14 @@ export interface Communicator {
   allReduceF64(x: Float64Array, op: 'sum' | 'max'): void;
   /** Every rank's `mine` (all of the same length), in rank order. */
   allGatherBytes(mine: Uint8Array): Uint8Array[];
-  /** Sum `x` over the ranks and keep this rank's 1/size slice of the result in `slice` (ZeRO-1). */
-  reduceScatterSum(x: Float32Array, slice: Float32Array): void;
-  /** Concatenate every rank's `slice` into `all`, in rank order (ZeRO-1). */
-  allGather(slice: Float32Array, all: Float32Array): void;
+  /** Start summing every rank's `x` into rank `root`'s `x` (the others' stay as they are): a sharded optimizer's gradients. */
+  startReduceSum(x: Float32Array, root: number): PendingReduction;
+  /** Start copying rank `root`'s `x` into every rank's `x`: the weights a sharded optimizer's rank updated. */
+  startBroadcast(x: Float32Array, root: number): PendingReduction;
+  /** Send `x` to rank `to`, which receives it with `receive` (blocking; optimizer state for rank 0 to write). */
+  send(x: Float32Array, to: number): void;
+  /** Receive into `x` what rank `from` sends. */
+  receive(x: Float32Array, from: number): void;
   /** Resolves once every rank has called it; the event loop keeps running meanwhile (signals). */
   barrier(): Promise<void>;
   /** End the whole job now (every rank) with `code`, after printing `message` on this rank. */
@@ -51,11 +55,17 @@ export class SingleProcess implements Communicator {
   allGatherBytes(mine: Uint8Array): Uint8Array[] {
     return [mine];
   }
-  reduceScatterSum(x: Float32Array, slice: Float32Array): void {
-    slice.set(x.subarray(0, slice.length));
+  startReduceSum(_x: Float32Array, _root: number): PendingReduction {
+    return { wait() {} };
   }
-  allGather(slice: Float32Array, all: Float32Array): void {
-    all.set(slice);
+  startBroadcast(_x: Float32Array, _root: number): PendingReduction {
+    return { wait() {} };
+  }
+  send(_x: Float32Array, to: number): void {
+    throw new Error(`send: a process training alone has no rank ${to}`);
+  }
+  receive(_x: Float32Array, from: number): void {
+    throw new Error(`receive: a process training alone has no rank ${from}`);
   }
   async barrier(): Promise<void> {}
   abort(message: string, code: number): never {

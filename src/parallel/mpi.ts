@@ -18,8 +18,10 @@ interface MpiBindings {
   mpiTest(request: number): boolean;
   mpiWait(request: number): void;
   mpiAllgatherBytes(mine: Uint8Array, all: Uint8Array): void;
-  mpiReduceScatterSum(x: Float32Array, slice: Float32Array): void;
-  mpiAllgatherF32(slice: Float32Array, all: Float32Array): void;
+  mpiIreduceSum(x: Float32Array, root: number): number;
+  mpiIbcastF32(x: Float32Array, root: number): number;
+  mpiSendF32(x: Float32Array, to: number): void;
+  mpiRecvF32(x: Float32Array, from: number): void;
 }
 
 /** How often a rank waiting at a barrier looks again (its event loop runs in between). */
@@ -65,12 +67,22 @@ export class MpiCommunicator implements Communicator {
     return Array.from({ length: this.size }, (_, r) => all.subarray(r * mine.length, (r + 1) * mine.length));
   }
 
-  reduceScatterSum(x: Float32Array, slice: Float32Array): void {
-    this.mpi.mpiReduceScatterSum(x, slice);
+  startReduceSum(x: Float32Array, root: number): PendingReduction {
+    const request = this.mpi.mpiIreduceSum(x, root);
+    return { wait: () => this.mpi.mpiWait(request) };
   }
 
-  allGather(slice: Float32Array, all: Float32Array): void {
-    this.mpi.mpiAllgatherF32(slice, all);
+  startBroadcast(x: Float32Array, root: number): PendingReduction {
+    const request = this.mpi.mpiIbcastF32(x, root);
+    return { wait: () => this.mpi.mpiWait(request) };
+  }
+
+  send(x: Float32Array, to: number): void {
+    this.mpi.mpiSendF32(x, to);
+  }
+
+  receive(x: Float32Array, from: number): void {
+    this.mpi.mpiRecvF32(x, from);
   }
 
   async barrier(): Promise<void> {

@@ -21,13 +21,20 @@ export function mergeAll(layers: Map<string, LoraLinear>, init: RandomStream): v
   for (const layer of layers.values()) layer.mergeAndReinit(init);
 }
 
-/** Reset the moments of every `…lora_A.weight` / `…lora_B.weight` the optimizer holds. Returns how many tensors. */
+/**
+ * Reset the moments of every `…lora_A.weight` / `…lora_B.weight` the optimizer holds. Returns how
+ * many tensors. A process of a sharded optimizer (partition.ts) keeps no moments for the tensors
+ * other processes own, but draws their masks all the same (an empty tensor advances the stream
+ * as a full one does), so every process's stream, and each tensor's mask, is the unsharded one.
+ */
 export function resetLoraMoments(optimizer: AdamW, kind: ResetKind, rng: RandomStream): number {
   let n = 0;
-  for (const [name, s] of optimizer.state) {
+  const none = new Float32Array(0);
+  for (const [name] of optimizer.params) {
     if (!/\.lora_[AB]\.weight$/.test(name)) continue;
-    resetMomentsInPlace(s.m.data, s.v.data, kind, rng);
-    n++;
+    const s = optimizer.state.get(name);
+    resetMomentsInPlace(s?.m.data ?? none, s?.v.data ?? none, kind, rng);
+    if (s) n++;
   }
   return n;
 }

@@ -62,6 +62,7 @@ export const TrainConfigSchema = z.object({
   seed: nonNegInt.max(4294967295).default(0).describe('seed of every random stream (weights, LoRA, data order)'),
   backend: z.enum(['native', 'js', 'webgpu', 'auto']).default('auto').describe('compute backend: native, js, webgpu or auto (auto never picks webgpu)'),
   threads: positiveInt.optional().describe('compute threads; default all cores'),
+  shard_optimizer: z.boolean().default(false).describe('data parallel (mpirun): each process keeps the AdamW moments of about 1/N of the trainable tensors (ZeRO stage 1); results and checkpoints are those of an unsharded run'),
   precision: z.enum(['fp32', 'bf16']).default('fp32').describe('fp32, or bf16 mixed precision (every product in bfloat16 with fp32 accumulation, as PyTorch autocast; weights, optimizer and checkpoints stay fp32)'),
   data: z.array(z.string().min(1)).optional().describe('training data: files, folders or globs (.txt, .jsonl, .parquet), comma-separated; default the shipped Brown corpus'),
   validation: z.array(z.string().min(1)).optional().describe('validation data; default val_fraction of the training documents'),

@@ -9,7 +9,7 @@ import { SequenceSampler, type SamplerState } from '../data/sampler.ts';
 import { RandomStream, type RandomState } from '../engine/rng.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
-import { AdamW } from '../optim/adamw.ts';
+import { AdamW, type AdamWState } from '../optim/adamw.ts';
 import { emptyRestartCounters, type RestartCounters } from '../relora/restarts.ts';
 import { loraStreams, wrapWithLora, type LoraStreams, type WrapOptions } from '../relora/wrap.ts';
 import { CHECKPOINT_VERSION, type CheckpointContent, type LoadedCheckpoint } from './checkpoint.ts';
@@ -45,7 +45,14 @@ export class RunState {
   resumedPhase: Phase | null = null;
   private clockStart = Date.now();
 
-  constructor(private readonly cfg: TrainConfig, private readonly loraOptions: WrapOptions, numSequences: number) {
+  /**
+   * `optimizerShard`: this process's place in a data-parallel job whose optimizer state is
+   * sharded (`shard_optimizer`); its optimizers keep only this process's moments.
+   */
+  constructor(
+    private readonly cfg: TrainConfig, private readonly loraOptions: WrapOptions, numSequences: number,
+    private readonly optimizerShard?: { rank: number; size: number },
+  ) {
     this.lora = loraStreams(cfg.seed);
     this.pruneRng = RandomStream.named(cfg.seed, 'prune');
     this.sampler = this.samplerAt(numSequences);
@@ -60,6 +67,11 @@ export class RunState {
     wrapWithLora(model, this.loraOptions, this.lora);
   }
 
+  /** A fresh AdamW over the model's trainable parameters (sharded when this run's is). */
+  newOptimizer(model: LlamaForCausalLM, lr: number): AdamW {
+    return new AdamW(model.namedTrainableParameters(), { lr, weightDecay: this.cfg.weight_decay, shard: this.optimizerShard });
+  }
+
   /** Time from here on counts towards `elapsed()`. */
   startClock(): void {
     this.clockStart = Date.now();
@@ -70,10 +82,13 @@ export class RunState {
     return this.elapsedBefore + (Date.now() - this.clockStart) / 1000;
   }
 
-  /** The checkpoint of this moment, saved as a checkpoint of `phase`. */
-  snapshot(model: LlamaForCausalLM, phase: Phase, engine: EngineInfo): CheckpointContent {
+  /**
+   * The checkpoint of this moment, saved as a checkpoint of `phase`. `moments`: every trainable
+   * tensor's (a sharded optimizer's process holds only its own; rank 0 collects the others').
+   */
+  snapshot(model: LlamaForCausalLM, phase: Phase, engine: EngineInfo, moments: ReadonlyMap<string, AdamWState> | undefined = this.optimizer?.state): CheckpointContent {
     const optimizer: Record<string, Tensor> = {};
-    if (this.optimizer) for (const [name, st] of this.optimizer.state) { optimizer[`m.${name}`] = st.m; optimizer[`v.${name}`] = st.v; }
+    for (const [name, st] of moments ?? []) { optimizer[`m.${name}`] = st.m; optimizer[`v.${name}`] = st.v; }
     return {
       model: model.stateDict(),
       optimizer,
@@ -107,7 +122,7 @@ export class RunState {
     setStream(this.lora.init, s.rng.lora_init);
     setStream(this.lora.dropout, s.rng.lora_dropout);
     setStream(this.pruneRng, s.rng.prune);
-    this.optimizer = new AdamW(model.namedTrainableParameters(), { lr: plans[this.phaseIndex].lr, weightDecay: this.cfg.weight_decay });
+    this.optimizer = this.newOptimizer(model, plans[this.phaseIndex].lr);
     this.optimizer.stepCount = s.optimizer_steps;
     for (const [name, st] of this.optimizer.state) {
       const m = ck.optimizer[`m.${name}`], v = ck.optimizer[`v.${name}`];

@@ -16,7 +16,8 @@ import { configToJSON, type LlamaConfig } from '../nn/config.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
 import { trainingFootprint, type TrainingFootprint } from '../relora/accounting.ts';
 import type { Communicator } from '../parallel/communicator.ts';
-import { GradientAverager } from '../parallel/gradients.ts';
+import { GradientAverager, type GradientSync } from '../parallel/gradients.ts';
+import { ShardedGradients } from '../parallel/sharded-gradients.ts';
 import { defaultThreads, worldCommunicator } from '../parallel/launch.ts';
 import type { TrainingMode } from '../relora/wrap.ts';
 import { cleanInterruptedWrites, discardCheckpointsAfter, listCheckpoints, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
@@ -54,8 +55,8 @@ export interface Run {
   /** The processes training this model together (one, unless started by mpirun); rank 0 writes the run's files. */
   comm: Communicator;
   leader: boolean;
-  /** Averages the trainable gradients over the ranks after each backward pass. */
-  gradients: GradientAverager;
+  /** Averages the trainable gradients over the ranks after each backward pass (and shares a sharded optimizer's updates). */
+  gradients: GradientSync;
 }
 
 export async function setupRun(opts: TrainOptions): Promise<Run> {
@@ -83,17 +84,18 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     const { data, evalSeqs } = await loadData(cfg, runDir, inputs, log);
     const { model, shape } = await buildModel(cfg, runDir, inputs, data, log);
     if (leader) await sealRunFiles(runDir);
-    const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log, leader);
+    const sharded = cfg.shard_optimizer && comm.size > 1 ? new ShardedGradients(comm) : null;
+    const { state, plans } = await initialState(cfg, runDir, inputs, folder.resumeFrom, model, data, log, leader, sharded?.shard);
     if (leader) await comm.barrier();
     checkRanksAgree(comm, data, evalSeqs, model, state, cfg.seq_len);
     noteRankChange(folder.resumeFrom, comm, log);
-    if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process`);
+    if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process${sharded ? '; optimizer state sharded over them (ZeRO stage 1)' : ''}`);
     const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
     log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})${warmStartNote(cfg)}`);
     return {
       cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: leader ? opts.rankHook : undefined, engine, data, evalSeqs, model, footprint, plans, state,
       resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: folder.release,
-      comm, leader, gradients: new GradientAverager(comm),
+      comm, leader, gradients: sharded ?? new GradientAverager(comm),
     };
   } catch (e) {
     folder.abandon();
@@ -204,9 +206,9 @@ async function buildModel(cfg: TrainConfig, runDir: string, inputs: RunInputs, d
 /** The plan of phases and the state to start from: fresh, after a warm start, or a checkpoint of this run. */
 async function initialState(
   cfg: TrainConfig, runDir: string, inputs: RunInputs, resumeFrom: LoadedCheckpoint | null, model: LlamaForCausalLM, data: PreparedData, log: (s: string) => void,
-  leader: boolean,
+  leader: boolean, optimizerShard?: { rank: number; size: number },
 ): Promise<{ state: RunState; plans: PhasePlan[] }> {
-  const state = new RunState(cfg, loraOptions(cfg), data.train.numSequences(cfg.seq_len));
+  const state = new RunState(cfg, loraOptions(cfg), data.train.numSequences(cfg.seq_len), optimizerShard);
   let plans = planPhases(cfg);
   const warm = inputs.warmStart;
   if (warm && !resumeFrom) {

@@ -7,7 +7,7 @@ import { scale } from '../engine/ops/elementwise.ts';
 import { scope, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
-import type { GradientAverager } from '../parallel/gradients.ts';
+import type { GradientSync } from '../parallel/gradients.ts';
 
 export interface StepResult {
   /** Mean loss over the micro-batches. */
@@ -22,11 +22,12 @@ export interface StepResult {
  * `beforeUpdate` runs between the backward pass and the optimizer step (the trainer's fault
  * injection for "killed mid-update"). With `gradients` (data parallel), the micro-batches are this
  * process's share of the batch, and gradients and loss are averaged over the processes before
- * clipping, so the norm clipped is the global one and every process takes the same step.
+ * clipping, so the norm clipped is the global one and every process takes the same step (with a
+ * sharded optimizer, each its share of it, and then they exchange the updated weights).
  */
 export function trainStep(
   model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number, beforeUpdate?: () => void,
-  gradients?: GradientAverager,
+  gradients?: GradientSync,
 ): StepResult {
   if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
   optimizer.zeroGrad();
@@ -41,11 +42,13 @@ export function trainStep(
     });
   }
   loss /= n;
-  if (gradients) loss = gradients.average(optimizer.params.map(([, t]) => t), loss);
+  const params = optimizer.params.map(([, t]) => t);
+  if (gradients) loss = gradients.average(params, loss);
   // A non-finite element anywhere makes the sum of squares, and so the norm, non-finite.
-  const gradNorm = clipGradNorm(optimizer.params.map(([, t]) => t), clipNorm);
+  const gradNorm = gradients ? gradients.clip(params, clipNorm) : clipGradNorm(params, clipNorm);
   beforeUpdate?.();
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, applied: false };
   optimizer.step(lr);
+  gradients?.shareWeights(params);
   return { loss, gradNorm, applied: true };
 }

@@ -9,7 +9,7 @@ import { bf16Support } from '../engine/ops/bf16.ts';
 import { clearPool } from '../engine/pool.ts';
 import { Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
-import { AdamW } from '../optim/adamw.ts';
+import type { AdamWState } from '../optim/adamw.ts';
 import { parseResetKind } from '../relora/prune.ts';
 import { restart } from '../relora/restart.ts';
 import { isRestartAfter } from '../relora/restarts.ts';
@@ -187,7 +187,7 @@ async function enterPhase(run: Run): Promise<ActivePhase> {
     run.log(`switching to ${plan.phase} at update ${state.step}: rank ${cfg.rank}, alpha ${cfg.alpha}${plan.phase === 'relora' ? `, merge and reset every ${cfg.cycle_length} updates (${cfg.optimizer_reset})` : ''}${cfg.frozen_bf16 ? `, frozen W products in bfloat16 (${bf16Support()})` : ''}`);
   }
   if (plan.phase !== 'full') await run.rankHook?.start(model, run.runDir, resumedHere);
-  state.optimizer ??= new AdamW(model.namedTrainableParameters(), { lr: plan.lr, weightDecay: cfg.weight_decay });
+  state.optimizer ??= state.newOptimizer(model, plan.lr);
   run.hooks.onPhase?.({ phase: plan.phase, step: state.step });
   return { plan, lambda: scheduleFor(cfg, plan), layers: loraLayers(model) };
 }
@@ -286,8 +286,19 @@ async function finishRun(loop: Loop): Promise<void> {
 
 /** Write a checkpoint of this moment; weights that overflowed are never written. */
 async function saveNow(run: Run, phase: Phase): Promise<void> {
+  const { state } = run;
+  // Every process takes part (a sharded optimizer's moments are spread over them); rank 0 writes.
+  const collected = state.optimizer ? run.gradients.collectMoments(state.optimizer) : null;
+  try {
+    if (run.leader) await saveLeader(run, phase, collected?.moments);
+  } finally {
+    collected?.release();
+  }
+}
+
+/** Rank 0's part of saveNow: the processes of a data-parallel job hold the same weights. */
+async function saveLeader(run: Run, phase: Phase, moments: ReadonlyMap<string, AdamWState> | undefined): Promise<void> {
   const { cfg, state, model } = run;
-  if (!run.leader) return; // the processes of a data-parallel job hold the same weights
   const bad = firstNonFinite(model);
   if (bad) {
     const last = listCheckpoints(run.runDir)[0];
@@ -296,7 +307,7 @@ async function saveNow(run: Run, phase: Phase): Promise<void> {
       `${last ? ` (the last one, ${join(run.runDir, 'checkpoints', last)}, is valid)` : ''}; ${lrAdvice(cfg, run.plans[Math.min(state.phaseIndex, run.plans.length - 1)]!)}`,
     );
   }
-  await saveCheckpoint(run.runDir, state.snapshot(model, phase, { ...run.engine, ranks: run.comm.size }), cfg.keep_checkpoints);
+  await saveCheckpoint(run.runDir, state.snapshot(model, phase, { ...run.engine, ranks: run.comm.size }, moments), cfg.keep_checkpoints);
 }
 
 /** The first parameter holding NaN or ±Infinity, if any. */

@@ -25,7 +25,10 @@ typedef int (*allreduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, m
 typedef int (*iallreduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle, mpi_handle *);
 typedef int (*bcast_fn)(void *, int, mpi_handle, int, mpi_handle);
 typedef int (*allgather_fn)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
-typedef int (*reduce_scatter_block_fn)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle);
+typedef int (*ireduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, int, mpi_handle, mpi_handle *);
+typedef int (*ibcast_fn)(void *, int, mpi_handle, int, mpi_handle, mpi_handle *);
+typedef int (*send_fn)(const void *, int, mpi_handle, int, int, mpi_handle);
+typedef int (*recv_fn)(void *, int, mpi_handle, int, int, mpi_handle, void *);
 typedef int (*ibarrier_fn)(mpi_handle, mpi_handle *);
 typedef int (*test_fn)(mpi_handle *, int *, void *);
 typedef int (*wait_fn)(mpi_handle *, void *);
@@ -40,7 +43,10 @@ static struct {
   iallreduce_fn iallreduce;
   bcast_fn bcast;
   allgather_fn allgather;
-  reduce_scatter_block_fn reduce_scatter_block;
+  ireduce_fn ireduce;
+  ibcast_fn ibcast;
+  send_fn send;
+  recv_fn recv;
   ibarrier_fn ibarrier;
   test_fn test;
   wait_fn wait;
@@ -90,7 +96,10 @@ int relora_mpi_open(void) {
   mpi.iallreduce = (iallreduce_fn)need(lib, "MPI_Iallreduce", &missing);
   mpi.bcast = (bcast_fn)need(lib, "MPI_Bcast", &missing);
   mpi.allgather = (allgather_fn)need(lib, "MPI_Allgather", &missing);
-  mpi.reduce_scatter_block = (reduce_scatter_block_fn)need(lib, "MPI_Reduce_scatter_block", &missing);
+  mpi.ireduce = (ireduce_fn)need(lib, "MPI_Ireduce", &missing);
+  mpi.ibcast = (ibcast_fn)need(lib, "MPI_Ibcast", &missing);
+  mpi.send = (send_fn)need(lib, "MPI_Send", &missing);
+  mpi.recv = (recv_fn)need(lib, "MPI_Recv", &missing);
   mpi.ibarrier = (ibarrier_fn)need(lib, "MPI_Ibarrier", &missing);
   mpi.test = (test_fn)need(lib, "MPI_Test", &missing);
   mpi.wait = (wait_fn)need(lib, "MPI_Wait", &missing);
@@ -185,10 +194,27 @@ void relora_mpi_allgather_bytes(const void *mine, size_t bytes, void *all) {
   mpi.allgather(mine, (int)bytes, mpi.type_byte, all, (int)bytes, mpi.type_byte, mpi.comm_world);
 }
 
-void relora_mpi_reduce_scatter_f32_sum(const float *x, float *slice, size_t slice_len) {
-  mpi.reduce_scatter_block(x, slice, (int)slice_len, mpi.type_float, mpi.op_sum, mpi.comm_world);
+/* The sum over the ranks lands in root's x (in place); the other ranks' x are left as they were. */
+int relora_mpi_ireduce_f32_sum(float *x, size_t n, int root) {
+  int slot = free_slot(), rank = 0;
+  if (slot < 0 || n >= ((size_t)1 << 31)) return -1;
+  mpi.comm_rank(mpi.comm_world, &rank);
+  mpi.ireduce(rank == root ? MPI_IN_PLACE : x, rank == root ? x : NULL, (int)n, mpi.type_float, mpi.op_sum, root, mpi.comm_world, &requests[slot]);
+  return slot;
 }
 
-void relora_mpi_allgather_f32(const float *slice, size_t slice_len, float *all) {
-  mpi.allgather(slice, (int)slice_len, mpi.type_float, all, (int)slice_len, mpi.type_float, mpi.comm_world);
+int relora_mpi_ibcast_f32(float *x, size_t n, int root) {
+  int slot = free_slot();
+  if (slot < 0 || n >= ((size_t)1 << 31)) return -1;
+  mpi.ibcast(x, (int)n, mpi.type_float, root, mpi.comm_world, &requests[slot]);
+  return slot;
+}
+
+/* Point to point, for what only one rank needs (rank 0 gathering state to write it). */
+void relora_mpi_send_f32(const float *x, size_t n, int to) {
+  for (size_t i = 0; i < n; i += CHUNK) mpi.send(x + i, (int)(n - i < CHUNK ? n - i : CHUNK), mpi.type_float, to, 0, mpi.comm_world);
+}
+
+void relora_mpi_recv_f32(float *x, size_t n, int from) {
+  for (size_t i = 0; i < n; i += CHUNK) mpi.recv(x + i, (int)(n - i < CHUNK ? n - i : CHUNK), mpi.type_float, from, 0, mpi.comm_world, NULL);
 }

@@ -17,7 +17,9 @@ int relora_mpi_test(int slot);
 void relora_mpi_wait(int slot);
 void relora_mpi_bcast(void *x, size_t bytes);
 void relora_mpi_allgather_bytes(const void *mine, size_t bytes, void *all);
-void relora_mpi_reduce_scatter_f32_sum(const float *x, float *slice, size_t slice_len);
-void relora_mpi_allgather_f32(const float *slice, size_t slice_len, float *all);
+int relora_mpi_ireduce_f32_sum(float *x, size_t n, int root);
+int relora_mpi_ibcast_f32(float *x, size_t n, int root);
+void relora_mpi_send_f32(const float *x, size_t n, int to);
+void relora_mpi_recv_f32(float *x, size_t n, int from);
 
 #endif

@@ -141,8 +141,10 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("mpiWait", napi_mpi_wait),
       FN("mpiBcast", napi_mpi_bcast),
       FN("mpiAllgatherBytes", napi_mpi_allgather_bytes),
-      FN("mpiReduceScatterSum", napi_mpi_reduce_scatter_sum),
-      FN("mpiAllgatherF32", napi_mpi_allgather_f32),
+      FN("mpiIreduceSum", napi_mpi_ireduce_sum),
+      FN("mpiIbcastF32", napi_mpi_ibcast),
+      FN("mpiSendF32", napi_mpi_send),
+      FN("mpiRecvF32", napi_mpi_recv),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -169,31 +169,44 @@ napi_value napi_mpi_allgather_bytes(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Two Float32Arrays, a whole array and one rank's slice of it (in the order the call takes them);
- * the whole must hold a whole number of slices. Returns 1, or throws and returns 0. */
-static int args_whole_and_slice(napi_env env, napi_callback_info info, const char *k, int whole_first, float **whole, float **slice,
-                                size_t *slice_len) {
+/* A Float32Array and a rank (root, destination or source) of an operation; returns 1, or throws and returns 0. */
+static int args_f32_and_rank(napi_env env, napi_callback_info info, const char *k, float **x, size_t *n, int *rank) {
   napi_value a[2];
-  size_t n = 0;
-  const int w = whole_first ? 0 : 1;
-  if (!args_get(env, info, k, 2, a) || !arg_f32(env, a[w], k, "whole", whole, &n) || !arg_f32(env, a[1 - w], k, "slice", slice, slice_len) ||
-      !need_started(env, k)) {
-    return 0;
-  }
-  if (*slice_len == 0 || n % *slice_len != 0) return throw_error(env, k, "the whole (%zu elements) must be a whole number of slices (%zu elements)", n, *slice_len);
+  int64_t r;
+  if (!args_get(env, info, k, 2, a) || !arg_f32(env, a[0], k, "x", x, n) || !arg_int(env, a[1], k, "rank", &r) || !need_started(env, k)) return 0;
+  if (r < 0 || r >= (1 << 30)) return throw_error(env, k, "rank must be a process index, got %lld", (long long)r);
+  *rank = (int)r;
   return 1;
 }
 
-napi_value napi_mpi_reduce_scatter_sum(napi_env env, napi_callback_info info) {
-  float *x, *slice;
-  size_t m = 0;
-  if (args_whole_and_slice(env, info, "mpiReduceScatterSum", 1, &x, &slice, &m)) relora_mpi_reduce_scatter_f32_sum(x, slice, m);
+/* A non-blocking operation on a Float32Array with a root rank: its request slot. */
+static napi_value start_rooted(napi_env env, napi_callback_info info, const char *k, int (*op)(float *, size_t, int)) {
+  float *x;
+  size_t n;
+  int root = 0;
+  return args_f32_and_rank(env, info, k, &x, &n, &root) ? slot_value(env, k, op(x, n, root)) : NULL;
+}
+
+napi_value napi_mpi_ireduce_sum(napi_env env, napi_callback_info info) {
+  return start_rooted(env, info, "mpiIreduceSum", relora_mpi_ireduce_f32_sum);
+}
+
+napi_value napi_mpi_ibcast(napi_env env, napi_callback_info info) {
+  return start_rooted(env, info, "mpiIbcastF32", relora_mpi_ibcast_f32);
+}
+
+napi_value napi_mpi_send(napi_env env, napi_callback_info info) {
+  float *x;
+  size_t n;
+  int to = 0;
+  if (args_f32_and_rank(env, info, "mpiSendF32", &x, &n, &to)) relora_mpi_send_f32(x, n, to);
   return NULL;
 }
 
-napi_value napi_mpi_allgather_f32(napi_env env, napi_callback_info info) {
-  float *slice, *all;
-  size_t m = 0;
-  if (args_whole_and_slice(env, info, "mpiAllgatherF32", 0, &all, &slice, &m)) relora_mpi_allgather_f32(slice, m, all);
+napi_value napi_mpi_recv(napi_env env, napi_callback_info info) {
+  float *x;
+  size_t n;
+  int from = 0;
+  if (args_f32_and_rank(env, info, "mpiRecvF32", &x, &n, &from)) relora_mpi_recv_f32(x, n, from);
   return NULL;
 }

@@ -18,7 +18,7 @@ import { UsageError } from '../errors.ts';
 
 const LIST_KEYS = new Set(['data', 'validation', 'target_modules', 'rank_sample']);
 /** Boolean keys: the bare flag means true. */
-const BOOL_KEYS = new Set(['frozen_bf16']);
+const BOOL_KEYS = new Set(['frozen_bf16', 'shard_optimizer']);
 const STRING_KEYS = new Set(['mode', 'scheduler', 'optimizer_reset', 'backend', 'text_field', 'txt_mode', 'tokenizer', 'out']);
 
 export const flagOf = (key: string): string => `--${key.replace(/_/g, '-')}`;
@@ -70,7 +70,7 @@ const HELP_GROUPS: [heading: string, keys: (keyof ParsedConfig)[]][] = [
   ['Length and batches:', ['seq_len', 'micro_batch', 'batch_size', 'steps', 'tokens']],
   ['Learning rate and optimizer:', ['lr', 'warm_start_lr', 'scheduler', 'warmup_steps', 'restart_warmup_steps', 'min_lr_ratio', 'warm_start_steps', 'warm_start_schedule', 'cycle_length', 'optimizer_reset', 'weight_decay', 'clip_norm', 'max_skipped_updates']],
   ['Evaluation, checkpoints and output:', ['eval_every', 'eval_tokens', 'save_every', 'keep_checkpoints', 'rank_sample', 'out']],
-  ['Compute and randomness:', ['seed', 'backend', 'threads', 'precision']],
+  ['Compute and randomness:', ['seed', 'backend', 'threads', 'precision', 'shard_optimizer']],
 ];
 
 function defaultText(v: unknown): string {
@@ -170,10 +170,12 @@ export function register(program: Command): void {
       } catch (e) {
         throw new UsageError(`--resume: ${(e as Error).message}`);
       }
-      const changed = Object.keys(opts).filter((a) => (CONFIG_KEYS as string[]).includes(keyOfAttr(a)) && !['backend', 'threads'].includes(keyOfAttr(a)));
+      const changed = Object.keys(opts).filter((a) => (CONFIG_KEYS as string[]).includes(keyOfAttr(a)) && !['backend', 'threads', 'shard_optimizer'].includes(keyOfAttr(a)));
       if (changed.length || opts.config) throw new UsageError(`--resume uses the run's saved config; remove ${changed.map((a) => flagOf(keyOfAttr(a))).join(', ') || '--config'}`);
       if (opts.backend) cfg.backend = opts.backend as TrainConfig['backend'];
       if (opts.threads) cfg.threads = Number(opts.threads);
+      // Where the moments live does not change the run: a checkpoint holds all of them.
+      if (opts.shardOptimizer !== undefined) cfg.shard_optimizer = flagValue('shard_optimizer', String(opts.shardOptimizer)) === true;
     } else {
       cfg = resolveTrainConfig(opts, opts.config ? String(opts.config) : 'flags');
       runDir = resolve(cfg.out);
