@@ -15,14 +15,12 @@
  * OUT/metrics/<run>.jsonl (each run's metrics) and OUT/curves-<model>.svg (validation
  * perplexity against tokens, the best learning rate of each method, mean over seeds).
  */
-import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NAMED_CONFIGS } from '../src/nn/config.ts';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
-import type { TrainSummary } from '../src/train/trainer.ts';
+import { configFlags, inParallel, list, meanStd, trainOnce, whole, type SavedRun } from './train-runs.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -50,17 +48,6 @@ const METHODS = {
 } as const;
 type Method = keyof typeof METHODS;
 
-function list(name: string, text: string): string[] {
-  const xs = text.split(',').map((s) => s.trim()).filter(Boolean);
-  if (xs.length === 0) throw new Error(`--${name}: expected a comma-separated list, got '${text}'`);
-  return xs;
-}
-
-function whole(name: string, text: string): number {
-  if (!/^\d+$/.test(text)) throw new Error(`--${name}: expected a whole number, got '${text}'`);
-  return Number(text);
-}
-
 interface RunSpec {
   id: string;
   model: string;
@@ -69,27 +56,9 @@ interface RunSpec {
   seed: number;
 }
 
-interface RunResult extends RunSpec {
-  summary: TrainSummary;
-  /** Rank of W − W_at_warm_start at the end (largest over the measured matrices); null for full-rank. */
-  rank: number | null;
-  evals: { tokens: number; ppl: number }[];
-}
+type RunResult = RunSpec & SavedRun;
 
-interface MetricLine {
-  type: string;
-  step?: number;
-  tokens?: number;
-  perplexity?: number;
-  rank?: number;
-}
-
-const entry = resolve('src/cli/entry.ts');
 const extra = JSON.parse(args.config!) as Record<string, unknown>;
-
-function configFlags(): string[] {
-  return Object.entries(extra).flatMap(([k, v]) => [`--${k.replace(/_/g, '-')}`, Array.isArray(v) ? v.join(',') : String(v)]);
-}
 
 /** LoRA rank of `model`: --rank, or with auto a quarter of its width (32 for llama_9m, 64 for llama_20m). */
 function rankOf(model: string): number {
@@ -99,72 +68,21 @@ function rankOf(model: string): number {
   return shape.hiddenSize / 4;
 }
 
-function runTrain(spec: RunSpec, runDir: string, logFile: string): Promise<void> {
-  const flags = [
-    'train', '--model', spec.model, ...METHODS[spec.method].flags(whole('warm-start-steps', args['warm-start-steps']!)),
+function flagsOf(spec: RunSpec): string[] {
+  return [
+    '--model', spec.model, ...METHODS[spec.method].flags(whole('warm-start-steps', args['warm-start-steps']!)),
     '--lr', String(spec.lr), '--seed', String(spec.seed), '--steps', args.steps!, '--cycle-length', args['cycle-length']!,
-    '--rank', String(rankOf(spec.model)), '--save-every', '1000000', '--no-report', '--out', runDir,
-    ...(args.threads ? ['--threads', args.threads] : []), ...configFlags(),
+    '--rank', String(rankOf(spec.model)), ...(args.threads ? ['--threads', args.threads] : []), ...configFlags(extra),
   ];
-  return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry, ...flags], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let tail = '';
-    child.stderr.on('data', (d: Buffer) => {
-      tail = (tail + d.toString()).slice(-4000);
-    });
-    child.on('error', fail);
-    child.on('exit', (code) => {
-      writeFileSync(logFile, tail);
-      if (code === 0) ok();
-      else fail(new Error(`run ${spec.id} failed (exit ${code}); the end of its log is in ${logFile}:\n${tail.slice(-1500)}`));
-    });
-  });
-}
-
-async function runOne(spec: RunSpec, outDir: string): Promise<RunResult> {
-  const saved = join(outDir, 'metrics', `${spec.id}.jsonl`);
-  const savedSummary = join(outDir, 'metrics', `${spec.id}.summary.json`);
-  if (!existsSync(savedSummary)) {
-    // Run folders (checkpoints) stay out of results/; metrics and summary are copied over.
-    const runDir = join(tmpdir(), 'relora-study', spec.id);
-    rmSync(runDir, { recursive: true, force: true });
-    process.stderr.write(`${new Date().toISOString()} start ${spec.id}\n`);
-    await runTrain(spec, runDir, join(outDir, 'metrics', `${spec.id}.log`));
-    copyFileSync(join(runDir, 'metrics.jsonl'), saved);
-    copyFileSync(join(runDir, 'summary.json'), savedSummary);
-    rmSync(runDir, { recursive: true, force: true });
-  }
-  const summary = JSON.parse(readFileSync(savedSummary, 'utf8')) as TrainSummary;
-  const records = readFileSync(saved, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MetricLine);
-  const ranks = records.filter((r) => r.type === 'rank');
-  const lastStep = ranks.at(-1)?.step;
-  const rank = ranks.length ? Math.max(...ranks.filter((r) => r.step === lastStep).map((r) => r.rank!)) : null;
-  const evals = records.filter((r) => r.type === 'eval').map((r) => ({ tokens: r.tokens!, ppl: r.perplexity! }));
-  process.stderr.write(`${new Date().toISOString()} done ${spec.id}: ppl ${summary.final_eval_ppl.toFixed(2)}\n`);
-  return { ...spec, summary, rank, evals };
 }
 
 /** Runs `specs` with at most `parallel` at a time; results in the order of `specs`. */
-async function runAll(specs: RunSpec[], outDir: string, parallel: number): Promise<RunResult[]> {
-  const results: RunResult[] = new Array(specs.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < specs.length) {
-      const i = next++;
-      results[i] = await runOne(specs[i], outDir);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
-  return results;
+function runAll(specs: RunSpec[], outDir: string, parallel: number): Promise<RunResult[]> {
+  const metricsDir = join(outDir, 'metrics');
+  return inParallel(specs.map((spec) => async () => ({ ...spec, ...(await trainOnce(spec.id, flagsOf(spec), metricsDir)) })), parallel);
 }
 
 const idOf = (model: string, method: Method, lr: number, seed: number) => `${model}-${method}-lr${lr}-seed${seed}`;
-
-function meanStd(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : NaN;
-  return { mean, std };
-}
 
 function tables(results: RunResult[], models: string[], methods: Method[], lrs: number[], seeds: number[], best: Map<string, number>): string {
   const out: string[] = [];
