@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { metrics, mpirun, mpiUnavailable, numericDifferences, parallelRunArgs } from './fixtures/parallel/mpi-harness.ts';
+import { exactDifferences, metrics, mpirun, mpiUnavailable, numericDifferences, parallelRunArgs } from './fixtures/parallel/mpi-harness.ts';
 import { runCli, tempDir, writeCorpus } from './fixtures/reliability/harness.ts';
 
 const skip = mpiUnavailable() ?? false;
@@ -42,6 +42,20 @@ test('mpirun -np 2 and -np 3 train what one process trains: every loss and the f
   const other = join(dir, 'n1-lr');
   assert.equal((await runCli(parallelRunArgs(data, other, ['--seed', '7']))).code, 0);
   assert.notDeepEqual(numericDifferences(single, other, 1e-5), []);
+});
+
+test('with the optimizer state sharded (--shard-optimizer, ZeRO stage 1), 2 and 3 processes train bit for bit what they train unsharded, the checkpoint holding every moment', { skip }, async () => {
+  for (const np of [2, 3]) {
+    const plain = join(dir, `n${np}`);
+    if (!existsSync(join(plain, 'metrics.jsonl'))) assert.equal((await mpirun([{ np, args: parallelRunArgs(data, plain) }])).code, 0);
+    const sharded = join(dir, `n${np}-sharded`);
+    const r = await mpirun([{ np, args: parallelRunArgs(data, sharded, ['--shard-optimizer']) }]);
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, new RegExp(`data parallel: ${np} processes .*optimizer state sharded over them`));
+    assert.equal(metrics(sharded).filter((m) => m.type === 'train').at(-1)!.merges, 2);
+    // Every update's record, the final weights and optimizer.safetensors (all moments, collected by rank 0).
+    assert.deepEqual(exactDifferences(plain, sharded), [], `N=${np}`);
+  }
 });
 
 test('the bytes all-reduced per update are the trainable gradients relora info names: all weights in the warm start, no frozen W in ReLoRA', { skip }, async () => {

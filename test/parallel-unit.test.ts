@@ -16,6 +16,12 @@ import { GradientAverager } from '../src/parallel/gradients.ts';
 import { defaultThreads, detectLaunch } from '../src/parallel/launch.ts';
 import { resolveConfig } from '../src/train/config.ts';
 import { nextRankMicroBatches, rankMicroBatch } from '../src/train/data-parallel.ts';
+import { parameter } from '../src/engine/tensor.ts';
+import { RandomStream } from '../src/engine/rng.ts';
+import { AdamW } from '../src/optim/adamw.ts';
+import { partitionParameters } from '../src/optim/partition.ts';
+import { parseResetKind } from '../src/relora/prune.ts';
+import { resetLoraMoments } from '../src/relora/restart.ts';
 
 /** Rank `rank` of a job of `size` whose other ranks all hold `peer(x)` where this one holds x. */
 class StandIn extends SingleProcess implements Communicator {
@@ -96,6 +102,59 @@ test('gradients are averaged in buckets (small ones packed, large ones alone) an
   const alone = new GradientAverager(new SingleProcess());
   assert.equal(alone.average(params, 2), 2);
   assert.equal(alone.last.bytes, 0);
+});
+
+test('a sharded optimizer deals whole tensors out, largest first to the least-loaded rank: each tensor once, loads balanced', () => {
+  const sizes = [10, 500, 40, 500, 7, 300, 40, 1];
+  assert.deepEqual(partitionParameters(sizes, 1), sizes.map(() => 0));
+  // 500 → 0, 500 → 1, 300 → 0 (a tie goes to the lower rank), then 40, 40, 10, 7, 1 → 1 (598 against 800).
+  assert.deepEqual(partitionParameters(sizes, 2), [1, 0, 1, 1, 1, 0, 1, 1]);
+  for (const n of [2, 3, 4]) {
+    const owners = partitionParameters(sizes, n);
+    const load = Array.from({ length: n }, (_, r) => sizes.reduce((a, s, i) => a + (owners[i] === r ? s : 0), 0));
+    assert.ok(Math.max(...load) <= sizes.reduce((a, b) => a + b) / n + Math.max(...sizes), `${n} ranks: ${load}`);
+  }
+  assert.throws(() => partitionParameters(sizes, 0), /processes must be a positive integer/);
+});
+
+/** Named trainable tensors of a LoRA-wrapped model's shapes, with the same values on every call. */
+function loraParams(): [string, Tensor][] {
+  const shapes: [string, number[]][] = [['embed.weight', [30, 8]], ['l0.q.lora_A.weight', [4, 8]], ['l0.q.lora_B.weight', [8, 4]], ['l0.norm.weight', [8]], ['l1.q.lora_A.weight', [4, 8]], ['l1.q.lora_B.weight', [8, 4]], ['head.weight', [30, 8]]];
+  return shapes.map(([name, shape]) => [name, parameter(shape, true)]);
+}
+
+function fillMoments(opt: AdamW): void {
+  for (const [name, s] of opt.state) {
+    const base = name.length;
+    s.m.data.forEach((_, i) => (s.m.data[i] = Math.sin(base + i)));
+    s.v.data.forEach((_, i) => (s.v.data[i] = Math.cos(base + i) ** 2));
+  }
+}
+
+test("the ranks of a sharded optimizer keep each tensor's moments once, and their ReLoRA reset equals one process's (same masks, same stream)", () => {
+  for (const reset of ['reference', 'shared', 'magnitude:0.5', 'zero']) {
+    const kind = parseResetKind(reset);
+    const alone = new AdamW(loraParams(), { lr: 1e-3 });
+    fillMoments(alone);
+    const rngAlone = new RandomStream(5);
+    resetLoraMoments(alone, kind, rngAlone);
+    const seen = new Map<string, number>();
+    for (let rank = 0; rank < 3; rank++) {
+      const shard = new AdamW(loraParams(), { lr: 1e-3, shard: { rank, size: 3 } });
+      assert.ok(shard.state.size > 0 && shard.state.size < alone.state.size, `rank ${rank} keeps ${shard.state.size} of ${alone.state.size}`);
+      fillMoments(shard);
+      const rng = new RandomStream(5);
+      resetLoraMoments(shard, kind, rng);
+      assert.deepEqual(rng.state(), rngAlone.state(), `${reset}: rank ${rank}'s stream is where one process's is`);
+      for (const [name, s] of shard.state) {
+        seen.set(name, (seen.get(name) ?? 0) + 1);
+        assert.deepEqual(s.m.data, alone.state.get(name)!.m.data, `${reset}: m of ${name} on rank ${rank}`);
+        assert.deepEqual(s.v.data, alone.state.get(name)!.v.data, `${reset}: v of ${name} on rank ${rank}`);
+      }
+    }
+    assert.deepEqual([...seen.keys()].sort(), [...alone.state.keys()].sort());
+    assert.ok([...seen.values()].every((n) => n === 1));
+  }
 });
 
 test('ranks given different things are named at start', () => {

@@ -5,7 +5,7 @@
  * the reason, where mpirun is absent.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { loadCheckpoint } from '../../src/train/checkpoint.ts';
@@ -93,4 +93,28 @@ test('SIGTERM to one rank: every rank stops after the same update, rank 0 saves 
   const resumed = await mpirun([{ np: 2, args: ['train', '--resume', stopped, '--no-report'] }]);
   assert.equal(resumed.code, 0, resumed.output);
   assert.deepEqual(exactDifferences(uninterrupted, stopped), []);
+});
+
+test('a sharded run (--shard-optimizer) stopped by a failing rank resumes from its checkpoint: unsharded with 2 processes bit for bit, sharded with 3 and alone within 1e-5', { skip }, async () => {
+  const failed = join(dir, 'sharded-failed');
+  const args = parallelRunArgs(data, failed, ['--shard-optimizer']);
+  const r = await mpirun([{ np: 1, args }, { np: 1, args, env: { RELORA_TEST_FAIL: 'update:12:ENOMEM' } }], { timeoutMs: 60_000 });
+  assert.notEqual(r.code, 0);
+  assert.equal(loadCheckpoint(latestCheckpointDir(failed)).state.step, 10, 'the checkpoint after the first merge');
+  const copies = ['n2-unsharded', 'n3-sharded', 'n1'].map((name) => {
+    const to = join(dir, `sharded-resumed-${name}`);
+    cpSync(failed, to, { recursive: true });
+    return to;
+  });
+  const unsharded = await mpirun([{ np: 2, args: ['train', '--resume', copies[0], '--shard-optimizer', 'false', '--no-report'] }]);
+  assert.equal(unsharded.code, 0, unsharded.output);
+  assert.doesNotMatch(unsharded.output, /optimizer state sharded/);
+  assert.deepEqual(exactDifferences(uninterrupted, copies[0]), []);
+  const three = await mpirun([{ np: 3, args: ['train', '--resume', copies[1], '--no-report'] }]);
+  assert.equal(three.code, 0, three.output);
+  assert.match(three.output, /3 processes .*optimizer state sharded over them/);
+  assert.deepEqual(numericDifferences(uninterrupted, copies[1], 1e-5), []);
+  const alone = await mpirun([{ np: 1, args: ['train', '--resume', copies[2], '--no-report'] }]);
+  assert.equal(alone.code, 0, alone.output);
+  assert.deepEqual(numericDifferences(uninterrupted, copies[2], 1e-5), []);
 });
