@@ -13,12 +13,12 @@ import { existsSync } from 'node:fs';
 import { jsKernels as js } from '../src/engine/backends/js.ts';
 import { SWIFTSHADER_ICD } from '../src/engine/backends/webgpu/gpu.ts';
 import type { GpuTensor } from '../src/engine/backends/webgpu/device.ts';
-import { WebGpuKernels } from '../src/engine/backends/webgpu/kernels.ts';
+import { WebGpuKernels, type DeviceKernels } from '../src/engine/backends/webgpu/kernels.ts';
 import { dropThreshold, hash32, RandomStream } from '../src/engine/rng.ts';
 
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
 
-let gk: WebGpuKernels;
+let gk: DeviceKernels;
 const rng = new RandomStream(1234);
 
 function rand(n: number, lo = -1, hi = 1): Float32Array {

@@ -8,6 +8,7 @@ import type { Kernels } from './backends/kernels.ts';
 import { loadNativeKernels, nativeLoadError, nativeSingularValues } from './backends/native.ts';
 import { setSingularValuesImpl } from './linalg.ts';
 import { loadWebGpuKernels } from './backends/webgpu/bridge.ts';
+import { setDeviceMirror } from './tensor.ts';
 
 export type BackendName = 'js' | 'native' | 'webgpu' | 'auto';
 
@@ -49,6 +50,7 @@ export function setBackend(name: BackendName, threads?: number): Kernels {
   }
   active = chosen;
   fallbackReason = reason;
+  setDeviceMirror(chosen.deviceMirror ?? null);
   // The rank diagnostic's SVD: LAPACK on the native backend when it can be opened, else TypeScript.
   setSingularValuesImpl(chosen.name === 'native' ? nativeSingularValues() : null);
   return chosen;

@@ -4,8 +4,43 @@
  * Lifetime: tensors created inside `scope(fn)` are disposed when fn returns (except the ones it
  * returns or marks with `keep()`); their buffers go back to the pool. Parameters are created
  * outside any scope and live until disposed explicitly.
+ *
+ * On a device backend (webgpu) a float32 tensor's storage array also names a device buffer, and
+ * the device copy is the current one while kernels work on it: ops hand `buf` to kernels (no
+ * copy), and `data`, the host's way in, first brings the host copy up to date. Code that reads
+ * or writes through `data` is therefore correct on every backend, only slower on a device.
  */
 import { acquire, release } from './pool.ts';
+
+/**
+ * How a device backend keeps host arrays and device buffers coherent (the webgpu backend's
+ * ./backends/webgpu/mirror.ts). Null on the CPU backends, where the host array is the data.
+ */
+export interface DeviceMirror {
+  /** `data` became a tensor's storage; `content` is what its device buffer must start with. */
+  adopt(data: Float32Array, content: 'garbage' | 'zeros' | 'host'): void;
+  /** The host is about to read `data` (and to write it when `write`): copy the device's data back if it is newer. */
+  toHost(data: Float32Array, write: boolean): void;
+  /** The tensor let go of `data`; `reuse` when the array goes back to the pool (its device buffer is kept with it). */
+  disown(data: Float32Array, reuse: boolean): void;
+  /** Brings every host copy up to date (before another backend takes over). */
+  syncAll(): void;
+}
+
+let mirror: DeviceMirror | null = null;
+
+/** Installs the active backend's mirror (null for a CPU backend), syncing the previous one's data to the host first. */
+export function setDeviceMirror(m: DeviceMirror | null): void {
+  if (mirror === m) return;
+  mirror?.syncAll();
+  mirror = m;
+}
+
+/** Element i of an array a backward received, read on the host (a device copy is read back first). */
+export function hostValue(data: Float32Array, i = 0): number {
+  mirror?.toHost(data, false);
+  return data[i];
+}
 
 export type DType = 'float32' | 'int32';
 type Data = Float32Array | Int32Array;
@@ -66,7 +101,9 @@ export class Tensor {
   /** A float32 tensor from the pool; zero-filled unless `zero` is false (then contents are garbage). */
   static empty(shape: readonly number[], zero = true): Tensor {
     checkShape(shape);
-    return new Tensor(shape, 'float32', new Storage(acquire(shapeSize(shape), zero), true), false);
+    const data = acquire(shapeSize(shape), zero);
+    mirror?.adopt(data, zero ? 'zeros' : 'garbage');
+    return new Tensor(shape, 'float32', new Storage(data, true), false);
   }
 
   static zeros(shape: readonly number[]): Tensor {
@@ -82,6 +119,7 @@ export class Tensor {
       throw new Error(`Tensor.from: shape ${shapeStr(sh)} holds ${shapeSize(sh)} elements but the data has ${arr.length}`);
     }
     const dt: DType = arr instanceof Int32Array ? 'int32' : 'float32';
+    if (arr instanceof Float32Array) mirror?.adopt(arr, 'host');
     return new Tensor(sh, dt, new Storage(arr, false), false);
   }
 
@@ -93,8 +131,23 @@ export class Tensor {
     return this.storage.data === null;
   }
 
-  /** Float32 contents. Throws for int32 tensors and disposed ones. */
+  /**
+   * Float32 contents on the host, for reading and writing. Throws for int32 tensors and disposed
+   * ones. On a device backend this first copies the device's data back when it is newer (one
+   * synchronous readback), and the device copy is refreshed from the host when a kernel next
+   * uses it; hand kernels `buf` instead.
+   */
   get data(): Float32Array {
+    const d = this.buf;
+    mirror?.toHost(d, true);
+    return d;
+  }
+
+  /**
+   * The storage array as kernels take it, without bringing it to the host: on a device backend
+   * its host contents may be stale, so only pass it to kernels (K()) or to backward functions.
+   */
+  get buf(): Float32Array {
     const d = this.storage.data;
     if (d === null) throw new Error(`Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)} was used after it was disposed`);
     if (!(d instanceof Float32Array)) throw new Error(`Tensor ${shapeStr(this.shape)} is int32; a float32 tensor was expected`);
@@ -111,7 +164,7 @@ export class Tensor {
 
   item(): number {
     if (this.size !== 1) throw new Error(`item(): tensor has shape ${shapeStr(this.shape)}, expected exactly one element`);
-    return this.dtype === 'int32' ? this.ints[0] : this.data[0];
+    return this.dtype === 'int32' ? this.ints[0] : hostValue(this.buf);
   }
 
   /** A view with another shape over the same storage (no copy). Gradients flow through. */
@@ -120,7 +173,7 @@ export class Tensor {
     if (shapeSize(shape) !== this.size) {
       throw new Error(`view: cannot view shape ${shapeStr(this.shape)} as ${shapeStr(shape)} (${this.size} vs ${shapeSize(shape)} elements)`);
     }
-    void this.data; // throws if disposed
+    if (this.storage.data === null) void this.buf; // throws: disposed
     const out = new Tensor(shape, this.dtype, this.storage, false, false);
     const input: Tensor = this; // eslint-disable-line @typescript-eslint/no-this-alias -- captured by the backward closure
     if (recording(input)) {
@@ -130,6 +183,7 @@ export class Tensor {
         inputs: [input],
         backward(g) {
           const gi = gradBuffer(input);
+          mirror?.toHost(g, false);
           if (gi) for (let i = 0; i < g.length; i++) gi[i] += g[i];
         },
       };
@@ -147,6 +201,7 @@ export class Tensor {
   dispose(): void {
     const st = this.storage;
     if (this.ownsStorage) {
+      if (st.data instanceof Float32Array) mirror?.disown(st.data, st.pooled);
       if (st.data && st.pooled && st.data instanceof Float32Array) release(st.data);
       st.data = null;
     } else {
@@ -159,17 +214,20 @@ export class Tensor {
     }
   }
 
-  /** Reverse-mode autodiff from this scalar: accumulates .grad of every tensor that requires it. */
-  backward(): void {
+  /**
+   * Reverse-mode autodiff from this scalar: accumulates .grad of every tensor that requires it,
+   * seeded with d(this) = `seed` (1 by default; 1/n weights one of n micro-batches without an op).
+   */
+  backward(seed = 1): void {
     if (this.size !== 1) throw new Error(`backward(): called on a tensor of shape ${shapeStr(this.shape)}; it must be a scalar`);
     if (!this.requiresGrad) throw new Error('backward(): the tensor does not depend on anything that requires a gradient');
     const order = topologicalOrder(this);
     const g = gradBuffer(this)!;
-    g[0] += 1;
+    g[0] += seed;
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       if (!t.node || !t.grad) continue;
-      t.node.backward(t.grad.data);
+      t.node.backward(t.grad.buf);
       // An intermediate's gradient is dead once its producer has consumed it.
       t.grad.dispose();
       t.grad = null;

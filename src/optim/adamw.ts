@@ -66,7 +66,7 @@ export class AdamW {
     for (const [name, p] of this.params) {
       const s = this.state.get(name);
       if (!p.grad || !s) continue;
-      k.adamwStep(p.data, p.grad.data, s.m.data, s.v.data, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+      k.adamwStep(p.buf, p.grad.buf, s.m.buf, s.v.buf, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     }
   }
 
@@ -102,7 +102,12 @@ export class AdamW {
 /** Global L2 norm of the gradients; if above maxNorm, scale them by maxNorm / (norm + 1e-6) (PyTorch clip_grad_norm_). */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
   const k = K();
-  return clipToGlobalNorm(params, params.map((p) => (p.grad ? k.sumSquares(p.grad.data, p.size) : 0)), maxNorm);
+  if (!k.sumSquaresEach) return clipToGlobalNorm(params, params.map((p) => (p.grad ? k.sumSquares(p.grad.buf, p.size) : 0)), maxNorm);
+  // On a device: every sum of squares in one readback.
+  const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
+  const each = k.sumSquaresEach(grads.map((g) => g.buf), grads.map((g) => g.size));
+  let j = 0;
+  return clipToGlobalNorm(params, params.map((p) => (p.grad ? each[j++] : 0)), maxNorm);
 }
 
 /**
@@ -117,7 +122,7 @@ export function clipToGlobalNorm(params: readonly Tensor[], sumsOfSquares: Array
   if (maxNorm > 0 && Number.isFinite(norm)) {
     const k = K();
     const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) for (const p of params) if (p.grad) k.scale(p.grad.data, coef, p.grad.data, p.size);
+    if (coef < 1) for (const p of params) if (p.grad) k.scale(p.grad.buf, coef, p.grad.buf, p.size);
   }
   return norm;
 }

@@ -3,7 +3,6 @@
  * micro-batch's loss weighted 1/n), global-norm clipping, AdamW step. Everything the step
  * allocates is scoped, so memory stays flat across steps.
  */
-import { scale } from '../engine/ops/elementwise.ts';
 import { scope, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
@@ -37,7 +36,8 @@ export function trainStep(
   for (const ids of microBatches) {
     loss += scope(() => {
       const l = model.loss(ids);
-      (n === 1 ? l : scale(l, 1 / n)).backward();
+      // Seeded with 1/n rather than through scale(l, 1/n): the same float, and no device readback of it.
+      l.backward(1 / n);
       return l.item();
     });
   }

@@ -19,6 +19,8 @@
  * - RoPE tables `cos`/`sin` are [T, D/2]: angle(t, i) = t * theta^(-2i/D) (Hugging Face layout:
  *   the first half of a head pairs with the second half, "rotate half").
  */
+import type { DeviceMirror } from '../tensor.ts';
+
 export interface Kernels {
   /** "js", "native" or "webgpu". */
   readonly name: 'js' | 'native' | 'webgpu';
@@ -174,4 +176,15 @@ export interface Kernels {
     param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
   ): void;
+
+  // A backend whose arrays live in device memory (webgpu) has these too; callers use them when
+  // present, so that what they compute stays on the device, and host code otherwise.
+  /** dst[0..n) = src[0..n). */
+  copy?(src: Float32Array, dst: Float32Array, n: number): void;
+  /** out[0] = scale · Σ x[0..n), written where the data lives (no readback). */
+  sumInto?(x: Float32Array, n: number, out: Float32Array, scale: number): void;
+  /** Σ x² over the first sizes[i] elements of each xs[i], all read back at once. */
+  sumSquaresEach?(xs: readonly Float32Array[], sizes: readonly number[]): Float64Array;
+  /** Keeps tensors' host arrays and device buffers coherent (see ../tensor.ts). */
+  readonly deviceMirror?: DeviceMirror;
 }

@@ -5,7 +5,7 @@ import { gradZeroed } from './grad.ts';
 
 export function silu(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape, false);
-  K().siluForward(x.data, out.data, x.size);
+  K().siluForward(x.buf, out.buf, x.size);
   if (recording(x)) {
     out.requiresGrad = true;
     out.node = {
@@ -13,7 +13,7 @@ export function silu(x: Tensor): Tensor {
       inputs: [x],
       backward(g) {
         const gx = gradZeroed(x);
-        if (gx) K().siluBackward(g, x.data, gx, x.size);
+        if (gx) K().siluBackward(g, x.buf, gx, x.size);
       },
     };
   }
@@ -25,14 +25,14 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     throw new Error(`swiglu: gate ${shapeStr(gate.shape)} and up ${shapeStr(up.shape)} differ in shape`);
   }
   const out = Tensor.empty(gate.shape, false);
-  K().swigluForward(gate.data, up.data, out.data, gate.size);
+  K().swigluForward(gate.buf, up.buf, out.buf, gate.size);
   if (recording(gate, up)) {
     out.requiresGrad = true;
     out.node = {
       op: 'swiglu',
       inputs: [gate, up],
       backward(g) {
-        K().swigluBackward(g, gate.data, up.data, gradZeroed(gate), gradZeroed(up), gate.size);
+        K().swigluBackward(g, gate.buf, up.buf, gradZeroed(gate), gradZeroed(up), gate.size);
       },
     };
   }

@@ -23,9 +23,9 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
   const scale = 1 / Math.sqrt(D);
   const out = Tensor.empty(q.shape, false);
   const probs = Tensor.empty([B, heads, T, T], false);
-  const rounded = matmulPrecision() === 'bf16' ? [q, k, v].map((t) => roundedToBf16(t.data, t.size)) : null;
-  const [qd, kd, vd] = rounded ? rounded.map((t) => t.data) : [q.data, k.data, v.data];
-  K().attentionForward(qd, kd, vd, out.data, probs.data, B, T, heads, D, scale);
+  const rounded = matmulPrecision() === 'bf16' ? [q, k, v].map((t) => roundedToBf16(t.buf, t.size)) : null;
+  const [qd, kd, vd] = rounded ? rounded.map((t) => t.buf) : [q.buf, k.buf, v.buf];
+  K().attentionForward(qd, kd, vd, out.buf, probs.buf, B, T, heads, D, scale);
   const grads = recording(q, k, v);
   if (!grads) rounded?.forEach((t) => t.dispose());
   if (grads) {
@@ -34,7 +34,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
       op: 'attention',
       inputs: [q, k, v],
       backward(g) {
-        K().attentionBackward(g, qd, kd, vd, probs.data, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
+        K().attentionBackward(g, qd, kd, vd, probs.buf, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
         rounded?.forEach((t) => t.dispose());
       },
     };

@@ -13,9 +13,9 @@ export function dropout(x: Tensor, p: number, rng: RandomStream, training: boole
   if (!(p >= 0 && p < 1)) throw new Error(`dropout: probability must be in [0, 1), got ${p}`);
   if (!training || p === 0) return x;
   const mask = Tensor.empty(x.shape, false);
-  K().dropoutMask(mask.data, x.size, rng.maskKey(), dropThreshold(p), 1 / (1 - p));
+  K().dropoutMask(mask.buf, x.size, rng.maskKey(), dropThreshold(p), 1 / (1 - p));
   const out = Tensor.empty(x.shape, false);
-  K().mul(x.data, mask.data, out.data, x.size);
+  K().mul(x.buf, mask.buf, out.buf, x.size);
   if (recording(x)) {
     out.requiresGrad = true;
     out.node = {
@@ -25,12 +25,12 @@ export function dropout(x: Tensor, p: number, rng: RandomStream, training: boole
         const gx = gradSlot(x);
         if (!gx) return;
         if (gx.fresh) {
-          K().mul(g, mask.data, gx.data, x.size);
+          K().mul(g, mask.buf, gx.data, x.size);
           return;
         }
         const tmp = Tensor.empty(x.shape, false);
-        K().mul(g, mask.data, tmp.data, x.size);
-        K().axpy(1, tmp.data, gx.data, x.size);
+        K().mul(g, mask.buf, tmp.buf, x.size);
+        K().axpy(1, tmp.buf, gx.data, x.size);
         tmp.dispose();
       },
     };

@@ -1,6 +1,7 @@
 /** Elementwise add, mul and scale on same-shape tensors, and sum / mean reductions. */
 import { K } from '../backend.ts';
-import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { hostValue, recording, shapeStr, Tensor } from '../tensor.ts';
+import { copyInto } from './copy.ts';
 import { gradSlot, type GradSlot } from './grad.ts';
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
@@ -12,7 +13,7 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
 export function add(a: Tensor, b: Tensor): Tensor {
   sameShape('add', a, b);
   const out = Tensor.empty(a.shape, false);
-  K().add(a.data, b.data, out.data, a.size);
+  K().add(a.buf, b.buf, out.buf, a.size);
   if (recording(a, b)) {
     out.requiresGrad = true;
     out.node = {
@@ -22,12 +23,12 @@ export function add(a: Tensor, b: Tensor): Tensor {
         // Slots one at a time: add(x, x) must see the second one as no longer fresh.
         const ga = gradSlot(a);
         if (ga) {
-          if (ga.fresh) ga.data.set(g);
+          if (ga.fresh) copyInto(g, ga.data, a.size);
           else K().axpy(1, g, ga.data, a.size);
         }
         const gb = gradSlot(b);
         if (gb) {
-          if (gb.fresh) gb.data.set(g);
+          if (gb.fresh) copyInto(g, gb.data, b.size);
           else K().axpy(1, g, gb.data, b.size);
         }
       },
@@ -44,23 +45,23 @@ function mulInto(g: Float32Array, other: Float32Array, slot: GradSlot | null, n:
     return;
   }
   const tmp = Tensor.empty([n], false);
-  K().mul(g, other, tmp.data, n);
-  K().axpy(1, tmp.data, slot.data, n);
+  K().mul(g, other, tmp.buf, n);
+  K().axpy(1, tmp.buf, slot.data, n);
   tmp.dispose();
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   sameShape('mul', a, b);
   const out = Tensor.empty(a.shape, false);
-  K().mul(a.data, b.data, out.data, a.size);
+  K().mul(a.buf, b.buf, out.buf, a.size);
   if (recording(a, b)) {
     out.requiresGrad = true;
     out.node = {
       op: 'mul',
       inputs: [a, b],
       backward(g) {
-        mulInto(g, b.data, gradSlot(a), a.size);
-        mulInto(g, a.data, gradSlot(b), b.size);
+        mulInto(g, b.buf, gradSlot(a), a.size);
+        mulInto(g, a.buf, gradSlot(b), b.size);
       },
     };
   }
@@ -69,7 +70,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 
 export function scale(a: Tensor, s: number): Tensor {
   const out = Tensor.empty(a.shape, false);
-  K().scale(a.data, s, out.data, a.size);
+  K().scale(a.buf, s, out.buf, a.size);
   if (recording(a)) {
     out.requiresGrad = true;
     out.node = {
@@ -86,8 +87,20 @@ export function scale(a: Tensor, s: number): Tensor {
   return out;
 }
 
+/**
+ * A scalar tensor holding Σ x[0..n) / divisor: summed on the host in float64 by the CPU
+ * backends, left on the device (no readback) by a device backend.
+ */
+export function scalarSum(x: Float32Array, n: number, divisor: number): Tensor {
+  const k = K();
+  if (!k.sumInto) return Tensor.from(new Float32Array([k.sum(x, n) / divisor]), []);
+  const out = Tensor.empty([], false);
+  k.sumInto(x, n, out.buf, 1 / divisor);
+  return out;
+}
+
 export function sum(a: Tensor): Tensor {
-  const out = Tensor.from(new Float32Array([K().sum(a.data, a.size)]), []);
+  const out = scalarSum(a.buf, a.size, 1);
   if (recording(a)) {
     out.requiresGrad = true;
     out.node = {
@@ -96,8 +109,9 @@ export function sum(a: Tensor): Tensor {
       backward(g) {
         const ga = gradSlot(a);
         if (!ga) return;
-        if (ga.fresh) K().fill(ga.data, g[0], a.size);
-        else K().addScalar(ga.data, g[0], a.size);
+        const g0 = hostValue(g);
+        if (ga.fresh) K().fill(ga.data, g0, a.size);
+        else K().addScalar(ga.data, g0, a.size);
       },
     };
   }
@@ -107,7 +121,7 @@ export function sum(a: Tensor): Tensor {
 export function mean(a: Tensor): Tensor {
   if (a.size === 0) throw new Error(`mean: tensor of shape ${shapeStr(a.shape)} is empty`);
   const n = a.size;
-  const out = Tensor.from(new Float32Array([K().sum(a.data, n) / n]), []);
+  const out = scalarSum(a.buf, n, n);
   if (recording(a)) {
     out.requiresGrad = true;
     out.node = {
@@ -116,8 +130,9 @@ export function mean(a: Tensor): Tensor {
       backward(g) {
         const ga = gradSlot(a);
         if (!ga) return;
-        if (ga.fresh) K().fill(ga.data, g[0] / n, n);
-        else K().addScalar(ga.data, g[0] / n, n);
+        const g0 = hostValue(g) / n;
+        if (ga.fresh) K().fill(ga.data, g0, n);
+        else K().addScalar(ga.data, g0, n);
       },
     };
   }

@@ -9,7 +9,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   if (weight.shape.length !== 2) throw new Error(`embedding: weight must be [vocab, dim], got ${shapeStr(weight.shape)}`);
   const [vocab, dim] = weight.shape;
   const out = Tensor.empty([...ids.shape, dim], false);
-  K().embeddingForward(weight.data, ids.ints, out.data, ids.size, vocab, dim);
+  K().embeddingForward(weight.buf, ids.ints, out.buf, ids.size, vocab, dim);
   if (recording(weight)) {
     out.requiresGrad = true;
     out.node = {

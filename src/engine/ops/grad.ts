@@ -19,13 +19,13 @@ export interface GradSlot {
 
 export function gradSlot(t: Tensor): GradSlot | null {
   if (!t.requiresGrad) return null;
-  if (t.grad) return { data: t.grad.data, fresh: false };
+  if (t.grad) return { data: t.grad.buf, fresh: false };
   // Same placement as gradBuffer: a leaf's (parameter's) gradient outlives every scope.
   const make = (): Tensor => Tensor.empty(t.shape, false);
   const g = t.node === null ? untracked(make) : make();
   g.name = t.name ? `${t.name}.grad` : undefined;
   t.grad = g;
-  return { data: g.data, fresh: true };
+  return { data: g.buf, fresh: true };
 }
 
 /** GEMM beta for a gradient slot: overwrite a fresh one, accumulate otherwise. */

@@ -7,6 +7,7 @@ import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
 import { Bf16Copies, frozenOperand, frozenProduct, mixedGemm, releaseOperand, type Operand } from './bf16.ts';
 import { applyDropout, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
+import { copyInto } from './copy.ts';
 import { betaFor, gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
@@ -42,8 +43,8 @@ export function loraProductOrder(tokens: number, inF: number, outF: number, r: n
 /** W + s·B·A as a scratch tensor [out, in] (the caller disposes it). */
 function mergedCopy(W: Float32Array, A: Float32Array, Bm: Float32Array, s: number, outF: number, inF: number, r: number): Tensor {
   const m = Tensor.empty([outF, inF], false);
-  m.data.set(W);
-  K().gemm(false, false, outF, inF, r, s, Bm, r, 0, A, inF, 0, 1, m.data, inF, 0, 1);
+  copyInto(W, m.buf, W.length);
+  K().gemm(false, false, outF, inF, r, s, Bm, r, 0, A, inF, 0, 1, m.buf, inF, 0, 1);
   return m;
 }
 
@@ -69,9 +70,9 @@ export function loraLinear(
   }
   if (dropout && !(dropout.p > 0 && dropout.p < 1)) throw new Error(`loraLinear: dropout probability must be in (0, 1), got ${dropout.p}`);
   const tok = x.size / inF, n = x.size;
-  const W = weight.data, A = loraA.data, Bm = loraB.data;
+  const W = weight.buf, A = loraA.buf, Bm = loraB.buf;
   const out = Tensor.empty([...x.shape.slice(0, -1), outF], false);
-  const y = out.data;
+  const y = out.buf;
   const grads = recording(x, weight, loraA, loraB);
   const requested = opts.order ?? 'auto';
   if (requested === 'merged' && dropout) throw new Error('loraLinear: the merged order needs dropout off (the branch must see the same x as W)');
@@ -87,25 +88,25 @@ export function loraLinear(
   const fwd = new Bf16Copies();
   if (order === 'merged') {
     const m = mergedCopy(W, A, Bm, scaling, outF, inF, r);
-    merged = frozenOperand(m.data, bf16);
-    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.data, bf16), merged, 0, y);
-    if (merged === m.data || !grads) {
+    merged = frozenOperand(m.buf, bf16);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.buf, bf16), merged, 0, y);
+    if (merged === m.buf || !grads) {
       releaseOperand(merged);
       merged = null;
     }
     m.dispose();
   } else {
-    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.data, bf16), fwd.of(W, bf16), 0, y);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.buf, bf16), fwd.of(W, bf16), 0, y);
     u = Tensor.empty([tok, r], false);
     if (dropout) {
       const xd = Tensor.empty([n], false);
-      applyDropout(x.data, xd.data, n, dropout);
-      mixedGemm(mixed, false, true, tok, r, inF, 1, xd.data, inF, fwd.of(A, mixed), inF, 0, u.data, r);
+      applyDropout(x.buf, xd.buf, n, dropout);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, xd.buf, inF, fwd.of(A, mixed), inF, 0, u.buf, r);
       xd.dispose();
     } else {
-      mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.of(x.data, mixed), inF, fwd.of(A, mixed), inF, 0, u.data, r);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.of(x.buf, mixed), inF, fwd.of(A, mixed), inF, 0, u.buf, r);
     }
-    mixedGemm(mixed, false, true, tok, outF, r, scaling, u.data, r, fwd.of(Bm, mixed), r, 1, y, outF);
+    mixedGemm(mixed, false, true, tok, outF, r, scaling, u.buf, r, fwd.of(Bm, mixed), r, 1, y, outF);
   }
   fwd.dispose();
   if (!grads) {
@@ -131,7 +132,7 @@ export function loraLinear(
     if (gx && order === 'merged') {
       // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
       const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
-      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), merged ?? m!.data, betaFor(gx), gx.data);
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), merged ?? m!.buf, betaFor(gx), gx.data);
       m?.dispose();
     } else if (gx) {
       frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), c.of(W, bf16), betaFor(gx), gx.data);
@@ -139,7 +140,7 @@ export function loraLinear(
     if (merged) releaseOperand(merged);
     merged = null;
     const gW = gradSlot(weight);
-    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.of(x.data, mixed), inF, betaFor(gW), gW.data, inF);
+    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.of(x.buf, mixed), inF, betaFor(gW), gW.data, inF);
     const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
     if (!needA && !needB && (order === 'merged' || !gx)) {
       u?.dispose();
@@ -147,34 +148,34 @@ export function loraLinear(
     }
     if (!u && needB) {
       u = Tensor.empty([tok, r], false);
-      mixedGemm(mixed, false, true, tok, r, inF, 1, c.of(x.data, mixed), inF, c.of(A, mixed), inF, 0, u.data, r);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, c.of(x.buf, mixed), inF, c.of(A, mixed), inF, 0, u.buf, r);
     }
     const gB = gradSlot(loraB);
-    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, u!.data, r, betaFor(gB), gB.data, r);
+    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, u!.buf, r, betaFor(gB), gB.data, r);
     u?.dispose();
     u = null;
     const branchDx = gx !== null && order === 'factored';
     if (!needA && !branchDx) return;
     // t = s·g·B [tok, r]: the gradient of u.
     const t = Tensor.empty([tok, r], false);
-    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, c.of(Bm, mixed), r, 0, t.data, r);
+    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, c.of(Bm, mixed), r, 0, t.buf, r);
     const scratch = dropout ? Tensor.empty([n], false) : null;
     const gA = gradSlot(loraA);
     if (gA) {
-      let xd = c.of(x.data, mixed);
+      let xd = c.of(x.buf, mixed);
       if (scratch) {
-        applyDropout(x.data, scratch.data, n, dropout!);
-        xd = scratch.data;
+        applyDropout(x.buf, scratch.buf, n, dropout!);
+        xd = scratch.buf;
       }
-      mixedGemm(mixed, true, false, r, inF, tok, 1, t.data, r, xd, inF, betaFor(gA), gA.data, inF);
+      mixedGemm(mixed, true, false, r, inF, tok, 1, t.buf, r, xd, inF, betaFor(gA), gA.data, inF);
     }
     if (branchDx) {
       // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
       if (scratch) {
-        mixedGemm(mixed, false, false, tok, inF, r, 1, t.data, r, c.of(A, mixed), inF, 0, scratch.data, inF);
-        dropoutBackwardAdd(scratch.data, gx!.data, n, dropout!);
+        mixedGemm(mixed, false, false, tok, inF, r, 1, t.buf, r, c.of(A, mixed), inF, 0, scratch.buf, inF);
+        dropoutBackwardAdd(scratch.buf, gx!.data, n, dropout!);
       } else {
-        mixedGemm(mixed, false, false, tok, inF, r, 1, t.data, r, c.of(A, mixed), inF, 1, gx!.data, inF);
+        mixedGemm(mixed, false, false, tok, inF, r, 1, t.buf, r, c.of(A, mixed), inF, 1, gx!.data, inF);
       }
     }
     scratch?.dispose();

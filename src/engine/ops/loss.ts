@@ -1,7 +1,8 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
-import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { hostValue, recording, shapeStr, Tensor } from '../tensor.ts';
 import { frozenOperand, mixedGemm, releaseOperand } from './bf16.ts';
+import { scalarSum } from './elementwise.ts';
 import { gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
@@ -17,9 +18,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
   }
   const losses = Tensor.empty([rows], false);
   const lse = Tensor.empty([rows], false);
-  const count = K().crossEntropyForward(logits.data, targets.ints, losses.data, lse.data, rows, V, ignoreIndex);
+  const count = K().crossEntropyForward(logits.buf, targets.ints, losses.buf, lse.buf, rows, V, ignoreIndex);
   if (count === 0) throw new Error('crossEntropy: every target is the ignore index; the mean loss is undefined');
-  const out = Tensor.from(new Float32Array([K().sum(losses.data, rows) / count]), []);
+  const out = scalarSum(losses.buf, rows, count);
   if (recording(logits)) {
     out.requiresGrad = true;
     out.node = {
@@ -28,10 +29,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = IGNO
       backward(g) {
         const gl = gradSlot(logits);
         if (!gl) return;
-        const scale = g[0] / count;
+        const scale = hostValue(g) / count;
         // The logits' gradient is as large as the logits: write it rather than clear and add.
-        if (gl.fresh) K().crossEntropyBackwardWrite(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
-        else K().crossEntropyBackward(logits.data, targets.ints, lse.data, gl.data, rows, V, ignoreIndex, scale);
+        if (gl.fresh) K().crossEntropyBackwardWrite(logits.buf, targets.ints, lse.buf, gl.data, rows, V, ignoreIndex, scale);
+        else K().crossEntropyBackward(logits.buf, targets.ints, lse.buf, gl.data, rows, V, ignoreIndex, scale);
       },
     };
   }
@@ -87,31 +88,31 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
   const logits = Tensor.empty([chunk * V], false);
   const dx = needX ? Tensor.empty(x.shape, false) : null;
   const dW = needW ? Tensor.empty(weight.shape, false) : null;
-  const X = x.data;
+  const X = x.buf;
   // In bf16 precision the head's products take bf16 operands (W rounded once for all chunks);
   // the logits, the loss and its gradient stay fp32.
   const bf16 = matmulPrecision() === 'bf16';
-  const W = frozenOperand(weight.data, bf16);
+  const W = frozenOperand(weight.buf, bf16);
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const c = Math.min(chunk, rows - r0);
     const tc = t.subarray(r0, r0 + c), xc = X.subarray(r0 * d, (r0 + c) * d);
     const xo = frozenOperand(xc, bf16);
-    mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, logits.data, V);
-    k.crossEntropyForward(logits.data, tc, losses.data.subarray(r0, r0 + c), lse.data, c, V, ignoreIndex);
+    mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, logits.buf, V);
+    k.crossEntropyForward(logits.buf, tc, losses.buf.subarray(r0, r0 + c), lse.buf, c, V, ignoreIndex);
     if (!dx && !dW) {
       releaseOperand(xo);
       continue;
     }
     // The softmax gradient overwrites the logits it comes from.
-    k.crossEntropyBackwardWrite(logits.data, tc, lse.data, logits.data, c, V, ignoreIndex, 1 / count);
-    const dl = frozenOperand(logits.data.subarray(0, c * V), bf16);
-    if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.data.subarray(r0 * d, (r0 + c) * d), d);
-    if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.data, d);
+    k.crossEntropyBackwardWrite(logits.buf, tc, lse.buf, logits.buf, c, V, ignoreIndex, 1 / count);
+    const dl = frozenOperand(logits.buf.subarray(0, c * V), bf16);
+    if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.buf.subarray(r0 * d, (r0 + c) * d), d);
+    if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.buf, d);
     releaseOperand(dl);
     releaseOperand(xo);
   }
   releaseOperand(W);
-  const out = Tensor.from(new Float32Array([k.sum(losses.data, rows) / count]), []);
+  const out = scalarSum(losses.buf, rows, count);
   for (const s of [losses, lse, logits]) s.dispose();
   if (!dx && !dW) return out;
   out.requiresGrad = true;
@@ -119,23 +120,23 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
     op: 'linearCrossEntropy',
     inputs: [x, weight],
     backward(g) {
-      const kb = K(), s = g[0];
+      const kb = K(), s = hostValue(g);
       if (dx) {
         const gx = gradSlot(x)!;
-        if (gx.fresh) kb.scale(dx.data, s, gx.data, dx.size);
-        else kb.axpy(s, dx.data, gx.data, dx.size);
+        if (gx.fresh) kb.scale(dx.buf, s, gx.data, dx.size);
+        else kb.axpy(s, dx.buf, gx.data, dx.size);
         dx.dispose();
       }
       if (dW) {
         if (!weight.grad) {
           // Hand the finished gradient over instead of copying it; a parameter's gradient
           // outlives the step's scope.
-          if (s !== 1) kb.scale(dW.data, s, dW.data, dW.size);
+          if (s !== 1) kb.scale(dW.buf, s, dW.buf, dW.size);
           if (weight.node === null) dW.keep();
           dW.name = weight.name ? `${weight.name}.grad` : undefined;
           weight.grad = dW;
         } else {
-          kb.axpy(s, dW.data, weight.grad.data, dW.size);
+          kb.axpy(s, dW.buf, weight.grad.buf, dW.size);
           dW.dispose();
         }
       }

@@ -56,7 +56,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const sA = bBatched ? a.shape[1] * a.shape[2] : 0, sB = bBatched ? bs[0] * bs[1] : 0, sC = M * N;
   const out = Tensor.empty(outShape, false);
   const bf16 = matmulPrecision() === 'bf16';
-  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.data, lda, sA, b.data, ldb, sB, 0, out.data, N, sC, batch);
+  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.buf, lda, sA, b.buf, ldb, sB, 0, out.buf, N, sC, batch);
 
   if (recording(a, b)) {
     out.requiresGrad = true;
@@ -69,14 +69,14 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         const dA = gradSlot(a);
         if (dA) {
           const beta = betaFor(dA);
-          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.data, ldb, sB, beta, dA.data, lda, sA, batch, copies);
-          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.data, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, copies);
+          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.buf, ldb, sB, beta, dA.data, lda, sA, batch, copies);
+          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.buf, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, copies);
         }
         const dB = gradSlot(b);
         if (dB) {
           const beta = betaFor(dB);
-          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.data, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, copies);
-          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.data, lda, sA, beta, dB.data, ldb, sB, batch, copies);
+          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.buf, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, copies);
+          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.buf, lda, sA, beta, dB.data, ldb, sB, batch, copies);
         }
         copies.dispose();
       },

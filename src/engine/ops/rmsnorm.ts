@@ -11,14 +11,14 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const rows = x.size / dim;
   const out = Tensor.empty(x.shape, false);
   const rstd = Tensor.empty([rows], false);
-  K().rmsnormForward(x.data, weight.data, out.data, rstd.data, rows, dim, eps);
+  K().rmsnormForward(x.buf, weight.buf, out.buf, rstd.buf, rows, dim, eps);
   if (recording(x, weight)) {
     out.requiresGrad = true;
     out.node = {
       op: 'rmsnorm',
       inputs: [x, weight],
       backward(g) {
-        K().rmsnormBackward(g, x.data, weight.data, rstd.data, gradZeroed(x), gradZeroed(weight), rows, dim);
+        K().rmsnormBackward(g, x.buf, weight.buf, rstd.buf, gradZeroed(x), gradZeroed(weight), rows, dim);
       },
     };
   }

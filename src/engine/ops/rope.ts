@@ -48,7 +48,7 @@ export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
   if (x.size !== B * T * heads * D) throw new Error(`rope: ${shapeStr(x.shape)} is not [B, T, ${heads} heads × ${D}]`);
   if (T > tables.T) throw new Error(`rope: sequence length ${T} exceeds the table length ${tables.T}`);
   const out = Tensor.empty(x.shape, false);
-  K().ropeForward(x.data, tables.cos, tables.sin, out.data, B, T, heads, D);
+  K().ropeForward(x.buf, tables.cos, tables.sin, out.buf, B, T, heads, D);
   if (recording(x)) {
     out.requiresGrad = true;
     out.node = {

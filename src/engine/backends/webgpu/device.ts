@@ -49,6 +49,8 @@ export class GpuDevice {
   private readonly dummy: GpuTensor;
   /** Dispatches recorded since creation (for tests and the benchmark). */
   dispatches = 0;
+  /** Storage buffers created since creation: flat once the pool serves a steady-state step. */
+  buffersCreated = 0;
 
   private constructor(h: GpuHandle) {
     this.device = h.device;
@@ -75,6 +77,7 @@ export class GpuDevice {
       return { buffer, length: n, dtype };
     }
     const fresh = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    this.buffersCreated++;
     return { buffer: fresh, length: n, dtype };
   }
 
@@ -112,13 +115,13 @@ export class GpuDevice {
     return this.pooled;
   }
 
-  /** Submits everything recorded, then copies t[0..n) to the host: the one asynchronous step. */
-  async read(t: GpuTensor, n = t.length): Promise<Float32Array | Int32Array> {
-    if (n > t.length) throw new Error(`GpuDevice.read: ${n} elements asked of a tensor of ${t.length}`);
+  /** Submits everything recorded, then copies t[offset..offset+n) to the host: the one asynchronous step. */
+  async read(t: GpuTensor, n = t.length, offset = 0): Promise<Float32Array | Int32Array> {
+    if (offset + n > t.length) throw new Error(`GpuDevice.read: ${n} elements from ${offset} asked of a tensor of ${t.length}`);
     const bytes = Math.max(4, n * 4);
     const staging = this.stagingFree.get(bytes)?.pop() ?? this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.commands();
-    enc.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    enc.copyBufferToBuffer(t.buffer, offset * 4, staging, 0, n === 0 ? 0 : bytes);
     this.flush();
     await staging.mapAsync(GPUMapMode.READ);
     const src = staging.getMappedRange(0, bytes);
@@ -131,9 +134,9 @@ export class GpuDevice {
     return out;
   }
 
-  async readFloats(t: GpuTensor, n = t.length): Promise<Float32Array> {
+  async readFloats(t: GpuTensor, n = t.length, offset = 0): Promise<Float32Array> {
     if (t.dtype !== 'float32') throw new Error('GpuDevice.readFloats: the tensor holds int32');
-    return (await this.read(t, n)) as Float32Array;
+    return (await this.read(t, n, offset)) as Float32Array;
   }
 
   /** Submits the recorded passes (reads and writes do this themselves). */

@@ -9,10 +9,32 @@
  * throw.
  */
 import { dropThreshold } from '../../rng.ts';
-import { GpuDevice, type GpuTensor } from './device.ts';
+import { GpuDevice, type GpuTensor, type Param } from './device.ts';
 import type { ShaderName } from './wgsl.ts';
 
-function need(kernel: string, what: string, t: GpuTensor, n: number): void {
+/** What the kernels need to know of a device tensor: its element count and type. */
+export interface DeviceTensor {
+  readonly length: number;
+  readonly dtype: 'float32' | 'int32';
+}
+
+/**
+ * Where the kernels record their work: the device itself (GpuDevice, ./device.ts), or a
+ * recorder on another thread that forwards the commands to it (./remote-device.ts).
+ */
+export interface CommandSink<T extends DeviceTensor> {
+  /** The absent-output placeholder a shader with an optional output is bound to. */
+  readonly none: T;
+  alloc(n: number, dtype?: 'float32' | 'int32'): T;
+  release(t: T): void;
+  upload(data: Float32Array | Int32Array): T;
+  fill(out: T, value: number, n: number): void;
+  copy(src: T, dst: T, n: number, srcOffset?: number, dstOffset?: number): void;
+  dispatch(shader: ShaderName, bindings: { t: T; write: boolean }[], params: Param[], groups: [number, number, number]): void;
+  dispatch1d(shader: ShaderName, bindings: { t: T; write: boolean }[], params: Param[], n: number): void;
+}
+
+function need(kernel: string, what: string, t: DeviceTensor, n: number): void {
   if (t.length < n) throw new Error(`${kernel}: ${what} has ${t.length} elements, needs at least ${n}`);
 }
 
@@ -22,8 +44,11 @@ function dims(kernel: string, d: Record<string, number>): void {
   }
 }
 
-const r = (t: GpuTensor): { t: GpuTensor; write: boolean } => ({ t, write: false });
-const w = (t: GpuTensor): { t: GpuTensor; write: boolean } => ({ t, write: true });
+const r = <T>(t: T): { t: T; write: boolean } => ({ t, write: false });
+const w = <T>(t: T): { t: T; write: boolean } => ({ t, write: true });
+
+/** The kernels recording straight into a device this thread owns. */
+export type DeviceKernels = WebGpuKernels<GpuTensor, GpuDevice>;
 
 /** Element offsets of gemm's operands inside their buffers (the device form of `subarray`). */
 export interface GemmOffsets {
@@ -32,19 +57,20 @@ export interface GemmOffsets {
   c?: number;
 }
 
-export class WebGpuKernels {
+export class WebGpuKernels<T extends DeviceTensor = GpuTensor, D extends CommandSink<T> = CommandSink<T>> {
   readonly name = 'webgpu';
   /** Scratch for attention backward's per-row dot products, grown on demand. */
-  private rowDot: GpuTensor | null = null;
+  private rowDot: T | null = null;
 
-  constructor(readonly gpu: GpuDevice) {}
+  constructor(readonly gpu: D) {}
 
-  static async open(): Promise<WebGpuKernels> {
+  /** The kernels on a device opened in this thread. */
+  static async open(): Promise<DeviceKernels> {
     return new WebGpuKernels(await GpuDevice.open());
   }
 
   /** Uploads token ids after checking each is in [0, limit) or equal to `allowed` (an ignore index). */
-  uploadIds(ids: Int32Array, limit: number, what: string, allowed?: number): GpuTensor {
+  uploadIds(ids: Int32Array, limit: number, what: string, allowed?: number): T {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (id !== allowed && (id < 0 || id >= limit)) throw new Error(`${what}: id ${id} at position ${i} is outside [0, ${limit})`);
@@ -54,9 +80,9 @@ export class WebGpuKernels {
 
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: GpuTensor, lda: number, strideA: number,
-    B: GpuTensor, ldb: number, strideB: number,
-    beta: number, C: GpuTensor, ldc: number, strideC: number, batch: number,
+    A: T, lda: number, strideA: number,
+    B: T, ldb: number, strideB: number,
+    beta: number, C: T, ldc: number, strideC: number, batch: number,
     offsets: GemmOffsets = {},
   ): void {
     const offA = offsets.a ?? 0, offB = offsets.b ?? 0, offC = offsets.c ?? 0;
@@ -77,53 +103,53 @@ export class WebGpuKernels {
     ], [Math.ceil(N / 64), Math.ceil(M / 64), batch]);
   }
 
-  add(a: GpuTensor, b: GpuTensor, out: GpuTensor, n: number): void {
+  add(a: T, b: T, out: T, n: number): void {
     this.binary('add', 'add', ['a', 'b', 'out'], a, b, out, n);
   }
-  mul(a: GpuTensor, b: GpuTensor, out: GpuTensor, n: number): void {
+  mul(a: T, b: T, out: T, n: number): void {
     this.binary('mul', 'mul', ['a', 'b', 'out'], a, b, out, n);
   }
-  scale(a: GpuTensor, s: number, out: GpuTensor, n: number): void {
+  scale(a: T, s: number, out: T, n: number): void {
     need('scale', 'a', a, n); need('scale', 'out', out, n);
     this.gpu.dispatch1d('scale', [r(a), w(out)], [['f', s]], n);
   }
-  axpy(alpha: number, x: GpuTensor, y: GpuTensor, n: number): void {
+  axpy(alpha: number, x: T, y: T, n: number): void {
     need('axpy', 'x', x, n); need('axpy', 'y', y, n);
     this.gpu.dispatch1d('axpy', [r(x), w(y)], [['f', alpha]], n);
   }
-  addScalar(out: GpuTensor, value: number, n: number): void {
+  addScalar(out: T, value: number, n: number): void {
     need('addScalar', 'out', out, n);
     this.gpu.dispatch1d('addScalar', [w(out)], [['f', value]], n);
   }
-  fill(out: GpuTensor, value: number, n: number): void {
+  fill(out: T, value: number, n: number): void {
     need('fill', 'out', out, n);
     this.gpu.fill(out, value, n);
   }
   /** out[slot] = Σ x[0..n) (fp32 tree reduction). */
-  sumInto(x: GpuTensor, n: number, out: GpuTensor, slot = 0): void {
+  sumInto(x: T, n: number, out: T, slot = 0): void {
     this.reduce('sum', x, n, out, slot, 0);
   }
   /** out[slot] = Σ x[0..n)²: one slot per tensor gives the gradient norm's partials. */
-  sumSquaresInto(x: GpuTensor, n: number, out: GpuTensor, slot = 0): void {
+  sumSquaresInto(x: T, n: number, out: T, slot = 0): void {
     this.reduce('sumSquares', x, n, out, slot, 1);
   }
 
-  embeddingForward(weight: GpuTensor, ids: GpuTensor, out: GpuTensor, nIds: number, vocab: number, dim: number): void {
+  embeddingForward(weight: T, ids: T, out: T, nIds: number, vocab: number, dim: number): void {
     need('embedding', 'weight', weight, vocab * dim); need('embedding', 'ids', ids, nIds); need('embedding', 'out', out, nIds * dim);
     this.gpu.dispatch1d('embeddingForward', [r(weight), r(ids), w(out)], [['u', dim]], nIds * dim);
   }
-  embeddingBackward(dout: GpuTensor, ids: GpuTensor, dWeight: GpuTensor, nIds: number, vocab: number, dim: number): void {
+  embeddingBackward(dout: T, ids: T, dWeight: T, nIds: number, vocab: number, dim: number): void {
     need('embeddingBackward', 'dout', dout, nIds * dim); need('embeddingBackward', 'ids', ids, nIds);
     need('embeddingBackward', 'dWeight', dWeight, vocab * dim);
     this.gpu.dispatch1d('embeddingBackward', [r(dout), r(ids), w(dWeight)], [['u', nIds]], dim);
   }
 
-  rmsnormForward(x: GpuTensor, weight: GpuTensor, out: GpuTensor, rstd: GpuTensor, rows: number, dim: number, eps: number): void {
+  rmsnormForward(x: T, weight: T, out: T, rstd: T, rows: number, dim: number, eps: number): void {
     need('rmsnorm', 'x', x, rows * dim); need('rmsnorm', 'weight', weight, dim);
     need('rmsnorm', 'out', out, rows * dim); need('rmsnorm', 'rstd', rstd, rows);
     this.gpu.dispatch1d('rmsnormForward', [r(x), r(weight), w(out), w(rstd)], [['u', dim], ['f', eps]], rows);
   }
-  rmsnormBackward(dout: GpuTensor, x: GpuTensor, weight: GpuTensor, rstd: GpuTensor, dx: GpuTensor | null, dWeight: GpuTensor | null, rows: number, dim: number): void {
+  rmsnormBackward(dout: T, x: T, weight: T, rstd: T, dx: T | null, dWeight: T | null, rows: number, dim: number): void {
     need('rmsnormBackward', 'dout', dout, rows * dim); need('rmsnormBackward', 'x', x, rows * dim);
     need('rmsnormBackward', 'weight', weight, dim); need('rmsnormBackward', 'rstd', rstd, rows);
     if (dWeight) {
@@ -136,14 +162,14 @@ export class WebGpuKernels {
     }
   }
 
-  ropeForward(x: GpuTensor, cos: GpuTensor, sin: GpuTensor, out: GpuTensor, B: number, T: number, H: number, D: number): void {
+  ropeForward(x: T, cos: T, sin: T, out: T, B: number, T: number, H: number, D: number): void {
     this.rope('rope', x, cos, sin, out, B, T, H, D, 0);
   }
-  ropeBackward(dout: GpuTensor, cos: GpuTensor, sin: GpuTensor, dx: GpuTensor, B: number, T: number, H: number, D: number): void {
+  ropeBackward(dout: T, cos: T, sin: T, dx: T, B: number, T: number, H: number, D: number): void {
     this.rope('ropeBackward', dout, cos, sin, dx, B, T, H, D, 1);
   }
 
-  attentionForward(q: GpuTensor, k: GpuTensor, v: GpuTensor, out: GpuTensor, probs: GpuTensor, B: number, T: number, H: number, D: number, scale: number): void {
+  attentionForward(q: T, k: T, v: T, out: T, probs: T, B: number, T: number, H: number, D: number, scale: number): void {
     dims('attention', { B, T, H, D });
     const n = B * T * H * D;
     need('attention', 'q', q, n); need('attention', 'k', k, n); need('attention', 'v', v, n);
@@ -151,8 +177,8 @@ export class WebGpuKernels {
     this.gpu.dispatch1d('attentionForward', [r(q), r(k), r(v), w(out), w(probs)], [['u', T], ['u', H], ['u', D], ['f', scale]], B * H * T);
   }
   attentionBackward(
-    dout: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, probs: GpuTensor,
-    dq: GpuTensor | null, dk: GpuTensor | null, dv: GpuTensor | null,
+    dout: T, q: T, k: T, v: T, probs: T,
+    dq: T | null, dk: T | null, dv: T | null,
     B: number, T: number, H: number, D: number, scale: number,
   ): void {
     dims('attentionBackward', { B, T, H, D });
@@ -176,17 +202,17 @@ export class WebGpuKernels {
     }
   }
 
-  siluForward(x: GpuTensor, out: GpuTensor, n: number): void {
+  siluForward(x: T, out: T, n: number): void {
     need('silu', 'x', x, n); need('silu', 'out', out, n);
     this.gpu.dispatch1d('siluForward', [r(x), w(out)], [['u', 0]], n);
   }
-  siluBackward(dout: GpuTensor, x: GpuTensor, dx: GpuTensor, n: number): void {
+  siluBackward(dout: T, x: T, dx: T, n: number): void {
     this.binary('siluBackward', 'siluBackward', ['dout', 'x', 'dx'], dout, x, dx, n);
   }
-  swigluForward(gate: GpuTensor, up: GpuTensor, out: GpuTensor, n: number): void {
+  swigluForward(gate: T, up: T, out: T, n: number): void {
     this.binary('swiglu', 'swigluForward', ['gate', 'up', 'out'], gate, up, out, n);
   }
-  swigluBackward(dout: GpuTensor, gate: GpuTensor, up: GpuTensor, dGate: GpuTensor | null, dUp: GpuTensor | null, n: number): void {
+  swigluBackward(dout: T, gate: T, up: T, dGate: T | null, dUp: T | null, n: number): void {
     need('swigluBackward', 'dout', dout, n); need('swigluBackward', 'gate', gate, n); need('swigluBackward', 'up', up, n);
     if (dGate) need('swigluBackward', 'dGate', dGate, n);
     if (dUp) need('swigluBackward', 'dUp', dUp, n);
@@ -196,35 +222,35 @@ export class WebGpuKernels {
   }
 
   /** The counter-based masks of ../../rng.ts: element i kept iff hash32(key, i) >= threshold. */
-  dropoutMask(mask: GpuTensor, n: number, key: number, threshold: number, scale: number): void {
+  dropoutMask(mask: T, n: number, key: number, threshold: number, scale: number): void {
     need('dropoutMask', 'mask', mask, n);
     this.gpu.dispatch1d('dropoutMask', [w(mask)], [['u', key], ['u', threshold], ['f', scale]], n);
   }
-  dropoutApply(x: GpuTensor, out: GpuTensor, n: number, key: number, threshold: number, scale: number): void {
+  dropoutApply(x: T, out: T, n: number, key: number, threshold: number, scale: number): void {
     need('dropoutApply', 'x', x, n); need('dropoutApply', 'out', out, n);
     this.gpu.dispatch1d('dropoutApply', [r(x), w(out)], [['u', key], ['u', threshold], ['f', scale]], n);
   }
-  dropoutBackwardAdd(g: GpuTensor, dx: GpuTensor, n: number, key: number, threshold: number, scale: number): void {
+  dropoutBackwardAdd(g: T, dx: T, n: number, key: number, threshold: number, scale: number): void {
     need('dropoutBackwardAdd', 'g', g, n); need('dropoutBackwardAdd', 'dx', dx, n);
     this.gpu.dispatch1d('dropoutBackwardAdd', [r(g), w(dx)], [['u', key], ['u', threshold], ['f', scale]], n);
   }
 
   /** Writes losses and lse; targets must have come through uploadIds (limit V, allowed ignoreIndex). */
-  crossEntropyForward(logits: GpuTensor, targets: GpuTensor, losses: GpuTensor, lse: GpuTensor, rows: number, V: number, ignoreIndex: number): void {
+  crossEntropyForward(logits: T, targets: T, losses: T, lse: T, rows: number, V: number, ignoreIndex: number): void {
     need('crossEntropy', 'logits', logits, rows * V); need('crossEntropy', 'targets', targets, rows);
     need('crossEntropy', 'losses', losses, rows); need('crossEntropy', 'lse', lse, rows);
     this.gpu.dispatch1d('crossEntropyForward', [r(logits), r(targets), w(losses), w(lse)], [['u', V], ['i', ignoreIndex]], rows);
   }
-  crossEntropyBackward(logits: GpuTensor, targets: GpuTensor, lse: GpuTensor, dLogits: GpuTensor, rows: number, V: number, ignoreIndex: number, gradScale: number): void {
+  crossEntropyBackward(logits: T, targets: T, lse: T, dLogits: T, rows: number, V: number, ignoreIndex: number, gradScale: number): void {
     this.crossEntropyGrad('crossEntropyBackward', logits, targets, lse, dLogits, rows, V, ignoreIndex, gradScale, 0);
   }
   /** Writes instead of adding; dLogits may be logits itself. */
-  crossEntropyBackwardWrite(logits: GpuTensor, targets: GpuTensor, lse: GpuTensor, dLogits: GpuTensor, rows: number, V: number, ignoreIndex: number, gradScale: number): void {
+  crossEntropyBackwardWrite(logits: T, targets: T, lse: T, dLogits: T, rows: number, V: number, ignoreIndex: number, gradScale: number): void {
     this.crossEntropyGrad('crossEntropyBackwardWrite', logits, targets, lse, dLogits, rows, V, ignoreIndex, gradScale, 1);
   }
 
   adamwStep(
-    param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number,
+    param: T, grad: T, m: T, v: T, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
   ): void {
     need('adamw', 'param', param, n); need('adamw', 'grad', grad, n); need('adamw', 'm', m, n); need('adamw', 'v', v, n);
@@ -237,7 +263,7 @@ export class WebGpuKernels {
    * Gradient-norm clipping without a readback: x *= min(1, maxNorm / (‖g‖ + 1e-6)) where ‖g‖² is
    * the sum of partials[0..parts) (sumSquaresInto, one slot per tensor).
    */
-  clipByNorm(x: GpuTensor, n: number, partials: GpuTensor, parts: number, maxNorm: number): void {
+  clipByNorm(x: T, n: number, partials: T, parts: number, maxNorm: number): void {
     need('clipByNorm', 'x', x, n); need('clipByNorm', 'partials', partials, parts);
     this.gpu.dispatch1d('clipByNorm', [w(x), r(partials)], [['u', parts], ['f', maxNorm]], n);
   }
@@ -246,7 +272,7 @@ export class WebGpuKernels {
    * The optimizer reset's random pruning (src/relora/prune.ts): entry i is zeroed unless the
    * uniform draw u_i = (hash32(key, i) >> 8)·2^-24 of RandomStream.uniform is above p.
    */
-  pruneRandom(x: GpuTensor, n: number, key: number, p: number): void {
+  pruneRandom(x: T, n: number, key: number, p: number): void {
     need('pruneRandom', 'x', x, n);
     if (!(p >= 0 && p <= 1)) throw new Error(`pruneRandom: ratio must be in [0, 1], got ${p}`);
     // u > p  <=>  (h >> 8) > p·2^24  <=>  (h >> 8) > floor(p·2^24) for the integer h >> 8.
@@ -259,17 +285,17 @@ export class WebGpuKernels {
   }
 
   /** A parameterless elementwise shader reading two tensors and writing (or accumulating into) a third. */
-  private binary(kernel: string, shader: ShaderName, names: [string, string, string], a: GpuTensor, b: GpuTensor, out: GpuTensor, n: number): void {
+  private binary(kernel: string, shader: ShaderName, names: [string, string, string], a: T, b: T, out: T, n: number): void {
     need(kernel, names[0], a, n); need(kernel, names[1], b, n); need(kernel, names[2], out, n);
     this.gpu.dispatch1d(shader, [r(a), r(b), w(out)], [['u', 0]], n);
   }
 
-  private reduce(kernel: string, x: GpuTensor, n: number, out: GpuTensor, slot: number, squares: number): void {
+  private reduce(kernel: string, x: T, n: number, out: T, slot: number, squares: number): void {
     need(kernel, 'x', x, n); need(kernel, 'out', out, slot + 1);
     this.gpu.dispatch('reduce', [r(x), w(out)], [['u', n], ['u', squares], ['u', slot]], [1, 1, 1]);
   }
 
-  private rope(kernel: string, x: GpuTensor, cos: GpuTensor, sin: GpuTensor, out: GpuTensor, B: number, T: number, H: number, D: number, backward: number): void {
+  private rope(kernel: string, x: T, cos: T, sin: T, out: T, B: number, T: number, H: number, D: number, backward: number): void {
     dims(kernel, { B, T, H, D });
     if (D % 2 !== 0) throw new Error(`${kernel}: head dimension ${D} must be even`);
     const half = D / 2, n = B * T * H * D;
@@ -277,7 +303,7 @@ export class WebGpuKernels {
     this.gpu.dispatch1d('rope', [r(x), r(cos), r(sin), w(out)], [['u', T], ['u', H], ['u', D], ['u', backward]], n / 2);
   }
 
-  private crossEntropyGrad(kernel: string, logits: GpuTensor, targets: GpuTensor, lse: GpuTensor, dLogits: GpuTensor, rows: number, V: number, ignoreIndex: number, gradScale: number, write: number): void {
+  private crossEntropyGrad(kernel: string, logits: T, targets: T, lse: T, dLogits: T, rows: number, V: number, ignoreIndex: number, gradScale: number, write: number): void {
     need(kernel, 'logits', logits, rows * V); need(kernel, 'targets', targets, rows); need(kernel, 'lse', lse, rows); need(kernel, 'dLogits', dLogits, rows * V);
     this.gpu.dispatch1d('crossEntropyBackward', [r(logits), r(targets), r(lse), w(dLogits)], [['u', V], ['i', ignoreIndex], ['f', gradScale], ['u', write]], rows * V);
   }

@@ -1,0 +1,94 @@
+/**
+ * Device residency on `--backend webgpu`: during training a tensor's data stays in its device
+ * buffer, so an update reads back only what the trainer asks for — each micro-batch's loss and,
+ * in one readback, the gradient norm's partial sums: at most micro-batches + 1 synchronous
+ * readbacks per update (a kernel call that read its outputs back, as the first bridge did, costs
+ * dozens). Device buffers are pooled with the host arrays they belong to, so once the first
+ * updates have filled the pools no update creates a buffer. And the data is right: the losses
+ * match the native backend's and the parameters the host reads back at the end are native's
+ * too. In CI the adapter is SwiftShader; without an adapter the test fails.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { test } from 'node:test';
+
+import { setBackend } from '../../src/engine/backend.ts';
+import { SWIFTSHADER_ICD } from '../../src/engine/backends/webgpu/gpu.ts';
+import { webGpuCounters } from '../../src/engine/backends/webgpu/bridge.ts';
+import { RandomStream } from '../../src/engine/rng.ts';
+import { Tensor } from '../../src/engine/tensor.ts';
+import type { LlamaConfig } from '../../src/nn/config.ts';
+import { LlamaForCausalLM } from '../../src/nn/llama.ts';
+import { AdamW } from '../../src/optim/adamw.ts';
+import { DEFAULT_LORA, loraStreams, wrapWithLora } from '../../src/relora/wrap.ts';
+import { trainStep } from '../../src/train/step.ts';
+
+if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+
+const tiny: LlamaConfig = { vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numHeads: 4, numLayers: 2, maxSeqLen: 32, rmsNormEps: 1e-6, ropeTheta: 10000 };
+const MICRO_BATCHES = 2;
+const WARMUP = 3, MEASURED = 5;
+
+function ids(seed: number, B = 2, T = 16): Tensor {
+  const u = new Float32Array(B * T);
+  new RandomStream(seed).uniform(u);
+  return Tensor.from(Int32Array.from(u, (x) => Math.floor(x * tiny.vocabSize)), [B, T]);
+}
+
+interface Run {
+  losses: number[];
+  gradNorms: number[];
+  readbacks: number[];
+  deviceBuffers: number[];
+  liveBuffers: number[];
+  params: Float32Array[];
+}
+
+function train(backend: 'native' | 'webgpu'): Run {
+  setBackend(backend);
+  const model = new LlamaForCausalLM(tiny).initWeights(5);
+  wrapWithLora(model, { ...DEFAULT_LORA, rank: 4, alpha: 4, dropout: 0.1 }, loraStreams(5));
+  const opt = new AdamW(model.namedTrainableParameters(), { lr: 1e-3, weightDecay: 0.01 });
+  const run: Run = { losses: [], gradNorms: [], readbacks: [], deviceBuffers: [], liveBuffers: [], params: [] };
+  for (let s = 0; s < WARMUP + MEASURED; s++) {
+    const before = webGpuCounters()?.readbacks ?? 0;
+    const batches = Array.from({ length: MICRO_BATCHES }, (_, j) => ids(100 * s + j));
+    const r = trainStep(model, opt, batches, 1e-3, 1);
+    for (const b of batches) b.dispose();
+    run.losses.push(r.loss);
+    run.gradNorms.push(r.gradNorm);
+    const c = webGpuCounters();
+    if (backend === 'webgpu' && c) {
+      run.readbacks.push(c.readbacks - before);
+      run.deviceBuffers.push(c.deviceBuffers);
+      run.liveBuffers.push(c.liveBuffers);
+    }
+  }
+  // Reading the parameters on the host brings them back from the device.
+  run.params = model.parameters().map((p) => Float32Array.from(p.data));
+  opt.dispose();
+  model.dispose();
+  return run;
+}
+
+test('webgpu training: ≤ micro-batches + 1 readbacks per update, no device buffer created after the first updates, native losses', (t) => {
+  const native = train('native');
+  const gpu = train('webgpu');
+  setBackend('native');
+  t.diagnostic(`readbacks per update: ${gpu.readbacks.join(', ')}; device buffers created: ${gpu.deviceBuffers.join(', ')}; live: ${gpu.liveBuffers.join(', ')}`);
+
+  const bound = MICRO_BATCHES + 1;
+  gpu.readbacks.forEach((n, s) => assert.ok(n <= bound, `update ${s}: ${n} synchronous readbacks, expected at most ${bound} (each micro-batch's loss, then the gradient norm)`));
+  const steady = gpu.deviceBuffers.slice(WARMUP);
+  assert.ok(steady.every((n) => n === steady[0]), `device storage buffers created by update: ${gpu.deviceBuffers.join(', ')} (the pool must serve every update after the first ${WARMUP})`);
+  const live = gpu.liveBuffers.slice(WARMUP);
+  assert.ok(live.every((n) => n === live[0]), `live device buffers by update: ${gpu.liveBuffers.join(', ')}`);
+
+  for (let s = 0; s < native.losses.length; s++) {
+    assert.ok(Math.abs(native.losses[s] - gpu.losses[s]) <= 1e-4, `update ${s}: native loss ${native.losses[s]}, webgpu ${gpu.losses[s]}`);
+    assert.ok(Math.abs(native.gradNorms[s] - gpu.gradNorms[s]) <= 1e-4 * Math.max(1, native.gradNorms[s]), `update ${s}: native grad norm ${native.gradNorms[s]}, webgpu ${gpu.gradNorms[s]}`);
+  }
+  let worst = 0;
+  native.params.forEach((p, i) => p.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - gpu.params[i][j])))));
+  assert.ok(worst <= 1e-4, `parameters read back after training differ from native's by up to ${worst}`);
+});
