@@ -59,8 +59,21 @@ export interface TokenCacheOptions {
   workers?: number;
   /** Largest text chunk tokenised at once, in UTF-16 units (default 1 Mi). */
   maxChunkChars?: number;
+  /** Characters sent to the encoder at once (default 512 Ki; tests make it small). */
+  batchChars?: number;
   /** Tokens between two fsynced progress records of a partial cache (default 16 Mi). */
   checkpointTokens?: number;
+  /**
+   * Told where the ids are being written and how many of them can be read back (a reader may
+   * use them before the cache is complete; see TokenDataset.build): once at the start and after
+   * every batch. The file is renamed to `<key>.tokens` at the end; an open descriptor stays valid.
+   */
+  onWritten?: (written: { path: string; dtype: TokenDtype; tokens: number }) => void;
+  /**
+   * Stops tokenising after the current batch: the partial cache is kept (up to its last progress
+   * record) for a later run to resume, and the build rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -202,6 +215,11 @@ export class TokenWriter {
     this.documents += documents;
   }
 
+  /** Tokens in the file (appended and flushed): what a reader can read back. */
+  get flushedTokens(): number {
+    return this.position / this.buffer.BYTES_PER_ELEMENT;
+  }
+
   async flush(): Promise<void> {
     if (this.fill === 0) return;
     const bytes = new Uint8Array(this.buffer.buffer, 0, this.fill * this.buffer.BYTES_PER_ELEMENT);
@@ -240,6 +258,11 @@ export class TokenWriter {
     }
   }
 
+  /** Closes the file, keeping it and its last progress record for a later run to resume. */
+  async suspend(): Promise<void> {
+    await this.fh.close().catch(() => {});
+  }
+
   async abandon(): Promise<void> {
     await this.fh.close().catch(() => {});
     await Promise.all([rm(this.path, { force: true }), rm(`${this.path}.progress`, { force: true }), rm(`${this.path}.progress.new`, { force: true })]);
@@ -252,6 +275,22 @@ async function* skipDocuments(pieces: AsyncIterable<TextPiece>, documents: numbe
   for await (const piece of pieces) {
     if (seen >= documents) yield piece;
     else if (piece.end) seen++;
+  }
+}
+
+/** `source`, ending with the signal's reason as soon as it aborts (even while a read is pending). */
+async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+  if (!signal) return yield* source;
+  const it = source[Symbol.asyncIterator]();
+  const aborted = new Promise<never>((_, reject) => {
+    signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true });
+  });
+  aborted.catch(() => {}); // observed by the race below
+  signal.throwIfAborted();
+  for (;;) {
+    const next = await Promise.race([it.next(), aborted]);
+    if (next.done) return;
+    yield next.value;
   }
 }
 
@@ -300,12 +339,18 @@ export async function buildTokenCache(
   const encoder = batchEncoder(tokenizer, options.workers ?? 1);
   let workersUsed = 0;
   const cut = tokenizer.safeCut ? (text: string, before: number) => tokenizer.safeCut!(text, before) : whitespaceCut;
+  const written = () => options.onWritten?.({ path: tmp, dtype, tokens: writer.flushedTokens });
+  written();
   try {
     let nextProgress = Math.ceil((writer.documents + 1) / progressEvery) * progressEvery;
     let nextCheckpoint = writer.tokens + checkpointTokens;
     const takeOne = async () => {
       const { ids, documents, endsDocument } = await encoder.take();
       await writer.append(ids, documents);
+      if (options.onWritten) {
+        await writer.flush(); // a reader is waiting for the ids
+        written();
+      }
       if (options.onProgress && writer.documents >= nextProgress) {
         options.onProgress({ documents: writer.documents, tokens: writer.tokens });
         nextProgress = Math.floor(writer.documents / progressEvery) * progressEvery + progressEvery;
@@ -317,8 +362,8 @@ export async function buildTokenCache(
       }
     };
     let inFlight = 0;
-    const pieces = resumed ? skipDocuments(corpus.pieces(), resumed.documents) : corpus.pieces();
-    for await (const batch of batchesOf(tokenizerChunks(pieces, cut, options.maxChunkChars ?? DEFAULT_CHUNK_CHARS), BATCH_CHARS)) {
+    const pieces = untilAborted(resumed ? skipDocuments(corpus.pieces(), resumed.documents) : corpus.pieces(), options.signal);
+    for await (const batch of batchesOf(tokenizerChunks(pieces, cut, options.maxChunkChars ?? DEFAULT_CHUNK_CHARS), options.batchChars ?? BATCH_CHARS)) {
       encoder.submit(batch);
       if (++inFlight >= encoder.depth) {
         await takeOne();
@@ -335,6 +380,10 @@ export async function buildTokenCache(
     }
     await rm(`${tmp}.progress`, { force: true });
   } catch (err) {
+    if (options.signal?.aborted) {
+      await writer.suspend();
+      throw err;
+    }
     await writer.abandon();
     const message = (err as Error).message;
     throw message.startsWith('tokenizer produced id') ? new Error(`token cache for ${corpus.name}: ${message}`) : err;

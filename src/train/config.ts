@@ -4,6 +4,7 @@
  * Every problem is reported together, before any work starts.
  */
 import { z } from 'zod';
+import { DEFAULT_SHARD_TOKENS } from '../data/sampler.ts';
 import { NAMED_CONFIGS, namedConfig, validateConfig, type LlamaConfig } from '../nn/config.ts';
 import { PROJECTIONS } from '../nn/llama.ts';
 import { SCHEDULER_KINDS, validateScheduleConfig } from '../optim/schedule.ts';
@@ -69,6 +70,8 @@ export const TrainConfigSchema = z.object({
   val_fraction: z.number().gt(0).lt(1).default(0.05).describe('share of the training documents held out when no validation data is given'),
   text_field: z.string().min(1).default('text').describe('JSONL field / Parquet column holding the text'),
   txt_mode: z.enum(['file', 'blank-line']).default('file').describe('a .txt file is one document (file) or one per blank-line-separated block'),
+  data_shard_tokens: positiveInt.default(DEFAULT_SHARD_TOKENS)
+    .describe('tokens per shard of the training data: the first epoch takes the shards in corpus order, each shuffled, so training starts once the first shard is tokenised (a corpus of one shard is shuffled whole)'),
   tokenizer: z.string().min(1).optional().describe('a tokenizer.json (or a folder holding one); default a byte-level BPE trained on the data'),
   tokenizer_vocab_size: z.number().int().min(300).max(1_000_000).default(8000).describe('vocabulary of the trained tokenizer'),
   init_from: z.string().min(1).optional().describe('a Hugging Face LLaMA folder to continue pre-training (its weights, shape and tokenizer)'),

@@ -11,8 +11,8 @@ import { splitCorpus } from '../data/split.ts';
 import { DEFAULT_MAX_WORDS, trainByteLevelBpeOnCorpus } from '../data/bpe-train.ts';
 import { loadTokenizer, saveTokenizer } from '../data/tokenizer-files.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
-import { buildTokenCache } from '../data/token-cache.ts';
-import { TokenDataset } from '../data/token-dataset.ts';
+import { shardSequences } from '../data/sampler.ts';
+import { TokenDataset, type TokenCacheBuild } from '../data/token-dataset.ts';
 import { defaultTokenizerWorkers } from '../data/encode-batches.ts';
 import type { TrainConfig } from './config.ts';
 
@@ -22,6 +22,17 @@ export interface PreparedData {
   validation: TokenDataset;
   trainName: string;
   validationName: string;
+  /** Stops tokenising still going on (the next run resumes the partial caches); resolves when stopped. */
+  stop: () => Promise<void>;
+}
+
+export interface PrepareOptions {
+  /**
+   * Return once the first shard of the training data and the evaluation sequences are tokenised;
+   * the rest is tokenised while training (the sampler waits for a shard it needs). Default:
+   * return when both caches are complete.
+   */
+  overlap?: boolean;
 }
 
 export function cacheDir(): string {
@@ -73,33 +84,67 @@ async function tokenizerFor(cfg: TrainConfig, train: Corpus, log: (s: string) =>
   return tok;
 }
 
-export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string | Tokenizer): Promise<PreparedData> {
+export async function prepareData(cfg: TrainConfig, log: (s: string) => void, tokenizerPath?: string | Tokenizer, options: PrepareOptions = {}): Promise<PreparedData> {
   const { train, validation } = await corpora(cfg, log);
   const tokenizer = await tokenizerFor(cfg, train, log, tokenizerPath);
   const dir = join(cacheDir(), 'tokens');
   mkdirSync(dir, { recursive: true });
   const progress = (what: string) => (p: { documents: number; tokens: number }) => log(`tokenising ${what}: ${p.documents} documents, ${p.tokens} tokens`);
   const workers = defaultTokenizerWorkers();
-  const tokenise = async (corpus: Corpus, what: string): Promise<TokenDataset> => {
-    const built = await buildTokenCache(corpus, tokenizer, { cacheDir: dir, onProgress: progress(what), progressEvery: 5000, workers });
-    if (built.resumedTokens > 0) log(`tokenising ${what}: resumed the partial cache a stopped run left, from token ${built.resumedTokens}`);
-    if (built.workersUsed > 0) log(`tokenising ${what}: ${built.workersUsed} worker threads`);
-    return TokenDataset.open(built.metaPath);
+  const checkpointTokens = Math.min(cfg.data_shard_tokens, 2 ** 24); // a killed run loses at most a shard
+  let stopping = false;
+  const tokenise = (corpus: Corpus, what: string): TokenCacheBuild => {
+    const build = TokenDataset.build(corpus, tokenizer, { cacheDir: dir, onProgress: progress(what), progressEvery: 5000, workers, checkpointTokens });
+    build.done.then(
+      (built) => {
+        if (built.resumedTokens > 0) log(`tokenising ${what}: resumed the partial cache a stopped run left, from token ${built.resumedTokens}`);
+        if (built.workersUsed > 0) log(`tokenising ${what}: ${built.workersUsed} worker threads`);
+        if (!built.reused && options.overlap) log(`tokenising ${what}: complete, ${built.meta.numTokens} tokens`);
+      },
+      (err: Error) => {
+        if (!stopping && options.overlap) log(`tokenising ${what} failed: ${err.message}`);
+      },
+    );
+    return build;
   };
-  const trainSet = await tokenise(train, 'training data');
-  const valSet = await tokenise(validation, 'validation data');
-  trainSet.numSequences(cfg.seq_len); // throws a clear error when shorter than one sequence
-  valSet.numSequences(cfg.seq_len);
-  return { tokenizer, train: trainSet, validation: valSet, trainName: train.name, validationName: validation.name };
+  const builds = [tokenise(train, 'training data'), tokenise(validation, 'validation data')] as const;
+  const stop = async () => {
+    stopping = true;
+    await Promise.all(builds.map((b) => b.stop()));
+  };
+  const [trainSet, valSet] = builds.map((b) => b.dataset) as [TokenDataset, TokenDataset];
+  try {
+    if (options.overlap) {
+      // The first shard, and the evaluation sequences (evaluationSequences takes the first ones).
+      const first = shardSequences(cfg.data_shard_tokens, cfg.seq_len) * cfg.seq_len;
+      await Promise.all([trainSet.waitForTokens(first), valSet.waitForTokens(Math.floor(cfg.eval_tokens / cfg.seq_len) * cfg.seq_len)]);
+    } else {
+      await Promise.all(builds.map((b) => b.done));
+    }
+    // A clear error when a complete set is shorter than one sequence (one still growing holds a shard or more).
+    for (const set of [trainSet, valSet]) if (set.isComplete) set.numSequences(cfg.seq_len);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { tokenizer, train: trainSet, validation: valSet, trainName: train.name, validationName: validation.name, stop };
 }
 
-/** Unigram perplexity of `tokens` under add-one-smoothed unigram frequencies of `train`: the bar a model must clear. */
-export function unigramPerplexity(train: TokenDataset, evalTokens: Int32Array, vocabSize: number): number {
+/** The unigram counts come from the first this many training tokens (all of them if fewer). */
+export const UNIGRAM_TOKENS = 2 ** 26;
+
+/**
+ * Unigram perplexity of `tokens` under add-one-smoothed unigram frequencies of the first
+ * UNIGRAM_TOKENS tokens of `train` (waiting for them while they are tokenised): the bar a model must clear.
+ */
+export async function unigramPerplexity(train: TokenDataset, evalTokens: Int32Array, vocabSize: number): Promise<number> {
+  await train.waitForTokens(UNIGRAM_TOKENS);
+  const end = Math.min(UNIGRAM_TOKENS, train.tokensAvailable);
   const counts = new Float64Array(vocabSize).fill(1);
   const chunk = 1 << 20;
   let total = vocabSize;
-  for (let start = 0; start < train.numTokens; start += chunk) {
-    const ids = train.readTokens(start, Math.min(chunk, train.numTokens - start));
+  for (let start = 0; start < end; start += chunk) {
+    const ids = train.readTokens(start, Math.min(chunk, end - start));
     for (const id of ids) counts[id]++;
     total += ids.length;
   }

@@ -30,8 +30,11 @@ export function evaluateShared(comm: Communicator, model: LlamaForCausalLM, eval
   return sums[0] / sums[1];
 }
 
-/** The evaluation sequences of a run: the first `evalTokens / seqLen` of the validation set (all of them if fewer). */
+/**
+ * The evaluation sequences of a run: the first `evalTokens / seqLen` of the validation set (all of
+ * them if fewer). A validation set still being tokenised must hold that many already (prepareData waits for it).
+ */
 export function evaluationSequences(validation: TokenDataset, seqLen: number, evalTokens: number): Int32Array[] {
-  const count = Math.min(Math.floor(evalTokens / seqLen), validation.numSequences(seqLen));
+  const count = Math.min(Math.floor(evalTokens / seqLen), validation.sequencesAvailable(seqLen));
   return Array.from({ length: count }, (_, i) => validation.readSequence(i, seqLen));
 }

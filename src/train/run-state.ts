@@ -5,7 +5,7 @@
  * written (`snapshot`) and read back (`restore`) here, side by side: a field added to one and
  * forgotten in the other shows.
  */
-import { SequenceSampler, type SamplerState } from '../data/sampler.ts';
+import { SequenceSampler, shardSequences, type SamplerState, type SequenceCount } from '../data/sampler.ts';
 import { RandomStream, type RandomState } from '../engine/rng.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
@@ -50,16 +50,17 @@ export class RunState {
    * sharded (`shard_optimizer`); its optimizers keep only this process's moments.
    */
   constructor(
-    private readonly cfg: TrainConfig, private readonly loraOptions: WrapOptions, numSequences: number,
+    private readonly cfg: TrainConfig, private readonly loraOptions: WrapOptions, private readonly sequences: number | SequenceCount,
     private readonly optimizerShard?: { rank: number; size: number },
   ) {
     this.lora = loraStreams(cfg.seed);
     this.pruneRng = RandomStream.named(cfg.seed, 'prune');
-    this.sampler = this.samplerAt(numSequences);
+    this.sampler = this.samplerAt();
   }
 
-  private samplerAt(numSequences: number, state?: SamplerState): SequenceSampler {
-    return new SequenceSampler({ numSequences, seed: RandomStream.named(this.cfg.seed, 'data-order').seed, state });
+  private samplerAt(state?: SamplerState): SequenceSampler {
+    const shards = shardSequences(this.cfg.data_shard_tokens, this.cfg.seq_len);
+    return new SequenceSampler({ numSequences: this.sequences, seed: RandomStream.named(this.cfg.seed, 'data-order').seed, shardSequences: shards, state });
   }
 
   /** Replace the model's target projections by LoRA layers, drawing from this run's streams. */
@@ -118,7 +119,7 @@ export class RunState {
     this.elapsedBefore = s.elapsed;
     this.skipped = s.skipped;
     this.counters = { ...s.counters };
-    this.sampler = this.samplerAt(this.sampler.numSequences, s.sampler);
+    this.sampler = this.samplerAt(s.sampler);
     setStream(this.lora.init, s.rng.lora_init);
     setStream(this.lora.dropout, s.rng.lora_dropout);
     setStream(this.pruneRng, s.rng.prune);
@@ -139,7 +140,7 @@ export class RunState {
    */
   startFrom(ck: LoadedCheckpoint, model: LlamaForCausalLM): void {
     model.loadStateDict(ck.model, true, `${ck.dir}/model.safetensors`);
-    this.sampler = this.samplerAt(this.sampler.numSequences, ck.state.sampler);
+    this.sampler = this.samplerAt(ck.state.sampler);
     this.step = ck.state.step;
     this.tokens = ck.state.tokens;
   }

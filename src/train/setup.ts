@@ -80,8 +80,11 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     release();
     throw e;
   }
+  let stopData: (() => Promise<void>) | undefined;
   try {
-    const { data, evalSeqs } = await loadData(cfg, runDir, inputs, log);
+    // Alone, training starts on the first shard while the rest is tokenised (ranks of a job compare all their data first).
+    const { data, evalSeqs } = await loadData(cfg, runDir, inputs, log, comm.size === 1);
+    stopData = data.stop;
     const { model, shape } = await buildModel(cfg, runDir, inputs, data, log);
     if (leader) await sealRunFiles(runDir);
     const sharded = cfg.shard_optimizer && comm.size > 1 ? new ShardedGradients(comm) : null;
@@ -94,10 +97,11 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})${warmStartNote(cfg)}`);
     return {
       cfg, runDir, log, hooks: opts.hooks ?? {}, rankHook: leader ? opts.rankHook : undefined, engine, data, evalSeqs, model, footprint, plans, state,
-      resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: folder.release,
+      resumed: folder.resumeFrom !== null, metrics: new MetricsWriter(runFile(runDir, 'metrics')), release: () => { void data.stop(); folder.release(); },
       comm, leader, gradients: sharded ?? new GradientAverager(comm),
     };
   } catch (e) {
+    void stopData?.();
     folder.abandon();
     throw e;
   }
@@ -170,13 +174,14 @@ function tidyRunFolder(runDir: string): void {
 }
 
 /** The tokenised data (the run keeps its tokenizer, and an imported model's metadata) and the evaluation sequences. */
-async function loadData(cfg: TrainConfig, runDir: string, inputs: RunInputs, log: (s: string) => void): Promise<{ data: PreparedData; evalSeqs: Int32Array[] }> {
+async function loadData(cfg: TrainConfig, runDir: string, inputs: RunInputs, log: (s: string) => void, overlap: boolean): Promise<{ data: PreparedData; evalSeqs: Int32Array[] }> {
   const hasTokenizer = existsSync(runFile(runDir, 'tokenizer'));
   if (cfg.init_from && !hasTokenizer) await copyHfMetadata(cfg.init_from, runDir);
-  const data = await prepareData(cfg, log, inputs.tokenizer);
+  const data = await prepareData(cfg, log, inputs.tokenizer, { overlap });
   if (!hasTokenizer) await atomicWriteFile(runFile(runDir, 'tokenizer'), JSON.stringify(data.tokenizer.toJSON()));
   const evalSeqs = evaluationSequences(data.validation, cfg.seq_len, cfg.eval_tokens);
-  log(`data: ${data.train.numTokens.toLocaleString('en-US')} training tokens (${data.trainName}), ${evalSeqs.length} evaluation sequences of ${cfg.seq_len} (${data.validationName})`);
+  const trainTokens = data.train.isComplete ? `${data.train.numTokens.toLocaleString('en-US')} training tokens` : `${data.train.tokensAvailable.toLocaleString('en-US')} training tokens so far, the rest tokenised while training`;
+  log(`data: ${trainTokens} (${data.trainName}), ${evalSeqs.length} evaluation sequences of ${cfg.seq_len} (${data.validationName})`);
   return { data, evalSeqs };
 }
 
@@ -208,7 +213,7 @@ async function initialState(
   cfg: TrainConfig, runDir: string, inputs: RunInputs, resumeFrom: LoadedCheckpoint | null, model: LlamaForCausalLM, data: PreparedData, log: (s: string) => void,
   leader: boolean, optimizerShard?: { rank: number; size: number },
 ): Promise<{ state: RunState; plans: PhasePlan[] }> {
-  const state = new RunState(cfg, loraOptions(cfg), data.train.numSequences(cfg.seq_len), optimizerShard);
+  const state = new RunState(cfg, loraOptions(cfg), data.train.sequences(cfg.seq_len), optimizerShard);
   let plans = planPhases(cfg);
   const warm = inputs.warmStart;
   if (warm && !resumeFrom) {

@@ -20,7 +20,7 @@ import { listCheckpoints, saveCheckpoint } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 import { unigramPerplexity } from './data.ts';
 import { evaluateShared } from './evaluate.ts';
-import { agreeToStop, nextRankMicroBatches } from './data-parallel.ts';
+import { agreeToStop, dropoutPlacement, nextRankMicroBatches } from './data-parallel.ts';
 import type { MetricRecord, RankRecord } from './metrics.ts';
 import { lrAdvice, scheduleFor, type Phase, type PhasePlan } from './phases.ts';
 import { Progress } from './progress.ts';
@@ -196,10 +196,13 @@ async function enterPhase(run: Run): Promise<ActivePhase> {
 async function runUpdate(loop: Loop, phase: ActivePhase): Promise<void> {
   const { run, progress } = loop;
   const { cfg, state } = run;
+  await state.sampler.ready(cfg.batch_size); // the batch's shard may still be being tokenised
   const started = Date.now();
   const lr = phase.plan.lr * phase.lambda(state.phaseStep);
   const update = state.step + 1;
-  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`), run.gradients);
+  const dropout = dropoutPlacement(cfg, run.comm, state.lora.dropout, phase.layers);
+  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`), run.gradients, dropout?.place);
+  dropout?.finish();
   if (!r.applied) {
     state.skipped++;
     progress.log(`warning: update ${update} skipped: loss ${r.loss}, gradient norm ${r.gradNorm} (${state.skipped} skipped so far, at most ${cfg.max_skipped_updates})`);
@@ -333,7 +336,7 @@ async function summarise(loop: Loop, interruptedBy: StopSignalName | null): Prom
     // An interrupted run has no final evaluation; an earlier one would pass for it.
     final_eval_loss: interruptedBy ? NaN : loop.lastEval,
     final_eval_ppl: interruptedBy ? NaN : Math.exp(loop.lastEval),
-    unigram_ppl: unigramPerplexity(data.train, evalTokens, data.tokenizer.vocabSize),
+    unigram_ppl: await unigramPerplexity(data.train, evalTokens, data.tokenizer.vocabSize),
     tokens_per_s: loop.throughput.length ? loop.throughput.reduce((a, b) => a + b, 0) / loop.throughput.length : 0,
     elapsed_s: state.elapsed(),
     peak_rss_bytes: process.resourceUsage().maxRSS * 1024,

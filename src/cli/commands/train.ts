@@ -66,7 +66,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 /** The help's sections; every config key is in one. */
 const HELP_GROUPS: [heading: string, keys: (keyof ParsedConfig)[]][] = [
   ['Model and method:', ['model', 'init_from', 'vocab_size', 'mode', 'rank', 'alpha', 'dropout', 'target_modules', 'frozen_bf16']],
-  ['Data and tokenizer:', ['data', 'validation', 'val_fraction', 'text_field', 'txt_mode', 'tokenizer', 'tokenizer_vocab_size']],
+  ['Data and tokenizer:', ['data', 'validation', 'val_fraction', 'text_field', 'txt_mode', 'data_shard_tokens', 'tokenizer', 'tokenizer_vocab_size']],
   ['Length and batches:', ['seq_len', 'micro_batch', 'batch_size', 'steps', 'tokens']],
   ['Learning rate and optimizer:', ['lr', 'warm_start_lr', 'scheduler', 'warmup_steps', 'restart_warmup_steps', 'min_lr_ratio', 'warm_start_steps', 'warm_start_schedule', 'cycle_length', 'optimizer_reset', 'weight_decay', 'clip_norm', 'max_skipped_updates']],
   ['Evaluation, checkpoints and output:', ['eval_every', 'eval_tokens', 'save_every', 'keep_checkpoints', 'rank_sample', 'out']],

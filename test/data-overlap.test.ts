@@ -1,0 +1,91 @@
+/**
+ * Reading a token cache while it is being written (TokenDataset.build): training can start on
+ * the first shard, draws exactly what it would draw from the complete cache, and a stopped build
+ * keeps its partial cache for the next run.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { trainByteLevelBpe } from '../src/data/bpe-train.ts';
+import { corpusFromPieces, type Corpus } from '../src/data/corpus.ts';
+import { SequenceSampler } from '../src/data/sampler.ts';
+import { TokenDataset } from '../src/data/token-dataset.ts';
+
+const FIXTURES = join(import.meta.dirname, 'fixtures', 'data');
+const LINES = readFileSync(join(FIXTURES, 'corpus.txt'), 'utf8').split('\n').filter((l) => l.length > 0);
+const DOCS = Array.from({ length: 4000 }, (_, i) => `${LINES[i % LINES.length]} (${i})`);
+const SEQ = 16;
+const SHARD = 32; // sequences: shards of 512 tokens
+
+/** The documents, with reading held at document `at` until `open` is called (the rest not yet tokenised). */
+function gatedCorpus(at: number): { corpus: Corpus; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => { open = resolve; });
+  const corpus = corpusFromPieces('gated', 'gated-docs', async function* () {
+    for (const [i, text] of DOCS.entries()) {
+      if (i === at) await gate;
+      yield { text, end: true };
+    }
+  });
+  return { corpus, open };
+}
+
+const sequencesOf = (ds: TokenDataset, indices: number[]) => indices.map((i) => Array.from(ds.readSequence(i, SEQ)));
+
+test('training draws from the first shards before the cache is complete, the same sequences as from the complete cache', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'relora-overlap-'));
+  const tok = await trainByteLevelBpe(LINES, { vocabSize: 400 });
+  const { corpus, open } = gatedCorpus(2000);
+  const build = TokenDataset.build(corpus, tok, { cacheDir: dir, workers: 2, checkpointTokens: 1000, batchChars: 4096 });
+  const ds = build.dataset;
+  const sampler = new SequenceSampler({ numSequences: ds.sequences(SEQ), seed: 5, shardSequences: SHARD });
+  const drawn: number[] = [];
+  const seen: number[][] = [];
+  // Three shards and a half: all of it from the first 2000 documents, while the rest waits.
+  for (let b = 0; b < 14; b++) {
+    await sampler.ready(8);
+    const batch = sampler.nextBatch(8);
+    drawn.push(...batch);
+    seen.push(...sequencesOf(ds, batch));
+  }
+  assert.equal(ds.isComplete, false, 'the cache is still being written');
+  assert.throws(() => ds.numTokens, /still being written/);
+  assert.ok(Math.max(...drawn) < 4 * SHARD, 'only complete shards were drawn from');
+  open();
+  await build.done;
+  assert.equal(ds.isComplete, true);
+  const total = ds.numSequences(SEQ);
+  assert.ok(total > 10 * SHARD, `${total} sequences`);
+  for (let b = 0; b < 100; b++) {
+    await sampler.ready(8);
+    const batch = sampler.nextBatch(8);
+    drawn.push(...batch);
+    seen.push(...sequencesOf(ds, batch));
+  }
+
+  // The same run on the complete cache (opened afresh from its sidecar).
+  const complete = TokenDataset.open(readdirSync(dir).filter((n) => n.endsWith('.json')).map((n) => join(dir, n))[0]!);
+  const again = new SequenceSampler({ numSequences: complete.numSequences(SEQ), seed: 5, shardSequences: SHARD });
+  const drawnAgain = again.nextBatch(drawn.length);
+  assert.deepEqual(drawnAgain, drawn);
+  assert.deepEqual(sequencesOf(complete, drawnAgain), seen);
+  ds.close();
+  complete.close();
+});
+
+test('a stopped build keeps its partial cache and progress record, and says it was stopped', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'relora-overlap-stop-'));
+  const tok = await trainByteLevelBpe(LINES, { vocabSize: 400 });
+  const { corpus } = gatedCorpus(2000); // never opened
+  const build = TokenDataset.build(corpus, tok, { cacheDir: dir, workers: 1, checkpointTokens: 1000, batchChars: 4096 });
+  await build.dataset.waitForTokens(4 * SHARD * SEQ);
+  await build.stop(); // while reading is held at the gate
+  await assert.rejects(build.done, /tokenising gated was stopped; the next run resumes the partial cache/);
+  await assert.rejects(build.dataset.waitForTokens(Infinity), /was stopped/);
+  const names = readdirSync(dir);
+  assert.equal(names.filter((n) => n.endsWith('.json')).length, 0, 'no sidecar: not complete');
+  assert.equal(names.filter((n) => /\.tokens\.tmp-\d+-[0-9a-f]+$/.test(n)).length, 1, names.join(', '));
+  assert.equal(names.filter((n) => n.endsWith('.progress')).length, 1, names.join(', '));
+});
