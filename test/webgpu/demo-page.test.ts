@@ -105,6 +105,11 @@ test('with WebGPU the page trains on it, names the adapter, and its losses follo
   assert.equal(r[r.length - 1].rank, 8);
   assert.equal(gpu.sample.length, 24, 'text sampled from the model on the GPU');
   assert.equal(await page.textContent('#output'), gpu.sample);
+  // The Sample button continues the user's prompt.
+  await page.fill('#prompt', 'the dog ');
+  await page.click('#sample');
+  await page.waitForFunction((previous) => (window as unknown as { reloraDemo: { sample: string } }).reloraDemo.sample !== previous, gpu.sample, { timeout: 60_000 });
+  assert.equal(((await page.textContent('#output')) ?? '').length, 24);
 
   // The same run on the js backend, asked for by the query: the GPU computed the same training
   // (fp32 on both; the kernels agree to about 1e-6, so 1e-3 leaves room for summation order).
