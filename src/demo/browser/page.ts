@@ -77,8 +77,15 @@ function fail(message: string): void {
   $('stats').textContent = `error: ${message}`;
 }
 
+/** The worker that owns the GPU device, while training may use it. */
+let device: Worker | null = null;
+
 function onMessage(m: FromTrainer): void {
   if (m.kind === 'backend') {
+    if (m.backend === 'js') {
+      device?.terminate();
+      device = null;
+    }
     state.backend = m.backend;
     state.kernels = m.kernels;
     state.fallback = m.fallback;
@@ -122,7 +129,7 @@ function main(): void {
   trainer.onerror = (e) => fail(`the training worker failed: ${e.message}`);
   let port: MessagePort | null = null;
   if (choice.backend === 'webgpu') {
-    const device = new Worker('device.js', { type: 'module' });
+    device = new Worker('device.js', { type: 'module' });
     device.onerror = (e) => fail(`the WebGPU device worker failed: ${e.message}`);
     const channel = new MessageChannel();
     device.postMessage({ port: channel.port1 }, [channel.port1]);
