@@ -6,11 +6,19 @@
  */
 import { acceptBridge, failBridge, type BridgePort } from '../../engine/backends/webgpu/browser-threads.ts';
 
-const worker = globalThis as unknown as { onmessage: ((event: { data: { port: BridgePort } }) => void) | null };
+const worker = globalThis as unknown as {
+  onmessage: ((event: { data: { port: BridgePort } }) => void) | null;
+  navigator: { gpu?: unknown };
+};
 
 worker.onmessage = ({ data }) => {
   worker.onmessage = null;
   acceptBridge(data.port)
-    .then(() => import('../../engine/backends/webgpu/bridge-worker.ts'))
+    .then(async () => {
+      // A browser may offer WebGPU to pages but not to workers; say so, rather than letting the
+      // engine look for Node's Dawn package.
+      if (!worker.navigator.gpu) throw new Error('this browser offers no WebGPU in workers (navigator.gpu is missing there)');
+      await import('../../engine/backends/webgpu/bridge-worker.ts');
+    })
     .catch((err: unknown) => failBridge(`WebGPU: the device worker failed to start: ${err instanceof Error ? err.message : String(err)}`));
 };
