@@ -9,6 +9,9 @@
  *   node --import tsx scripts/bench-webgpu.ts [--skip-steps] [--models llama_60m,llama_350m] [--json out.json]
  *
  * `--quick` (a smoke run on a CPU adapter) shrinks the square GEMM to 256³, the token count to 128 and the steps to 16-token sequences.
+ * `--tiny [--updates N]` only trains a tiny ReLoRA model in this process on native and on webgpu and
+ * prints updates/s, kernel calls and synchronous readbacks per update (the figures BENCHMARKS.md
+ * gives for SwiftShader, a CPU emulation of a GPU: they measure the backend's overhead, not a GPU).
  *
  * The step figures go through the synchronous backend (src/engine/backends/webgpu/bridge.ts),
  * whose arrays cross to the device on every kernel call: they measure that path, not what
@@ -30,6 +33,71 @@ const models = (opt('--models') ?? 'llama_60m,llama_350m,llama_1b').split(',');
 const quick = argv.includes('--quick');
 const TOKENS = quick ? 128 : 2048;
 const SQUARE = quick ? 256 : 4096;
+
+if (argv.includes('--tiny')) {
+  await tinyTraining();
+  process.exit(0);
+}
+
+/**
+ * Updates/s of a tiny ReLoRA model (width 32, 2 layers, rank 4, LoRA dropout, 2 micro-batches of
+ * 2×16 tokens) on `--backend webgpu` in this process, with the synchronous readbacks per update:
+ * on a CPU adapter (SwiftShader) this measures the backend's own overhead, not GPU speed.
+ */
+async function tinyTraining(): Promise<void> {
+  const { setBackend, K } = await import('../src/engine/backend.ts');
+  const bridge = await import('../src/engine/backends/webgpu/bridge.ts');
+  const { RandomStream } = await import('../src/engine/rng.ts');
+  const { Tensor } = await import('../src/engine/tensor.ts');
+  const { LlamaForCausalLM } = await import('../src/nn/llama.ts');
+  const { AdamW } = await import('../src/optim/adamw.ts');
+  const { DEFAULT_LORA, loraStreams, wrapWithLora } = await import('../src/relora/wrap.ts');
+  const { trainStep } = await import('../src/train/step.ts');
+  const cfg = { vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numHeads: 4, numLayers: 2, maxSeqLen: 32, rmsNormEps: 1e-6, ropeTheta: 10000 };
+  const updates = Number(opt('--updates') ?? 20);
+  const results: Record<string, unknown>[] = [];
+  for (const backend of ['native', 'webgpu'] as const) {
+    setBackend(backend);
+    // Kernel calls, counted by wrapping the backend (the first bridge read back on every call).
+    let calls = 0;
+    const k = K() as unknown as Record<string, unknown>;
+    for (const [name, f] of Object.entries(k)) {
+      if (typeof f === 'function' && !['getThreads', 'setThreads', 'hasBf16Gemm'].includes(name)) {
+        k[name] = (...args: unknown[]) => { calls++; return (f as (...a: unknown[]) => unknown)(...args); };
+      }
+    }
+    const model = new LlamaForCausalLM(cfg).initWeights(5);
+    wrapWithLora(model, { ...DEFAULT_LORA, rank: 4, alpha: 4, dropout: 0.1 }, loraStreams(5));
+    const optimizer = new AdamW(model.namedTrainableParameters(), { lr: 1e-3 });
+    const batch = (s: number): InstanceType<typeof Tensor>[] => [0, 1].map((j) => {
+      const u = new Float32Array(32);
+      new RandomStream(100 * s + j).uniform(u);
+      return Tensor.from(Int32Array.from(u, (x) => Math.floor(x * cfg.vocabSize)), [2, 16]);
+    });
+    const step = (s: number): void => {
+      const b = batch(s);
+      trainStep(model, optimizer, b, 1e-3, 1);
+      for (const t of b) t.dispose();
+    };
+    for (let s = 0; s < 3; s++) step(s);
+    const c0 = (bridge as { webGpuCounters?: () => { readbacks: number } | null }).webGpuCounters?.() ?? null;
+    const calls0 = calls;
+    const t0 = performance.now();
+    for (let s = 3; s < 3 + updates; s++) step(s);
+    const sec = (performance.now() - t0) / 1000;
+    const c1 = (bridge as { webGpuCounters?: () => { readbacks: number } | null }).webGpuCounters?.() ?? null;
+    const rec = {
+      backend, updatesPerSecond: updates / sec, tokensPerSecond: (64 * updates) / sec, kernelCallsPerUpdate: (calls - calls0) / updates,
+      readbacksPerUpdate: backend === 'native' ? 0 : c0 && c1 ? (c1.readbacks - c0.readbacks) / updates : (calls - calls0) / updates,
+    };
+    results.push(rec);
+    process.stdout.write(`tiny ${backend}: ${rec.updatesPerSecond.toFixed(2)} updates/s, ${rec.tokensPerSecond.toFixed(0)} tokens/s, ${rec.kernelCallsPerUpdate} kernel calls and ${rec.readbacksPerUpdate} synchronous readbacks per update\n`);
+    optimizer.dispose();
+    model.dispose();
+  }
+  const file = opt('--json');
+  if (file) writeFileSync(file, `${JSON.stringify({ tiny: results }, null, 2)}\n`);
+}
 
 const k = await WebGpuKernels.open();
 const adapter = describeAdapter(k.gpu.adapter);

@@ -1,6 +1,6 @@
 /** Rotary position embedding, Hugging Face "rotate half" layout. */
 import { K } from '../backend.ts';
-import { recording, shapeStr, Tensor } from '../tensor.ts';
+import { recording, shapeStr, Tensor, untracked } from '../tensor.ts';
 import { gradSlot } from './grad.ts';
 
 export interface RopeTables {
@@ -41,6 +41,15 @@ function negatedSin(tables: RopeTables): Float32Array {
   return s;
 }
 
+const tableTensors = new WeakMap<Float32Array, Tensor>();
+
+/** A table as a tensor that lives as long as the table does, so a device backend uploads it once. */
+function table(a: Float32Array): Float32Array {
+  let t = tableTensors.get(a);
+  if (!t) tableTensors.set(a, (t = untracked(() => Tensor.from(a))));
+  return t.buf;
+}
+
 /** x: [B, T, H*D] (or [B, T, H, D]); rotates each head by its position t. */
 export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
   if (x.shape.length < 3) throw new Error(`rope: expected [B, T, H*D], got ${shapeStr(x.shape)}`);
@@ -48,7 +57,7 @@ export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
   if (x.size !== B * T * heads * D) throw new Error(`rope: ${shapeStr(x.shape)} is not [B, T, ${heads} heads × ${D}]`);
   if (T > tables.T) throw new Error(`rope: sequence length ${T} exceeds the table length ${tables.T}`);
   const out = Tensor.empty(x.shape, false);
-  K().ropeForward(x.buf, tables.cos, tables.sin, out.buf, B, T, heads, D);
+  K().ropeForward(x.buf, table(tables.cos), table(tables.sin), out.buf, B, T, heads, D);
   if (recording(x)) {
     out.requiresGrad = true;
     out.node = {
@@ -58,8 +67,8 @@ export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
         const gx = gradSlot(x);
         if (!gx) return;
         // The inverse rotation is the forward one with sin negated: it writes a fresh gradient.
-        if (gx.fresh) K().ropeForward(g, tables.cos, negatedSin(tables), gx.data, B, T, heads, D);
-        else K().ropeBackward(g, tables.cos, tables.sin, gx.data, B, T, heads, D);
+        if (gx.fresh) K().ropeForward(g, table(tables.cos), table(negatedSin(tables)), gx.data, B, T, heads, D);
+        else K().ropeBackward(g, table(tables.cos), table(tables.sin), gx.data, B, T, heads, D);
       },
     };
   }

@@ -44,7 +44,7 @@ export class GpuDevice {
   private readonly ringF32 = new Float32Array(this.ringWords);
   private slot = 0;
   private encoder: GPUCommandEncoder | null = null;
-  /** Temporaries (alias copies) that return to the pool once their batch is submitted. */
+  /** Buffers released while commands were being recorded: back to the pool once those are submitted. */
   private afterSubmit: GpuTensor[] = [];
   private readonly dummy: GpuTensor;
   /** Dispatches recorded since creation (for tests and the benchmark). */
@@ -87,10 +87,14 @@ export class GpuDevice {
     return t;
   }
 
-  /** Copies host data into a new device tensor. */
+  /**
+   * Copies host data into a new device tensor. No work recorded so far can use its buffer (a
+   * buffer released while commands are pending returns to the pool only once they are
+   * submitted), so the write needs no submit first: it lands after the work already submitted.
+   */
   upload(data: Float32Array | Int32Array): GpuTensor {
     const t = this.alloc(data.length, data instanceof Int32Array ? 'int32' : 'float32');
-    this.write(t, data);
+    if (data.length > 0) this.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     return t;
   }
 
@@ -101,8 +105,12 @@ export class GpuDevice {
     if (data.length > 0) this.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  /** Returns t's buffer to the pool; t must not be used afterwards. */
+  /** Returns t's buffer to the pool (once recorded work that may use it is submitted); t must not be used afterwards. */
   release(t: GpuTensor): void {
+    if (this.encoder) {
+      this.afterSubmit.push(t);
+      return;
+    }
     const bytes = t.buffer.size;
     let list = this.free.get(bytes);
     if (!list) this.free.set(bytes, (list = []));
