@@ -20,6 +20,7 @@ import { parameter } from '../src/engine/tensor.ts';
 import { RandomStream } from '../src/engine/rng.ts';
 import { AdamW } from '../src/optim/adamw.ts';
 import { partitionParameters } from '../src/optim/partition.ts';
+import { applyDropout, dropoutBackwardAdd } from '../src/engine/ops/dropout.ts';
 import { parseResetKind } from '../src/relora/prune.ts';
 import { resetLoraMoments } from '../src/relora/restart.ts';
 
@@ -154,6 +155,28 @@ test("the ranks of a sharded optimizer keep each tensor's moments once, and thei
     }
     assert.deepEqual([...seen.keys()].sort(), [...alone.state.keys()].sort());
     assert.ok([...seen.values()].every((n) => n === 1));
+  }
+});
+
+test("a rank's share of a micro-batch takes, with its offset, the dropout mask one process applies to those sequences", () => {
+  const rows = 5, row = 7, n = rows * row;
+  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) + 2), g = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+  const whole = new Float32Array(n), wholeDx = Float32Array.from({ length: n }, () => 0.25);
+  const d = { p: 0.3, key: 12345 };
+  applyDropout(x, whole, n, d);
+  dropoutBackwardAdd(g, wholeDx, n, d);
+  assert.ok(whole.some((v) => v === 0) && whole.some((v) => v !== 0), 'some kept, some dropped');
+  for (const first of [1, 3]) {
+    const part = x.subarray(first * row), m = part.length;
+    const out = new Float32Array(m), dx = Float32Array.from({ length: m }, () => 0.25);
+    applyDropout(part, out, m, { ...d, offset: first * row });
+    dropoutBackwardAdd(g.subarray(first * row), dx, m, { ...d, offset: first * row });
+    assert.deepEqual(out, whole.subarray(first * row), `forward from row ${first}`);
+    assert.deepEqual(dx, wholeDx.subarray(first * row), `backward from row ${first}`);
+    // Without the offset the mask is another one.
+    const unplaced = new Float32Array(m);
+    applyDropout(part, unplaced, m, d);
+    assert.notDeepEqual(unplaced, whole.subarray(first * row));
   }
 });
 

@@ -38,6 +38,11 @@ export class LoraLinear extends Module {
   readonly scaling: number;
   readonly dropoutP: number;
   readonly frozenBf16: boolean;
+  /**
+   * Sequences of the micro-batch that come before this process's in a data-parallel job, when
+   * one process would compute them together: the dropout mask continues theirs (0 otherwise).
+   */
+  dropoutRowOffset = 0;
   private readonly dropoutRng: RandomStream;
 
   /** Takes over `base`'s weight (frozen from now on). */
@@ -81,7 +86,9 @@ export class LoraLinear extends Module {
   /** One fused op (engine/ops/lora-linear.ts): x·Aᵀ first, no dW for the frozen W. */
   forward(x: Tensor): Tensor {
     // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
-    const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;
+    const dropout = this.training && this.dropoutP > 0
+      ? { p: this.dropoutP, key: this.dropoutRng.maskKey(), offset: this.dropoutRowOffset * (x.size / x.shape[0]) }
+      : null;
     return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout, { frozenBf16: this.frozenBf16 });
   }
 

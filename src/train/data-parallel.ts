@@ -7,10 +7,12 @@
  * indices, on every rank, so every rank's sampler stays in step), and rank r takes the r-th
  * contiguous share: the result of a run does not depend on the number of ranks beyond rounding.
  */
+import type { RandomStream } from '../engine/rng.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import type { SequenceSampler } from '../data/sampler.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import type { Communicator } from '../parallel/communicator.ts';
+import type { LoraLinear } from '../relora/lora-linear.ts';
 import { codeFingerprint, requireSameOnEveryRank, weightsFingerprint } from '../parallel/consistency.ts';
 import { listCheckpoints, loadLatestCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -80,4 +82,37 @@ export function agreeToStop(comm: Communicator, requested: boolean): boolean {
   const flag = new Float64Array([requested ? 1 : 0]);
   comm.allReduceF64(flag, 'max');
   return flag[0] > 0;
+}
+
+/** Sets up each of this rank's micro-batches before its forward pass, and the state after the update. */
+export interface DropoutPlacement {
+  /** Before this rank's micro-batch `index`. */
+  place(index: number): void;
+  /** After the update: the stream where one process's is. */
+  finish(): void;
+}
+
+/**
+ * LoRA dropout in a data-parallel job, drawn as one process draws it: each LoRA layer takes one
+ * mask key from the shared dropout stream per forward pass, so one process's micro-batch m uses
+ * the keys `base + m·layers …`, and its sequences take consecutive stretches of each mask. A
+ * rank's micro-batch lies inside one of those (rankMicroBatch divides the micro-batch and the
+ * share), so the rank sets the stream to that micro-batch's keys and the layers to the place of
+ * its first sequence in it. Null when there is nothing to place (one process, or no dropout).
+ */
+export function dropoutPlacement(cfg: TrainConfig, comm: Communicator, stream: RandomStream, layers: ReadonlyMap<string, LoraLinear>): DropoutPlacement | null {
+  if (comm.size === 1 || cfg.dropout === 0 || layers.size === 0) return null;
+  const base = stream.calls, keys = layers.size, share = cfg.batch_size / comm.size, micro = rankMicroBatch(cfg, comm);
+  const setRows = (rows: number): void => layers.forEach((l) => void (l.dropoutRowOffset = rows));
+  return {
+    place(index) {
+      const first = comm.rank * share + index * micro; // the sequence's place in the global batch
+      stream.calls = base + Math.floor(first / cfg.micro_batch) * keys;
+      setRows(first % cfg.micro_batch);
+    },
+    finish() {
+      stream.calls = base + (cfg.batch_size / cfg.micro_batch) * keys;
+      setRows(0);
+    },
+  };
 }

@@ -23,17 +23,19 @@ export interface StepResult {
  * process's share of the batch, and gradients and loss are averaged over the processes before
  * clipping, so the norm clipped is the global one and every process takes the same step (with a
  * sharded optimizer, each its share of it, and then they exchange the updated weights).
+ * `beforeMicroBatch` runs before each micro-batch's forward pass (data parallel: dropout placement).
  */
 export function trainStep(
   model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number, beforeUpdate?: () => void,
-  gradients?: GradientSync,
+  gradients?: GradientSync, beforeMicroBatch?: (index: number) => void,
 ): StepResult {
   if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
   optimizer.zeroGrad();
   model.train();
   let loss = 0;
   const n = microBatches.length;
-  for (const ids of microBatches) {
+  for (const [index, ids] of microBatches.entries()) {
+    beforeMicroBatch?.(index);
     loss += scope(() => {
       const l = model.loss(ids);
       // Seeded with 1/n rather than through scale(l, 1/n): the same float, and no device readback of it.

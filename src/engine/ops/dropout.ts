@@ -42,14 +42,36 @@ export function dropout(x: Tensor, p: number, rng: RandomStream, training: boole
 export interface LoraDropout {
   p: number;
   key: number;
+  /**
+   * Index in the mask of x's first element (default 0): a data-parallel rank computing the later
+   * sequences of a micro-batch that one process computes whole takes that process's mask for them.
+   */
+  offset?: number;
 }
 
 /** out = x ∘ mask, the mask Kernels.dropoutMask draws from `d.key`. */
 export function applyDropout(x: Float32Array, out: Float32Array, n: number, d: LoraDropout): void {
-  K().dropoutApply(x, out, n, d.key, dropThreshold(d.p), 1 / (1 - d.p));
+  const apply: MaskKernel = (src, dst, len) => K().dropoutApply(src, dst, len, d.key, dropThreshold(d.p), 1 / (1 - d.p));
+  if (d.offset) out.set(atOffset(x, n, d.offset, apply));
+  else apply(x, out, n);
 }
 
 /** dx += g ∘ mask, the same mask: the backward of applyDropout. */
 export function dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, d: LoraDropout): void {
-  K().dropoutBackwardAdd(g, dx, n, d.key, dropThreshold(d.p), 1 / (1 - d.p));
+  const add: MaskKernel = (src, dst, len) => K().dropoutBackwardAdd(src, dst, len, d.key, dropThreshold(d.p), 1 / (1 - d.p));
+  if (d.offset) K().axpy(1, atOffset(g, n, d.offset, add), dx, n); // dx + g∘mask, one rounding as in the kernel
+  else add(g, dx, n);
+}
+
+type MaskKernel = (src: Float32Array, dst: Float32Array, len: number) => void;
+
+/**
+ * A mask kernel's result for `a` (n values) as if it began at element `at` of its mask: the
+ * kernels number mask elements from 0, so they run on a copy of `a` placed at `at` (zeros before).
+ */
+function atOffset(a: Float32Array, n: number, at: number, kernel: MaskKernel): Float32Array {
+  const src = new Float32Array(at + n), dst = new Float32Array(at + n);
+  src.set(a.subarray(0, n), at);
+  kernel(src, dst, at + n);
+  return dst.subarray(at);
 }
