@@ -152,6 +152,21 @@ test('a page that is not cross-origin isolated trains on js and names the header
   assert.equal(run.records.length, 6);
 });
 
+test('a page served over plain http from an address other than localhost trains on js and says why', async () => {
+  const page = await webgpuBrowser.newPage();
+  // demo.test stands for a LAN address; its requests are answered by the demo server.
+  await page.route('http://demo.test/**', async (route) => {
+    const { pathname, search } = new URL(route.request().url());
+    await route.fulfill({ response: await route.fetch({ url: new URL(`${pathname}${search}`, url).href }) });
+  });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto('http://demo.test/?warm=3&cycle=3&cycles=1&sample=8');
+  await page.waitForFunction(() => (window as unknown as { reloraDemo: { done: boolean } }).reloraDemo.done, undefined, { timeout: 120_000 });
+  assert.deepEqual(pageErrors, []);
+  assert.match((await page.textContent('#backend')) ?? '', /^Backend: js .*not WebGPU: .*plain http .*https or localhost/);
+});
+
 test('a bad run length in the query stops the page with a message naming it', async () => {
   const page = await webgpuBrowser.newPage();
   const run = await runPage(page, 'cycle=0');

@@ -33,6 +33,9 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 /** WebGPU unless asked otherwise or impossible here; js with the reason otherwise. */
 function chooseBackend(params: URLSearchParams): { backend: 'webgpu' | 'js'; reason: string | null } {
   if (params.get('backend') === 'js') return { backend: 'js', reason: 'the page was opened with ?backend=js' };
+  if (!isSecureContext) {
+    return { backend: 'js', reason: 'the page was served over plain http from an address other than localhost, and browsers offer WebGPU and SharedArrayBuffer only to https or localhost pages' };
+  }
   if (!crossOriginIsolated) {
     return {
       backend: 'js',
