@@ -21,6 +21,8 @@ export interface DeviceMirror {
   adopt(data: Float32Array, content: 'garbage' | 'zeros' | 'host'): void;
   /** The host is about to read `data` (and to write it when `write`): copy the device's data back if it is newer. */
   toHost(data: Float32Array, write: boolean): void;
+  /** The host is about to overwrite every element of `data`: nothing needs reading back. */
+  toHostForOverwrite(data: Float32Array): void;
   /** The tensor let go of `data`; `reuse` when the array goes back to the pool (its device buffer is kept with it). */
   disown(data: Float32Array, reuse: boolean): void;
   /** Brings every host copy up to date (before another backend takes over). */
@@ -140,6 +142,16 @@ export class Tensor {
   get data(): Float32Array {
     const d = this.buf;
     mirror?.toHost(d, true);
+    return d;
+  }
+
+  /**
+   * The host array for code that writes every element (a re-initialisation): like `data`, but
+   * on a device backend nothing is read back first.
+   */
+  overwrite(): Float32Array {
+    const d = this.buf;
+    mirror?.toHostForOverwrite(d);
     return d;
   }
 

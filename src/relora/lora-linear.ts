@@ -38,11 +38,6 @@ export class LoraLinear extends Module {
   readonly scaling: number;
   readonly dropoutP: number;
   readonly frozenBf16: boolean;
-  /**
-   * Sequences of the micro-batch that come before this process's in a data-parallel job, when
-   * one process would compute them together: the dropout mask continues theirs (0 otherwise).
-   */
-  dropoutRowOffset = 0;
   private readonly dropoutRng: RandomStream;
 
   /** Takes over `base`'s weight (frozen from now on). */
@@ -79,16 +74,14 @@ export class LoraLinear extends Module {
   /** A ← kaiming-uniform(a=√5) draw, B ← 0. */
   resetLora(rng: RandomStream): void {
     const bound = 1 / Math.sqrt(this.inFeatures);
-    rng.uniform(this.loraA.data, -bound, bound);
-    this.loraB.data.fill(0);
+    rng.uniform(this.loraA.overwrite(), -bound, bound);
+    this.loraB.overwrite().fill(0);
   }
 
   /** One fused op (engine/ops/lora-linear.ts): x·Aᵀ first, no dW for the frozen W. */
   forward(x: Tensor): Tensor {
     // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
-    const dropout = this.training && this.dropoutP > 0
-      ? { p: this.dropoutP, key: this.dropoutRng.maskKey(), offset: this.dropoutRowOffset * (x.size / x.shape[0]) }
-      : null;
+    const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;
     return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout, { frozenBf16: this.frozenBf16 });
   }
 
@@ -96,8 +89,8 @@ export class LoraLinear extends Module {
   mergeAndReinit(rng: RandomStream): void {
     noGrad(() => {
       K().gemm(false, false, this.outFeatures, this.inFeatures, this.rank, this.scaling,
-        this.loraB.data, this.rank, 0, this.loraA.data, this.inFeatures, 0,
-        1, this.weight.data, this.inFeatures, 0, 1);
+        this.loraB.buf, this.rank, 0, this.loraA.buf, this.inFeatures, 0,
+        1, this.weight.buf, this.inFeatures, 0, 1);
     });
     this.resetLora(rng);
   }

@@ -77,6 +77,13 @@ export class Mirror implements DeviceMirror {
     }
   }
 
+  toHostForOverwrite(data: Float32Array): void {
+    const e = this.entries.get(data.buffer);
+    if (!e?.owned) return;
+    e.zeros = false;
+    this.set(e, Current.Host);
+  }
+
   disown(data: Float32Array, reuse: boolean): void {
     const e = this.entries.get(data.buffer);
     if (!e) return;
