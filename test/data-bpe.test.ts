@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BYTE_TO_UNICODE, bytesToSymbols, pretokenize, symbolsToBytes } from '../src/data/byte-level.ts';
+import { BYTE_TO_UNICODE, bytesToSymbols, forEachPretoken, pretokenize, symbolsToBytes } from '../src/data/byte-level.ts';
 import { ByteLevelBpe } from '../src/data/bpe.ts';
 import { trainByteLevelBpe } from '../src/data/bpe-train.ts';
 import { HfTokenizer } from '../src/data/hf-tokenizer.ts';
@@ -57,6 +57,22 @@ test('GPT-2 pre-tokenisation', () => {
 test('GPT-2 pre-tokenisation splits whitespace as the Rust tokenizers do (U+FEFF, U+0085, U+2028, …)', () => {
   assert.ok(EXPECTED_PRETOKENS.some((p) => p.text.includes('\uFEFF')) && EXPECTED_PRETOKENS.some((p) => p.text.includes('\u0085')));
   for (const { text, pieces } of EXPECTED_PRETOKENS) assert.deepEqual(pretokenize(text), pieces, JSON.stringify(text));
+});
+
+test('the hand-written ASCII pre-tokeniser cuts every text exactly as the GPT-2 regex does', () => {
+  // Random texts over characters that exercise every alternative and every hand-off to the
+  // regex: contractions, runs of each class, lone and doubled spaces and newlines, non-ASCII
+  // letters, digits, whitespace and symbols right at run boundaries.
+  const alphabet = [..."aZ0 9'srevlldmt.,!(\n\t\r\u000b_-"].concat(['é', 'ß', '٣', '\u00a0', '\u0085', '\u2028', '\ufeff', '€', '😀', "'S", ' ', ' ', 'e', 's']);
+  let x = 12345;
+  const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 4294967296;
+  for (let t = 0; t < 3000; t++) {
+    let text = '';
+    for (let i = 0, n = 1 + Math.floor(next() * 40); i < n; i++) text += alphabet[Math.floor(next() * alphabet.length)];
+    const words: string[] = [];
+    forEachPretoken(text, (w) => words.push(w));
+    assert.deepEqual(words, pretokenize(text), JSON.stringify(text));
+  }
 });
 
 test('training on a tiny corpus gives the hand-derived merges', async () => {

@@ -6,7 +6,7 @@
  * equals — the order the Hugging Face `tokenizers` BPE model uses, so ids agree with it. Results
  * are cached per pre-token because natural text repeats the same words over and over.
  */
-import { BYTE_TO_UNICODE, bytesToSymbols, forEachPretoken, isWhitespace, stickyPretokenizeRegex, symbolsToBytes } from './byte-level.ts';
+import { BYTE_TO_UNICODE, bytesToSymbols, forEachPretokenRange, isWhitespace, stickyPretokenizeRegex, symbolsToBytes } from './byte-level.ts';
 import { applyMerges, MAX_VOCAB, MergeTable, WordCache } from './bpe-merge.ts';
 import { literalAlternation } from './literal-regex.ts';
 import { whitespaceCut } from './pieces.ts';
@@ -175,7 +175,7 @@ export class ByteLevelBpe implements Tokenizer {
   }
 
   private encodeOrdinary(text: string, out: number[]): void {
-    forEachPretoken(text, (word) => this.cache.append(word, out), this.wordRegex);
+    forEachPretokenRange(text, (start, end) => this.cache.appendRange(text, start, end, out), this.wordRegex);
   }
 
   /** BPE on one pre-token: its bytes as symbols, merged by rank. */

@@ -151,10 +151,10 @@ export class SentencePieceBpe implements Tokenizer {
     let wordStart = 0;
     for (let i = normal.indexOf(MARK, 1); i >= 0; i = normal.indexOf(MARK, i + 1)) {
       if (normal.charCodeAt(i - 1) === MARK_CODE) continue;
-      this.cache.append(normal.slice(wordStart, i), out);
+      this.cache.appendRange(normal, wordStart, i, out);
       wordStart = i;
     }
-    this.cache.append(normal.slice(wordStart), out);
+    this.cache.appendRange(normal, wordStart, normal.length, out);
   }
 
   /** Initial symbols as the Hugging Face BPE model makes them (characters, byte fallback, unk), then merges. */
