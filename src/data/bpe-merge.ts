@@ -3,6 +3,7 @@
  * adjacent pairs by rank, lowest first, leftmost first among equals — the order the Hugging Face
  * `tokenizers` BPE model uses, so ids agree with it.
  */
+import { TextKeyTable, textHash } from './text-key-table.ts';
 
 /** Ids must stay below this so a pair of ids packs into one exact float64 key. */
 export const MAX_VOCAB = 1 << 21;
@@ -50,18 +51,8 @@ export function detached(word: string): string {
  * `limit` words the cache is dropped and refilled, which bounds memory on odd data.
  */
 export class WordCache {
-  // An open-addressing table keyed by a word's characters where they stand in the text, so a
-  // word already seen (nearly every word) is found without cutting it out of the text first.
-  private words: Array<string | undefined>;
-  private hashes: Int32Array;
-  private values: number[][];
-  private size = 0;
-
-  constructor(private readonly encode: (word: string) => number[], private readonly limit = 500_000) {
-    this.words = new Array<string | undefined>(1024);
-    this.hashes = new Int32Array(1024);
-    this.values = new Array<number[]>(1024);
-  }
+  private readonly table = new TextKeyTable<number[]>();
+  constructor(private readonly encode: (word: string) => number[], private readonly limit = 500_000) {}
 
   /** Appends the ids of `word` to `out`. */
   append(word: string, out: number[]): void {
@@ -70,46 +61,17 @@ export class WordCache {
 
   /** Appends the ids of the word text[start, end) to `out`. */
   appendRange(text: string, start: number, end: number, out: number[]): void {
-    let h = 0x811c9dc5 ^ (end - start); // FNV-1a
-    for (let i = start; i < end; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-    const mask = this.words.length - 1;
-    let slot = h & mask;
-    for (;;) {
-      const word = this.words[slot];
-      if (word === undefined) break;
-      if (this.hashes[slot] === h && word.length === end - start && text.startsWith(word, start)) {
-        const ids = this.values[slot]!;
-        for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
-        return;
-      }
-      slot = (slot + 1) & mask;
+    const h = textHash(text, start, end);
+    const e = this.table.find(text, start, end, h);
+    let ids: number[];
+    if (e >= 0) ids = this.table.values[e]!;
+    else {
+      const word = text.slice(start, end);
+      ids = this.encode(word);
+      if (this.table.size >= this.limit) this.table.clear();
+      this.table.add(detached(word), h, ids);
     }
-    const word = text.slice(start, end);
-    const ids = this.encode(word);
     for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
-    this.insert(detached(word), h, ids);
-  }
-
-  private insert(word: string, h: number, ids: number[]): void {
-    if (this.size >= this.limit) this.resize(1024); // dropped and refilled
-    else if (2 * (this.size + 1) > this.words.length) this.resize(2 * this.words.length, true);
-    const mask = this.words.length - 1;
-    let slot = h & mask;
-    while (this.words[slot] !== undefined) slot = (slot + 1) & mask;
-    this.words[slot] = word;
-    this.hashes[slot] = h;
-    this.values[slot] = ids;
-    this.size++;
-  }
-
-  private resize(capacity: number, keep = false): void {
-    const { words, hashes, values } = this;
-    this.words = new Array<string | undefined>(capacity);
-    this.hashes = new Int32Array(capacity);
-    this.values = new Array<number[]>(capacity);
-    this.size = 0;
-    if (!keep) return;
-    for (let s = 0; s < words.length; s++) if (words[s] !== undefined) this.insert(words[s]!, hashes[s]!, values[s]!);
   }
 }
 

@@ -11,7 +11,8 @@
  * Ties between equally frequent pairs go to the pair with the smaller (left id, right id); with
  * the same ids as the Hugging Face trainer this yields the same merges in the same order.
  */
-import { BYTE_TO_UNICODE, forEachPretoken, stickyPretokenizeRegex } from './byte-level.ts';
+import { BYTE_TO_UNICODE, forEachPretokenRange, stickyPretokenizeRegex } from './byte-level.ts';
+import { TextKeyTable, textHash } from './text-key-table.ts';
 import { detached } from './bpe-merge.ts';
 import { ByteLevelBpe, DEFAULT_EOS_TOKEN } from './bpe.ts';
 import { hash32 } from '../engine/rng.ts';
@@ -51,7 +52,7 @@ export function tokenizerTrainingMemoryBytes(maxWords = DEFAULT_MAX_WORDS): numb
  * or nearly exact counts. Deterministic for the same text.
  */
 export class WordCounter {
-  readonly counts = new Map<string, number>();
+  private readonly table = new TextKeyTable<number>();
   private readonly re = stickyPretokenizeRegex();
   /** How many times rare words were dropped. */
   prunes = 0;
@@ -60,23 +61,28 @@ export class WordCounter {
     if (!Number.isInteger(maxWords) || maxWords < 2) throw new Error(`WordCounter: maxWords must be an integer >= 2, got ${maxWords}`);
   }
 
+  /** Each word's count, in the order the words were first seen (since kept). */
+  get counts(): Map<string, number> {
+    const { keys, values } = this.table;
+    return new Map(keys.map((w, e) => [w, values[e]!]));
+  }
+
   add(text: string): void {
-    forEachPretoken(text, (w) => {
-      const count = this.counts.get(w);
-      if (count !== undefined) {
-        this.counts.set(w, count + 1);
+    forEachPretokenRange(text, (start, end) => {
+      const h = textHash(text, start, end);
+      const e = this.table.find(text, start, end, h);
+      if (e >= 0) {
+        this.table.values[e]!++;
         return;
       }
-      this.counts.set(detached(w), 1);
-      if (this.counts.size > this.maxWords) this.prune();
+      this.table.add(detached(text.slice(start, end)), h, 1);
+      if (this.table.size > this.maxWords) this.prune();
     }, this.re);
   }
 
   private prune(): void {
     this.prunes++;
-    for (let threshold = 1; this.counts.size > this.maxWords / 2; threshold++) {
-      for (const [w, c] of this.counts) if (c <= threshold) this.counts.delete(w);
-    }
+    for (let threshold = 1; this.table.size > this.maxWords / 2; threshold++) this.table.retain((c) => c > threshold);
   }
 }
 
@@ -143,8 +149,9 @@ export async function trainByteLevelBpeOnCorpus(
     }
   }
   for await (const chunk of tokenizerChunks(sampled(), whitespaceCut)) counter.add(chunk.text);
-  const tokenizer = trainByteLevelBpeFromCounts(counter.counts, options);
-  return { tokenizer, sample: { documents, chars, rate, distinctWords: counter.counts.size } };
+  const counts = counter.counts;
+  const tokenizer = trainByteLevelBpeFromCounts(counts, options);
+  return { tokenizer, sample: { documents, chars, rate, distinctWords: counts.size } };
 }
 
 export function trainByteLevelBpeFromCounts(wordCounts: Map<string, number>, options: BpeTrainOptions): ByteLevelBpe {
