@@ -106,7 +106,15 @@ export abstract class Module {
       }
       t.data.set(src);
     }
+    for (const [, m] of this.namedModules()) m.parametersWritten();
   }
+
+  /**
+   * Drops whatever this module derived from its parameters' values (a LoRA layer's bf16 copy of
+   * its frozen weight). loadStateDict calls it; code that writes parameter values in place
+   * otherwise, outside the optimizer, calls it too.
+   */
+  parametersWritten(): void {}
 
   train(mode = true): this {
     for (const [, m] of this.namedModules()) m.training = mode;
@@ -119,6 +127,7 @@ export abstract class Module {
 
   /** Free every parameter buffer. */
   dispose(): void {
+    for (const [, m] of this.namedModules()) m.parametersWritten();
     for (const t of this.parameters()) t.dispose();
   }
 }

@@ -38,7 +38,14 @@ export class LoraLinear extends Module {
   readonly scaling: number;
   readonly dropoutP: number;
   readonly frozenBf16: boolean;
+  /**
+   * Sequences of the micro-batch that come before this process's in a data-parallel job, when
+   * one process would compute them together: the dropout mask continues theirs (0 otherwise).
+   */
+  dropoutRowOffset = 0;
   private readonly dropoutRng: RandomStream;
+  /** bf16 copy of the frozen W between merges, for bf16 products (made on first use). */
+  private readonly frozenCopy = new ops.FrozenBf16Copy();
 
   /** Takes over `base`'s weight (frozen from now on). */
   constructor(base: Linear, opts: LoraOptions, initRng: RandomStream, dropoutRng: RandomStream, name = 'lora') {
@@ -81,8 +88,10 @@ export class LoraLinear extends Module {
   /** One fused op (engine/ops/lora-linear.ts): x·Aᵀ first, no dW for the frozen W. */
   forward(x: Tensor): Tensor {
     // The mask key is drawn exactly when ops.dropout would draw it, so masks match it.
-    const dropout = this.training && this.dropoutP > 0 ? { p: this.dropoutP, key: this.dropoutRng.maskKey() } : null;
-    return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout, { frozenBf16: this.frozenBf16 });
+    const dropout = this.training && this.dropoutP > 0
+      ? { p: this.dropoutP, key: this.dropoutRng.maskKey(), offset: this.dropoutRowOffset * (x.size / x.shape[0]) }
+      : null;
+    return ops.loraLinear(x, this.weight, this.loraA, this.loraB, this.scaling, dropout, { frozenBf16: this.frozenBf16, frozenCopy: this.frozenCopy });
   }
 
   /** W += s·B·A in fp32, then re-draw A and zero B: the layer's output does not change. */
@@ -92,7 +101,13 @@ export class LoraLinear extends Module {
         this.loraB.buf, this.rank, 0, this.loraA.buf, this.inFeatures, 0,
         1, this.weight.buf, this.inFeatures, 0, 1);
     });
+    this.frozenCopy.invalidate();
     this.resetLora(rng);
+  }
+
+  /** W's values changed in place (loaded): its bf16 copy is rounded again when next used. */
+  override parametersWritten(): void {
+    this.frozenCopy.invalidate();
   }
 
   /** W + s·B·A as a new array (for export without touching the layer). */

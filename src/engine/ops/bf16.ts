@@ -7,7 +7,7 @@
  */
 import { K } from '../backend.ts';
 import { nativeBf16Isa } from '../backends/native.ts';
-import { Tensor } from '../tensor.ts';
+import { Tensor, untracked } from '../tensor.ts';
 
 /** How bf16 products run on the active backend, in words (for the train log and benchmarks). */
 export function bf16Support(): string {
@@ -22,10 +22,66 @@ export interface Bf16Matrix {
   packed: Tensor;
 }
 
-function bf16Copy(src: Float32Array, n: number): Bf16Matrix {
+/** A new packed bf16 copy of src[0..n) (a scratch tensor of the current scope; dispose it when done). */
+export function bf16Copy(src: Float32Array, n: number): Bf16Matrix {
   const packed = Tensor.empty([(n + 1) >> 1], false);
   K().toBf16(src, packed.data, n);
   return { packed };
+}
+
+/**
+ * The bf16 copies of activations, shared across ops for as long as the activation lives: a tensor
+ * a grad node produced keeps its values until it is disposed (backward reads them), so one copy
+ * serves every product that takes it as an operand — forward and backward, and the q, k and v
+ * projections (or gate and up) of the same input. A copy belongs to the scope it was made in (the
+ * training step's) and is made again if that scope freed it while the activation lives on.
+ * Parameters (leaves) are never shared this way: the optimizer writes them between steps.
+ */
+const activationCopies = new WeakMap<Tensor, Tensor>();
+
+function sharedActivationCopy(t: Tensor, values: Float32Array): Bf16Matrix | null {
+  if (t.node === null) return null;
+  let c = activationCopies.get(t);
+  if (!c || c.disposed) {
+    c = bf16Copy(values, t.size).packed;
+    activationCopies.set(t, c);
+  }
+  return { packed: c };
+}
+
+/**
+ * A bf16 copy of a frozen weight kept across steps — ReLoRA's W between merges — so it is rounded
+ * once per phase rather than twice per step. The fp32 weight stays the master copy (merges,
+ * checkpoints, export). Whoever writes the weight's values in place must call invalidate() (the
+ * LoRA layer does on a merge and when a state dict is loaded); a weight whose storage array was
+ * replaced is noticed and rounded again.
+ */
+export class FrozenBf16Copy {
+  private copy: Tensor | null = null;
+  private source: Float32Array | null = null;
+
+  /** The bf16 copy of `weight`'s current values, rounded now if none is held. */
+  of(weight: Tensor): Bf16Matrix {
+    const values = weight.data;
+    if (!this.copy || this.copy.disposed || this.source !== values) {
+      this.invalidate();
+      this.copy = untracked(() => bf16Copy(values, weight.size).packed);
+      this.source = values;
+    }
+    return { packed: this.copy };
+  }
+
+  /** Whether a copy is held (for tests and accounting). */
+  get held(): boolean {
+    return this.copy !== null && !this.copy.disposed;
+  }
+
+  /** Drops the copy: the next product rounds the weight again. */
+  invalidate(): void {
+    this.copy?.dispose();
+    this.copy = null;
+    this.source = null;
+  }
 }
 
 /** An operand of a product: fp32 values, or a packed bf16 copy (then the product is bf16). */
@@ -49,6 +105,8 @@ export function releaseOperand(w: Operand): void {
  */
 export class Bf16Copies {
   private readonly copies = new Map<Float32Array, Bf16Matrix>();
+  /** Arrays whose copy is an activation's shared one: found here, freed by its scope. */
+  private readonly borrowed = new Set<Float32Array>();
 
   /** `x` itself when !bf16, else its bf16 copy (made on first request). */
   of(x: Float32Array, bf16: boolean): Operand {
@@ -58,9 +116,26 @@ export class Bf16Copies {
     return c;
   }
 
+  /**
+   * Tensor t's values as an operand: `values` (its array as the op reads it) when !bf16, else its
+   * bf16 copy — the one shared by every op for an activation, else one of this set's.
+   */
+  ofTensor(t: Tensor, values: Float32Array, bf16: boolean): Operand {
+    // `values` is the key from now on, so of(values) finds the same copy.
+    if (!bf16) return values;
+    const own = this.copies.get(values);
+    if (own) return own;
+    const shared = sharedActivationCopy(t, values);
+    if (!shared) return this.of(values, true);
+    this.copies.set(values, shared);
+    this.borrowed.add(values);
+    return shared;
+  }
+
   dispose(): void {
-    for (const c of this.copies.values()) c.packed.dispose();
+    for (const [x, c] of this.copies) if (!this.borrowed.has(x)) c.packed.dispose();
     this.copies.clear();
+    this.borrowed.clear();
   }
 }
 

@@ -1,6 +1,6 @@
 export { matmul, linear, type MatmulOptions } from './matmul.ts';
 export { loraLinear, loraProductOrder, type LoraLinearOptions, type LoraOrder } from './lora-linear.ts';
-export { bf16Support } from './bf16.ts';
+export { bf16Support, FrozenBf16Copy } from './bf16.ts';
 export { add, mul, scale, sum, mean } from './elementwise.ts';
 export { embedding } from './embedding.ts';
 export { rmsnorm } from './rmsnorm.ts';

@@ -5,7 +5,7 @@
  */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { Bf16Copies, frozenOperand, frozenProduct, mixedGemm, releaseOperand, type Operand } from './bf16.ts';
+import { Bf16Copies, bf16Copy, frozenOperand, frozenProduct, mixedGemm, releaseOperand, type Bf16Matrix, type FrozenBf16Copy, type Operand } from './bf16.ts';
 import { applyDropout, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
 import { copyInto } from './copy.ts';
 import { betaFor, gradSlot } from './grad.ts';
@@ -18,6 +18,11 @@ export interface LoraLinearOptions {
    * requires a gradient. W itself stays fp32 (merges, checkpoints and export are unchanged).
    */
   frozenBf16?: boolean;
+  /**
+   * Where the bf16 copy of a frozen W is kept across steps (the layer owns it and invalidates it
+   * when W changes); without it W is rounded in forward and again in backward.
+   */
+  frozenCopy?: FrozenBf16Copy;
   /** Order of products (see loraProductOrder); 'auto' (default) picks the one with fewer FLOPs. */
   order?: 'auto' | LoraOrder;
 }
@@ -77,41 +82,66 @@ export function loraLinear(
   const requested = opts.order ?? 'auto';
   if (requested === 'merged' && dropout) throw new Error('loraLinear: the merged order needs dropout off (the branch must see the same x as W)');
   const order = requested === 'auto' ? loraProductOrder(tok, inF, outF, r, dropout !== null, grads) : requested;
-  // The bf16 copy of W is made again in backward rather than kept: converting costs less than
-  // holding half of every frozen weight through the step. A bf16 copy of the merged W + s·B·A is
-  // kept (forming it again would cost a GEMM too); an fp32 one is formed again rather than held.
-  // In bf16 precision every product is bf16 (`mixed`); frozenBf16 alone rounds the frozen ones.
+  // Without opts.frozenCopy the bf16 copy of W is made again in backward rather than kept:
+  // converting costs less than holding half of every frozen weight through the step. A bf16 copy
+  // of the merged W + s·B·A is kept (forming it again would cost a GEMM too); an fp32 one is formed
+  // again rather than held. In bf16 precision every product is bf16 (`mixed`), x's copy is the one
+  // all ops share (Bf16Copies.ofTensor), and the branch keeps u and dropout(x) for backward as the
+  // bf16 values its products take, so neither is rounded, nor the mask drawn, a second time.
+  // frozenBf16 alone rounds the frozen products only.
   const mixed = matmulPrecision() === 'bf16';
   const bf16 = mixed || (opts.frozenBf16 === true && !weight.requiresGrad);
+  const cache = bf16 && !weight.requiresGrad ? opts.frozenCopy : undefined;
+  const frozenW = (copies: Bf16Copies): Operand => (cache ? cache.of(weight) : copies.of(W, bf16));
   let u: Tensor | null = null;
+  let uKept: Bf16Matrix | null = null, xdKept: Bf16Matrix | null = null;
+  const releaseKept = (): void => {
+    uKept?.packed.dispose();
+    xdKept?.packed.dispose();
+    uKept = xdKept = null;
+  };
   let merged: Operand | null = null;
   const fwd = new Bf16Copies();
+  // The factors' bf16 copies are small: made once, kept for backward.
+  const factors = new Bf16Copies();
   if (order === 'merged') {
     const m = mergedCopy(W, A, Bm, scaling, outF, inF, r);
     merged = frozenOperand(m.buf, bf16);
-    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.buf, bf16), merged, 0, y);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.ofTensor(x, x.buf, bf16), merged, 0, y);
     if (merged === m.buf || !grads) {
       releaseOperand(merged);
       merged = null;
     }
     m.dispose();
   } else {
-    frozenProduct(bf16, true, tok, outF, inF, fwd.of(x.buf, bf16), fwd.of(W, bf16), 0, y);
+    frozenProduct(bf16, true, tok, outF, inF, fwd.ofTensor(x, x.buf, bf16), frozenW(fwd), 0, y);
     u = Tensor.empty([tok, r], false);
     if (dropout) {
       const xd = Tensor.empty([n], false);
       applyDropout(x.buf, xd.buf, n, dropout);
-      mixedGemm(mixed, false, true, tok, r, inF, 1, xd.buf, inF, fwd.of(A, mixed), inF, 0, u.buf, r);
+      if (mixed) xdKept = bf16Copy(xd.buf, n);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, xdKept ?? xd.buf, inF, factors.of(A, mixed), inF, 0, u.buf, r);
       xd.dispose();
     } else {
-      mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.of(x.buf, mixed), inF, fwd.of(A, mixed), inF, 0, u.buf, r);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.ofTensor(x, x.buf, mixed), inF, factors.of(A, mixed), inF, 0, u.buf, r);
     }
-    mixedGemm(mixed, false, true, tok, outF, r, scaling, u.buf, r, fwd.of(Bm, mixed), r, 1, y, outF);
+    if (mixed) {
+      uKept = bf16Copy(u.buf, tok * r);
+      u.dispose();
+      u = null;
+    }
+    mixedGemm(mixed, false, true, tok, outF, r, scaling, uKept ?? u!.buf, r, factors.of(Bm, mixed), r, 1, y, outF);
   }
   fwd.dispose();
   if (!grads) {
     u?.dispose();
+    releaseKept();
+    factors.dispose();
     return out;
+  }
+  if (!loraA.requiresGrad) {
+    xdKept?.packed.dispose();
+    xdKept = null;
   }
   out.requiresGrad = true;
   out.node = {
@@ -124,6 +154,10 @@ export function loraLinear(
         backwardProducts(g, c);
       } finally {
         c.dispose();
+        u?.dispose();
+        u = null;
+        releaseKept();
+        factors.dispose();
       }
     },
   };
@@ -135,50 +169,50 @@ export function loraLinear(
       frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), merged ?? m!.buf, betaFor(gx), gx.data);
       m?.dispose();
     } else if (gx) {
-      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), c.of(W, bf16), betaFor(gx), gx.data);
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), frozenW(c), betaFor(gx), gx.data);
     }
     if (merged) releaseOperand(merged);
     merged = null;
     const gW = gradSlot(weight);
-    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.of(x.buf, mixed), inF, betaFor(gW), gW.data, inF);
+    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.ofTensor(x, x.buf, mixed), inF, betaFor(gW), gW.data, inF);
     const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
-    if (!needA && !needB && (order === 'merged' || !gx)) {
-      u?.dispose();
-      return;
-    }
-    if (!u && needB) {
+    if (!needA && !needB && (order === 'merged' || !gx)) return;
+    if (!u && !uKept && needB) {
       u = Tensor.empty([tok, r], false);
-      mixedGemm(mixed, false, true, tok, r, inF, 1, c.of(x.buf, mixed), inF, c.of(A, mixed), inF, 0, u.buf, r);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, c.ofTensor(x, x.buf, mixed), inF, factors.of(A, mixed), inF, 0, u.buf, r);
     }
     const gB = gradSlot(loraB);
-    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, u!.buf, r, betaFor(gB), gB.data, r);
+    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, uKept ?? u!.buf, r, betaFor(gB), gB.data, r);
     u?.dispose();
     u = null;
     const branchDx = gx !== null && order === 'factored';
     if (!needA && !branchDx) return;
     // t = s·g·B [tok, r]: the gradient of u.
     const t = Tensor.empty([tok, r], false);
-    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, c.of(Bm, mixed), r, 0, t.buf, r);
+    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, factors.of(Bm, mixed), r, 0, t.buf, r);
+    // Rounded once for both products that take it (scratch, so not through `c`).
+    const tOp: Operand = mixed ? bf16Copy(t.buf, tok * r) : t.buf;
     const scratch = dropout ? Tensor.empty([n], false) : null;
     const gA = gradSlot(loraA);
     if (gA) {
-      let xd = c.of(x.buf, mixed);
-      if (scratch) {
+      let xd: Operand | null = xdKept;
+      if (!xd && scratch) {
         applyDropout(x.buf, scratch.buf, n, dropout!);
         xd = scratch.buf;
       }
-      mixedGemm(mixed, true, false, r, inF, tok, 1, t.buf, r, xd, inF, betaFor(gA), gA.data, inF);
+      mixedGemm(mixed, true, false, r, inF, tok, 1, tOp, r, xd ?? c.ofTensor(x, x.buf, mixed), inF, betaFor(gA), gA.data, inF);
     }
     if (branchDx) {
       // dx += (t·A) ∘ mask; without dropout the GEMM accumulates straight into dx.
       if (scratch) {
-        mixedGemm(mixed, false, false, tok, inF, r, 1, t.buf, r, c.of(A, mixed), inF, 0, scratch.buf, inF);
+        mixedGemm(mixed, false, false, tok, inF, r, 1, tOp, r, factors.of(A, mixed), inF, 0, scratch.buf, inF);
         dropoutBackwardAdd(scratch.buf, gx!.data, n, dropout!);
       } else {
-        mixedGemm(mixed, false, false, tok, inF, r, 1, t.buf, r, c.of(A, mixed), inF, 1, gx!.data, inF);
+        mixedGemm(mixed, false, false, tok, inF, r, 1, tOp, r, factors.of(A, mixed), inF, 1, gx!.data, inF);
       }
     }
     scratch?.dispose();
+    releaseOperand(tOp);
     t.dispose();
   }
   return out;

@@ -56,7 +56,13 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const sA = bBatched ? a.shape[1] * a.shape[2] : 0, sB = bBatched ? bs[0] * bs[1] : 0, sC = M * N;
   const out = Tensor.empty(outShape, false);
   const bf16 = matmulPrecision() === 'bf16';
-  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.buf, lda, sA, b.buf, ldb, sB, 0, out.buf, N, sC, batch);
+  // A single product's bf16 operand copies are made once and kept for its backward (an
+  // activation's is the copy every op shares, Bf16Copies.ofTensor).
+  const copies = bf16 && batch === 1 ? new Bf16Copies() : undefined;
+  copies?.ofTensor(a, a.buf, true);
+  copies?.ofTensor(b, b.buf, true);
+  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.buf, lda, sA, b.buf, ldb, sB, 0, out.buf, N, sC, batch, copies);
+  if (!recording(a, b)) copies?.dispose();
 
   if (recording(a, b)) {
     out.requiresGrad = true;
@@ -64,21 +70,21 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       op: 'matmul',
       inputs: [a, b],
       backward(dC) {
-        const copies = new Bf16Copies();
+        const c = copies ?? new Bf16Copies();
         // A fresh gradient is written (beta 0) rather than cleared and accumulated into.
         const dA = gradSlot(a);
         if (dA) {
           const beta = betaFor(dA);
-          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.buf, ldb, sB, beta, dA.data, lda, sA, batch, copies);
-          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.buf, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, copies);
+          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.buf, ldb, sB, beta, dA.data, lda, sA, batch, c);
+          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.buf, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, c);
         }
         const dB = gradSlot(b);
         if (dB) {
           const beta = betaFor(dB);
-          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.buf, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, copies);
-          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.buf, lda, sA, beta, dB.data, ldb, sB, batch, copies);
+          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.buf, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, c);
+          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.buf, lda, sA, beta, dB.data, ldb, sB, batch, c);
         }
-        copies.dispose();
+        c.dispose();
       },
     };
   }
