@@ -44,7 +44,7 @@ test('mpirun -np 2 and -np 3 train what one process trains: every loss and the f
   assert.notDeepEqual(numericDifferences(single, other, 1e-5), []);
 });
 
-test('with the optimizer state sharded (--shard-optimizer, ZeRO stage 1), 2 and 3 processes train bit for bit what they train unsharded, the checkpoint holding every moment', { skip }, async () => {
+test('with the optimizer state sharded (--shard-optimizer, ZeRO stage 1), 2 processes train bit for bit what they train unsharded, 3 within 1e-5, the checkpoint holding every moment', { skip }, async () => {
   for (const np of [2, 3]) {
     const plain = join(dir, `n${np}`);
     if (!existsSync(join(plain, 'metrics.jsonl'))) assert.equal((await mpirun([{ np, args: parallelRunArgs(data, plain) }])).code, 0);
@@ -53,8 +53,10 @@ test('with the optimizer state sharded (--shard-optimizer, ZeRO stage 1), 2 and 
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, new RegExp(`data parallel: ${np} processes .*optimizer state sharded over them`));
     assert.equal(metrics(sharded).filter((m) => m.type === 'train').at(-1)!.merges, 2);
-    // Every update's record, the final weights and optimizer.safetensors (all moments, collected by rank 0).
-    assert.deepEqual(exactDifferences(plain, sharded), [], `N=${np}`);
+    // Two ranks' sums are the same in any order: every update's record, the final weights and
+    // optimizer.safetensors (all moments, collected by rank 0) are bit for bit the unsharded ones.
+    // Three ranks' reduce adds in another order than their all-reduce: within 1e-5.
+    assert.deepEqual(np === 2 ? exactDifferences(plain, sharded) : numericDifferences(plain, sharded, 1e-5), [], `N=${np}`);
   }
 });
 

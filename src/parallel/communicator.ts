@@ -26,10 +26,10 @@ export interface Communicator {
   allReduceF64(x: Float64Array, op: 'sum' | 'max'): void;
   /** Every rank's `mine` (all of the same length), in rank order. */
   allGatherBytes(mine: Uint8Array): Uint8Array[];
-  /** Start summing every rank's `x` into rank `root`'s `x` (the others' stay as they are): a sharded optimizer's gradients. */
-  startReduceSum(x: Float32Array, root: number): PendingReduction;
-  /** Start copying rank `root`'s `x` into every rank's `x`: the weights a sharded optimizer's rank updated. */
-  startBroadcast(x: Float32Array, root: number): PendingReduction;
+  /** Sum every rank's `x` into rank `root`'s `x` (the others' stay as they are): a sharded optimizer's gradients. */
+  reduceSum(x: Float32Array, root: number): void;
+  /** Copy rank `root`'s `x` into every rank's `x`: the weights a sharded optimizer's rank updated. */
+  broadcast(x: Float32Array, root: number): void;
   /** Send `x` to rank `to`, which receives it with `receive` (blocking; optimizer state for rank 0 to write). */
   send(x: Float32Array, to: number): void;
   /** Receive into `x` what rank `from` sends. */
@@ -55,12 +55,8 @@ export class SingleProcess implements Communicator {
   allGatherBytes(mine: Uint8Array): Uint8Array[] {
     return [mine];
   }
-  startReduceSum(_x: Float32Array, _root: number): PendingReduction {
-    return { wait() {} };
-  }
-  startBroadcast(_x: Float32Array, _root: number): PendingReduction {
-    return { wait() {} };
-  }
+  reduceSum(_x: Float32Array, _root: number): void {}
+  broadcast(_x: Float32Array, _root: number): void {}
   send(_x: Float32Array, to: number): void {
     throw new Error(`send: a process training alone has no rank ${to}`);
   }

@@ -18,8 +18,8 @@ interface MpiBindings {
   mpiTest(request: number): boolean;
   mpiWait(request: number): void;
   mpiAllgatherBytes(mine: Uint8Array, all: Uint8Array): void;
-  mpiIreduceSum(x: Float32Array, root: number): number;
-  mpiIbcastF32(x: Float32Array, root: number): number;
+  mpiReduceSum(x: Float32Array, root: number): void;
+  mpiBcastF32(x: Float32Array, root: number): void;
   mpiSendF32(x: Float32Array, to: number): void;
   mpiRecvF32(x: Float32Array, from: number): void;
 }
@@ -67,14 +67,12 @@ export class MpiCommunicator implements Communicator {
     return Array.from({ length: this.size }, (_, r) => all.subarray(r * mine.length, (r + 1) * mine.length));
   }
 
-  startReduceSum(x: Float32Array, root: number): PendingReduction {
-    const request = this.mpi.mpiIreduceSum(x, root);
-    return { wait: () => this.mpi.mpiWait(request) };
+  reduceSum(x: Float32Array, root: number): void {
+    this.mpi.mpiReduceSum(x, root);
   }
 
-  startBroadcast(x: Float32Array, root: number): PendingReduction {
-    const request = this.mpi.mpiIbcastF32(x, root);
-    return { wait: () => this.mpi.mpiWait(request) };
+  broadcast(x: Float32Array, root: number): void {
+    this.mpi.mpiBcastF32(x, root);
   }
 
   send(x: Float32Array, to: number): void {

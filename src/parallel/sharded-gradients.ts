@@ -3,8 +3,8 @@
  * ZeroRedundancyOptimizer which the ReLoRA reference code uses): each trainable tensor's Adam
  * moments live on one rank (src/optim/partition.ts), so each rank keeps about 1/N of them.
  *
- * An update: each bucket of gradients is summed onto the rank that owns it (MPI reduce — half
- * of an all-reduce's traffic) and divided by N there; the global norm is the sum of the owners'
+ * An update: each bucket of gradients is summed onto the rank that owns it (MPI_Reduce — half
+ * of an all-reduce's traffic; blocking, see native/src/kernels/mpi.c) and divided by N there; the global norm is the sum of the owners'
  * per-tensor sums of squares, added in parameter order as one process adds them, so clipping
  * and the step are bit for bit those of the unsharded job; each owner steps its tensors, and
  * broadcasts them to the others. A checkpoint still holds every moment: rank 0 collects them.
@@ -14,7 +14,7 @@ import { parameter, Tensor } from '../engine/tensor.ts';
 import { clipToGlobalNorm, type AdamW, type AdamWState } from '../optim/adamw.ts';
 import { partitionParameters } from '../optim/partition.ts';
 import { BUCKET_ELEMENTS, gradValues, pack, planBuckets, planFits, unpack, weightValues, type BucketPlan } from './buckets.ts';
-import type { Communicator, PendingReduction } from './communicator.ts';
+import type { Communicator } from './communicator.ts';
 import type { CollectedMoments, CommunicationStats, GradientSync } from './gradients.ts';
 
 export class ShardedGradients implements GradientSync {
@@ -34,15 +34,14 @@ export class ShardedGradients implements GradientSync {
     const started = performance.now();
     for (const p of params) p.grad ??= Tensor.zeros(p.shape);
     const plan = this.planFor(params);
-    const pending: PendingReduction[] = plan.large.map(({ param, root }) => this.comm.startReduceSum(gradValues(param), root));
+    for (const { param, root } of plan.large) this.comm.reduceSum(gradValues(param), root);
     for (const b of plan.buckets) {
       pack(b, gradValues);
-      pending.push(this.comm.startReduceSum(b.buffer, b.root));
+      this.comm.reduceSum(b.buffer, b.root);
+      if (b.root === this.comm.rank) unpack(b, gradValues);
     }
     const scalar = new Float64Array([loss]);
     this.comm.allReduceF64(scalar, 'sum');
-    pending.forEach((r) => r.wait());
-    for (const b of plan.buckets) if (b.root === this.comm.rank) unpack(b, gradValues);
     const k = K(), inv = 1 / this.comm.size;
     params.forEach((p, i) => {
       if (this.owners[i] === this.comm.rank) k.scale(p.grad!.data, inv, p.grad!.data, p.size);
@@ -70,13 +69,12 @@ export class ShardedGradients implements GradientSync {
   shareWeights(params: readonly Tensor[]): void {
     const started = performance.now();
     const plan = this.planFor(params);
-    const pending: PendingReduction[] = plan.large.map(({ param, root }) => this.comm.startBroadcast(weightValues(param), root));
+    for (const { param, root } of plan.large) this.comm.broadcast(weightValues(param), root);
     for (const b of plan.buckets) {
       if (b.root === this.comm.rank) pack(b, weightValues);
-      pending.push(this.comm.startBroadcast(b.buffer, b.root));
+      this.comm.broadcast(b.buffer, b.root);
+      if (b.root !== this.comm.rank) unpack(b, weightValues);
     }
-    pending.forEach((r) => r.wait());
-    for (const b of plan.buckets) if (b.root !== this.comm.rank) unpack(b, weightValues);
     this.last.seconds += (performance.now() - started) / 1000;
   }
 

@@ -25,8 +25,7 @@ typedef int (*allreduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, m
 typedef int (*iallreduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle, mpi_handle *);
 typedef int (*bcast_fn)(void *, int, mpi_handle, int, mpi_handle);
 typedef int (*allgather_fn)(const void *, int, mpi_handle, void *, int, mpi_handle, mpi_handle);
-typedef int (*ireduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, int, mpi_handle, mpi_handle *);
-typedef int (*ibcast_fn)(void *, int, mpi_handle, int, mpi_handle, mpi_handle *);
+typedef int (*reduce_fn)(const void *, void *, int, mpi_handle, mpi_handle, int, mpi_handle);
 typedef int (*send_fn)(const void *, int, mpi_handle, int, int, mpi_handle);
 typedef int (*recv_fn)(void *, int, mpi_handle, int, int, mpi_handle, void *);
 typedef int (*ibarrier_fn)(mpi_handle, mpi_handle *);
@@ -43,8 +42,7 @@ static struct {
   iallreduce_fn iallreduce;
   bcast_fn bcast;
   allgather_fn allgather;
-  ireduce_fn ireduce;
-  ibcast_fn ibcast;
+  reduce_fn reduce;
   send_fn send;
   recv_fn recv;
   ibarrier_fn ibarrier;
@@ -96,8 +94,7 @@ int relora_mpi_open(void) {
   mpi.iallreduce = (iallreduce_fn)need(lib, "MPI_Iallreduce", &missing);
   mpi.bcast = (bcast_fn)need(lib, "MPI_Bcast", &missing);
   mpi.allgather = (allgather_fn)need(lib, "MPI_Allgather", &missing);
-  mpi.ireduce = (ireduce_fn)need(lib, "MPI_Ireduce", &missing);
-  mpi.ibcast = (ibcast_fn)need(lib, "MPI_Ibcast", &missing);
+  mpi.reduce = (reduce_fn)need(lib, "MPI_Reduce", &missing);
   mpi.send = (send_fn)need(lib, "MPI_Send", &missing);
   mpi.recv = (recv_fn)need(lib, "MPI_Recv", &missing);
   mpi.ibarrier = (ibarrier_fn)need(lib, "MPI_Ibarrier", &missing);
@@ -194,20 +191,20 @@ void relora_mpi_allgather_bytes(const void *mine, size_t bytes, void *all) {
   mpi.allgather(mine, (int)bytes, mpi.type_byte, all, (int)bytes, mpi.type_byte, mpi.comm_world);
 }
 
-/* The sum over the ranks lands in root's x (in place); the other ranks' x are left as they were. */
-int relora_mpi_ireduce_f32_sum(float *x, size_t n, int root) {
-  int slot = free_slot(), rank = 0;
-  if (slot < 0 || n >= ((size_t)1 << 31)) return -1;
+/* The sum over the ranks lands in root's x (the others' x are left as they were). Blocking: Open
+ * MPI's tuned (segmented, pipelined) algorithms; its non-blocking MPI_Ireduce/MPI_Ibcast (libnbc)
+ * measured several times slower here on buffers of megabytes. */
+void relora_mpi_reduce_f32_sum(float *x, size_t n, int root) {
+  int rank = 0;
   mpi.comm_rank(mpi.comm_world, &rank);
-  mpi.ireduce(rank == root ? MPI_IN_PLACE : x, rank == root ? x : NULL, (int)n, mpi.type_float, mpi.op_sum, root, mpi.comm_world, &requests[slot]);
-  return slot;
+  for (size_t i = 0; i < n; i += CHUNK) {
+    int c = (int)(n - i < CHUNK ? n - i : CHUNK);
+    mpi.reduce(rank == root ? MPI_IN_PLACE : x + i, rank == root ? x + i : NULL, c, mpi.type_float, mpi.op_sum, root, mpi.comm_world);
+  }
 }
 
-int relora_mpi_ibcast_f32(float *x, size_t n, int root) {
-  int slot = free_slot();
-  if (slot < 0 || n >= ((size_t)1 << 31)) return -1;
-  mpi.ibcast(x, (int)n, mpi.type_float, root, mpi.comm_world, &requests[slot]);
-  return slot;
+void relora_mpi_bcast_f32(float *x, size_t n, int root) {
+  for (size_t i = 0; i < n; i += CHUNK) mpi.bcast(x + i, (int)(n - i < CHUNK ? n - i : CHUNK), mpi.type_float, root, mpi.comm_world);
 }
 
 /* Point to point, for what only one rank needs (rank 0 gathering state to write it). */

@@ -17,8 +17,8 @@ int relora_mpi_test(int slot);
 void relora_mpi_wait(int slot);
 void relora_mpi_bcast(void *x, size_t bytes);
 void relora_mpi_allgather_bytes(const void *mine, size_t bytes, void *all);
-int relora_mpi_ireduce_f32_sum(float *x, size_t n, int root);
-int relora_mpi_ibcast_f32(float *x, size_t n, int root);
+void relora_mpi_reduce_f32_sum(float *x, size_t n, int root);
+void relora_mpi_bcast_f32(float *x, size_t n, int root);
 void relora_mpi_send_f32(const float *x, size_t n, int to);
 void relora_mpi_recv_f32(float *x, size_t n, int from);
 

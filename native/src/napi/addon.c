@@ -141,8 +141,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("mpiWait", napi_mpi_wait),
       FN("mpiBcast", napi_mpi_bcast),
       FN("mpiAllgatherBytes", napi_mpi_allgather_bytes),
-      FN("mpiIreduceSum", napi_mpi_ireduce_sum),
-      FN("mpiIbcastF32", napi_mpi_ibcast),
+      FN("mpiReduceSum", napi_mpi_reduce_sum),
+      FN("mpiBcastF32", napi_mpi_bcast_f32),
       FN("mpiSendF32", napi_mpi_send),
       FN("mpiRecvF32", napi_mpi_recv),
   };

@@ -179,20 +179,21 @@ static int args_f32_and_rank(napi_env env, napi_callback_info info, const char *
   return 1;
 }
 
-/* A non-blocking operation on a Float32Array with a root rank: its request slot. */
-static napi_value start_rooted(napi_env env, napi_callback_info info, const char *k, int (*op)(float *, size_t, int)) {
+/* A blocking operation on a Float32Array with a root rank. */
+static napi_value run_rooted(napi_env env, napi_callback_info info, const char *k, void (*op)(float *, size_t, int)) {
   float *x;
   size_t n;
   int root = 0;
-  return args_f32_and_rank(env, info, k, &x, &n, &root) ? slot_value(env, k, op(x, n, root)) : NULL;
+  if (args_f32_and_rank(env, info, k, &x, &n, &root)) op(x, n, root);
+  return NULL;
 }
 
-napi_value napi_mpi_ireduce_sum(napi_env env, napi_callback_info info) {
-  return start_rooted(env, info, "mpiIreduceSum", relora_mpi_ireduce_f32_sum);
+napi_value napi_mpi_reduce_sum(napi_env env, napi_callback_info info) {
+  return run_rooted(env, info, "mpiReduceSum", relora_mpi_reduce_f32_sum);
 }
 
-napi_value napi_mpi_ibcast(napi_env env, napi_callback_info info) {
-  return start_rooted(env, info, "mpiIbcastF32", relora_mpi_ibcast_f32);
+napi_value napi_mpi_bcast_f32(napi_env env, napi_callback_info info) {
+  return run_rooted(env, info, "mpiBcastF32", relora_mpi_bcast_f32);
 }
 
 napi_value napi_mpi_send(napi_env env, napi_callback_info info) {

@@ -15,8 +15,8 @@ napi_value napi_mpi_test(napi_env env, napi_callback_info info);
 napi_value napi_mpi_wait(napi_env env, napi_callback_info info);
 napi_value napi_mpi_bcast(napi_env env, napi_callback_info info);
 napi_value napi_mpi_allgather_bytes(napi_env env, napi_callback_info info);
-napi_value napi_mpi_ireduce_sum(napi_env env, napi_callback_info info);
-napi_value napi_mpi_ibcast(napi_env env, napi_callback_info info);
+napi_value napi_mpi_reduce_sum(napi_env env, napi_callback_info info);
+napi_value napi_mpi_bcast_f32(napi_env env, napi_callback_info info);
 napi_value napi_mpi_send(napi_env env, napi_callback_info info);
 napi_value napi_mpi_recv(napi_env env, napi_callback_info info);
 
