@@ -38,10 +38,15 @@ export function setDeviceMirror(m: DeviceMirror | null): void {
   mirror = m;
 }
 
+/** An array a backward received (or a Tensor.buf), brought up to date on the host for reading. */
+export function hostArray(data: Float32Array): Float32Array {
+  mirror?.toHost(data, false);
+  return data;
+}
+
 /** Element i of an array a backward received, read on the host (a device copy is read back first). */
 export function hostValue(data: Float32Array, i = 0): number {
-  mirror?.toHost(data, false);
-  return data[i];
+  return hostArray(data)[i];
 }
 
 export type DType = 'float32' | 'int32';

@@ -12,11 +12,12 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { setBackend } from '../../src/engine/backend.ts';
+import { K, setBackend } from '../../src/engine/backend.ts';
 import { SWIFTSHADER_ICD } from '../../src/engine/backends/webgpu/gpu.ts';
 import { webGpuCounters } from '../../src/engine/backends/webgpu/bridge.ts';
 import { RandomStream } from '../../src/engine/rng.ts';
 import { Tensor } from '../../src/engine/tensor.ts';
+import { applyDropout, dropoutBackwardAdd } from '../../src/engine/ops/dropout.ts';
 import type { LlamaConfig } from '../../src/nn/config.ts';
 import { LlamaForCausalLM } from '../../src/nn/llama.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
@@ -91,4 +92,31 @@ test('webgpu training: ≤ micro-batches + 1 readbacks per update, no device buf
   let worst = 0;
   native.params.forEach((p, i) => p.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - gpu.params[i][j])))));
   assert.ok(worst <= 1e-4, `parameters read back after training differ from native's by up to ${worst}`);
+});
+
+test('webgpu: LoRA dropout at a mask offset (a data-parallel rank) reads its inputs from the device and leaves its output there', () => {
+  const n = 300, d = { p: 0.3, key: 0x1234567, offset: 77 };
+  const values = (seed: number): Float32Array => {
+    const a = new Float32Array(n);
+    new RandomStream(seed).uniform(a, -1, 1);
+    return a;
+  };
+  const run = (backend: 'js' | 'webgpu'): Float32Array[] => {
+    setBackend(backend);
+    // The inputs come out of kernels, so on the device their host copies are stale.
+    const x = Tensor.empty([n], false), g = Tensor.empty([n], false);
+    K().scale(Tensor.from(values(1)).buf, 2, x.buf, n);
+    K().scale(Tensor.from(values(2)).buf, 2, g.buf, n);
+    const out = Tensor.empty([n], false), dx = Tensor.from(values(3));
+    applyDropout(x.buf, out.buf, n, d);
+    dropoutBackwardAdd(g.buf, dx.buf, n, d);
+    // A kernel after the op sees what the op wrote.
+    const twice = Tensor.empty([n], false);
+    K().scale(out.buf, 2, twice.buf, n);
+    return [Float32Array.from(twice.data), Float32Array.from(dx.data)];
+  };
+  const js = run('js'), gpu = run('webgpu');
+  setBackend('native');
+  assert.deepEqual(gpu[0], js[0]);
+  js[1].forEach((v, i) => assert.ok(Math.abs(v - gpu[1][i]) <= 1e-6, `dx[${i}]: js ${v}, webgpu ${gpu[1][i]}`));
 });

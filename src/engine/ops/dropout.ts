@@ -5,7 +5,8 @@
  */
 import { K } from '../backend.ts';
 import { dropThreshold, type RandomStream } from '../rng.ts';
-import { recording, Tensor } from '../tensor.ts';
+import { hostArray, recording, Tensor } from '../tensor.ts';
+import { copyInto } from './copy.ts';
 import { gradSlot } from './grad.ts';
 
 /** Inverted dropout with probability p, masks drawn from `rng` (same masks on every backend). */
@@ -52,7 +53,7 @@ export interface LoraDropout {
 /** out = x ∘ mask, the mask Kernels.dropoutMask draws from `d.key`. */
 export function applyDropout(x: Float32Array, out: Float32Array, n: number, d: LoraDropout): void {
   const apply: MaskKernel = (src, dst, len) => K().dropoutApply(src, dst, len, d.key, dropThreshold(d.p), 1 / (1 - d.p));
-  if (d.offset) out.set(atOffset(x, n, d.offset, apply));
+  if (d.offset) copyInto(atOffset(x, n, d.offset, apply), out, n);
   else apply(x, out, n);
 }
 
@@ -71,7 +72,7 @@ type MaskKernel = (src: Float32Array, dst: Float32Array, len: number) => void;
  */
 function atOffset(a: Float32Array, n: number, at: number, kernel: MaskKernel): Float32Array {
   const src = new Float32Array(at + n), dst = new Float32Array(at + n);
-  src.set(a.subarray(0, n), at);
+  src.set(hostArray(a).subarray(0, n), at);
   kernel(src, dst, at + n);
   return dst.subarray(at);
 }

@@ -15,6 +15,8 @@ export interface Handle extends DeviceTensor {
   readonly id: number;
 }
 
+const TRACE_READS = typeof process !== 'undefined' && Boolean(process.env?.RELORA_WEBGPU_TRACE_READS);
+
 /** Commands recorded before a batch is posted: enough to keep the worker busy, few enough to bound the latency. */
 const BATCH = 256;
 
@@ -93,7 +95,8 @@ export class RemoteDevice implements CommandSink<Handle> {
     if (!this.reply || this.reply.byteLength < bytes) this.reply = new SharedArrayBuffer(Math.max(bytes, (this.reply?.byteLength ?? 0) * 2));
     const reply = this.reply;
     this.reads++;
-    if (process.env.RELORA_WEBGPU_TRACE_READS) process.stderr.write(`webgpu read ${n}: ${new Error().stack}\n`);
+    // RELORA_WEBGPU_TRACE_READS=1 prints where each readback comes from (finding a host read in a step).
+    if (TRACE_READS) console.error(`webgpu read of ${n} elements: ${new Error().stack}`);
     new Int32Array(reply, 0, 1)[0] = STATUS_PENDING;
     this.commands.push({ op: 'read', handle: t.id, offset, n, reply });
     this.post();
