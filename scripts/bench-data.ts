@@ -57,16 +57,29 @@ async function speed(name: string, tok: Tokenizer, docs: string[]): Promise<void
   );
 }
 
-/** Builds the token cache of `corpus` with `w` workers and prints its rates; returns its wall seconds. */
+/**
+ * Builds the token cache of `corpus` with `w` workers and prints its rates: over the whole build,
+ * and in steady state (after the first quarter of the tokens: workers started, word caches warm).
+ * Returns its wall seconds.
+ */
 async function cacheRun(name: string, corpus: Corpus, tok: Tokenizer, w: number, dir: string, corpusBytes: number, corpusChars: number): Promise<number> {
   const before = load();
-  const { result, wall, cpu } = await timed(() => buildTokenCache(corpus, tok, { cacheDir: dir, workers: w }));
+  const cpuNow = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1e6; };
+  const marks: Array<{ t: number; cpu: number; tokens: number }> = [];
+  const onProgress = ({ tokens }: { tokens: number }) => marks.push({ t: performance.now() / 1000, cpu: cpuNow(), tokens });
+  const { result, wall, cpu } = await timed(() => buildTokenCache(corpus, tok, { cacheDir: dir, workers: w, onProgress, progressEvery: 100 }));
   const { meta, metaPath, workersUsed } = result;
   const cacheBytes = statSync(metaPath.replace(/\.json$/, '.tokens')).size;
+  const end = marks[marks.length - 1]!;
+  const from = marks.find((m) => m.tokens >= meta.numTokens / 4) ?? marks[0]!;
+  const steadyTokens = end.tokens - from.tokens;
+  const steadyChars = (steadyTokens * corpusChars) / meta.numTokens; // at the corpus's mean chars per token
   console.log(
     `token cache, ${name}, ${w} worker(s) asked, ${workersUsed} started: ${wall.toFixed(1)} s (${cpu.toFixed(1)} CPU s); ` +
       `${rate(meta.numTokens, wall)} M tokens/s ${rate(corpusChars, wall)} M chars/s wall, ` +
       `${rate(meta.numTokens, cpu)} M tokens/s ${rate(corpusChars, cpu)} M chars/s per CPU second; ` +
+      `steady state (last 3/4): ${rate(steadyTokens, end.t - from.t)} M tokens/s ${rate(steadyChars, end.t - from.t)} M chars/s wall, ` +
+      `${rate(steadyTokens, end.cpu - from.cpu)} M tokens/s ${rate(steadyChars, end.cpu - from.cpu)} M chars/s per CPU second; ` +
       `${meta.dtype}, ${(cacheBytes / corpusBytes).toFixed(3)} cache bytes per corpus byte (${before} → ${load()})`,
   );
   return wall;

@@ -10,6 +10,10 @@
  *   const sampler = new SequenceSampler({ numSequences: data.numSequences(seqLen), seed });
  *   for (const i of sampler.nextBatch(microBatch)) data.readSequence(i, seqLen);   // Int32Array
  *   // checkpoint: sampler.state() -> {epoch, position}; resume: new SequenceSampler({…, state})
+ *   // or train while tokenising: the first epoch goes shard by shard, each shard once it is on disk
+ *   const { dataset, done } = TokenDataset.build(corpus, tokenizer, { cacheDir, workers: 2 });
+ *   const growing = new SequenceSampler({ numSequences: dataset.sequences(seqLen), seed, shardSequences: shardSequences(2 ** 24, seqLen) });
+ *   await growing.ready(batch);   // then growing.nextBatch(batch) as above
  */
 export { loadBrownCorpus, loadBrownDocuments, stripBrownTags, detokenize, isBrownValidation, BROWN_DOCUMENT_COUNT } from './brown.ts';
 export type { BrownDocument, BrownSplit } from './brown.ts';
@@ -35,6 +39,7 @@ export type { TokenizerImplementation } from './tokenizer-files.ts';
 export { packSequences, withEos, sequenceCount } from './packing.ts';
 export { buildTokenCache, tokenCacheKey, tokenizerHash, dtypeForVocab } from './token-cache.ts';
 export { TokenDataset } from './token-dataset.ts';
+export type { TokenCacheBuild } from './token-dataset.ts';
 export type { TokenCacheMeta, TokenCacheOptions, TokenDtype } from './token-cache.ts';
-export { SequenceSampler, epochPermutation } from './sampler.ts';
-export type { SamplerState, SequenceSamplerOptions } from './sampler.ts';
+export { SequenceSampler, epochPermutation, shardPermutation, shardSequences, DEFAULT_SHARD_TOKENS } from './sampler.ts';
+export type { SamplerState, SequenceCount, SequenceSamplerOptions } from './sampler.ts';
