@@ -21,6 +21,8 @@ export interface DeviceMirror {
   adopt(data: Float32Array, content: 'garbage' | 'zeros' | 'host'): void;
   /** The host is about to read `data` (and to write it when `write`): copy the device's data back if it is newer. */
   toHost(data: Float32Array, write: boolean): void;
+  /** toHost(a, false) for each array, in one readback. */
+  toHostMany(data: readonly Float32Array[]): void;
   /** The host is about to overwrite every element of `data`: nothing needs reading back. */
   toHostForOverwrite(data: Float32Array): void;
   /** The tensor let go of `data`; `reuse` when the array goes back to the pool (its device buffer is kept with it). */
@@ -42,6 +44,14 @@ export function setDeviceMirror(m: DeviceMirror | null): void {
 export function hostArray(data: Float32Array): Float32Array {
   mirror?.toHost(data, false);
   return data;
+}
+
+/**
+ * Brings the float32 tensors' data to the host for reading, on a device backend all in one
+ * readback (reading them one by one through `data` or `item()` costs one readback each).
+ */
+export function toHostAll(tensors: readonly Tensor[]): void {
+  if (mirror) mirror.toHostMany(tensors.filter((t) => t.dtype === 'float32').map((t) => t.buf));
 }
 
 /** Element i of an array a backward received, read on the host (a device copy is read back first). */

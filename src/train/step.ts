@@ -3,7 +3,7 @@
  * micro-batch's loss weighted 1/n), global-norm clipping, AdamW step. Everything the step
  * allocates is scoped, so memory stays flat across steps.
  */
-import { scope, type Tensor } from '../engine/tensor.ts';
+import { scope, toHostAll, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
 import type { GradientSync } from '../parallel/gradients.ts';
@@ -32,16 +32,23 @@ export function trainStep(
   if (microBatches.length === 0) throw new Error('trainStep: no micro-batches given');
   optimizer.zeroGrad();
   model.train();
-  let loss = 0;
   const n = microBatches.length;
+  const losses: Tensor[] = [];
   for (const [index, ids] of microBatches.entries()) {
     beforeMicroBatch?.(index);
-    loss += scope(() => {
+    losses.push(scope(() => {
       const l = model.loss(ids);
       // Seeded with 1/n rather than through scale(l, 1/n): the same float, and no device readback of it.
       l.backward(1 / n);
-      return l.item();
-    });
+      return l;
+    }));
+  }
+  // On a device backend the micro-batches' losses come back together, in one readback.
+  toHostAll(losses);
+  let loss = 0;
+  for (const l of losses) {
+    loss += l.item();
+    l.dispose();
   }
   loss /= n;
   const params = optimizer.params.map(([, t]) => t);

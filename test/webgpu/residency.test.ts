@@ -1,9 +1,9 @@
 /**
  * Device residency on `--backend webgpu`: during training a tensor's data stays in its device
- * buffer, so an update reads back only what the trainer asks for — each micro-batch's loss and,
- * in one readback, the gradient norm's partial sums: at most micro-batches + 1 synchronous
- * readbacks per update (a kernel call that read its outputs back, as the first bridge did, costs
- * dozens). Device buffers are pooled with the host arrays they belong to, so once the first
+ * buffer, so an update reads back only what the trainer asks for — the micro-batches' losses in
+ * one readback, the gradient norm's partial sums in another: at most 2 synchronous readbacks per
+ * update, however many micro-batches (a kernel call that read its outputs back, as the first
+ * bridge did, costs about 500). Device buffers are pooled with the host arrays they belong to, so once the first
  * updates have filled the pools no update creates a buffer. And the data is right: the losses
  * match the native backend's and the parameters the host reads back at the end are native's
  * too. In CI the adapter is SwiftShader; without an adapter the test fails.
@@ -27,7 +27,7 @@ import { trainStep } from '../../src/train/step.ts';
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
 
 const tiny: LlamaConfig = { vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numHeads: 4, numLayers: 2, maxSeqLen: 32, rmsNormEps: 1e-6, ropeTheta: 10000 };
-const MICRO_BATCHES = 2;
+const MICRO_BATCHES = 3;
 const WARMUP = 3, MEASURED = 5;
 
 function ids(seed: number, B = 2, T = 16): Tensor {
@@ -72,14 +72,13 @@ function train(backend: 'native' | 'webgpu'): Run {
   return run;
 }
 
-test('webgpu training: ≤ micro-batches + 1 readbacks per update, no device buffer created after the first updates, native losses', (t) => {
+test('webgpu training: ≤ 2 readbacks per update (3 micro-batches), no device buffer created after the first updates, native losses', (t) => {
   const native = train('native');
   const gpu = train('webgpu');
   setBackend('native');
   t.diagnostic(`readbacks per update: ${gpu.readbacks.join(', ')}; device buffers created: ${gpu.deviceBuffers.join(', ')}; live: ${gpu.liveBuffers.join(', ')}`);
 
-  const bound = MICRO_BATCHES + 1;
-  gpu.readbacks.forEach((n, s) => assert.ok(n <= bound, `update ${s}: ${n} synchronous readbacks, expected at most ${bound} (each micro-batch's loss, then the gradient norm)`));
+  gpu.readbacks.forEach((n, s) => assert.ok(n <= 2, `update ${s}: ${n} synchronous readbacks, expected at most 2 (the losses, then the gradient norm)`));
   const steady = gpu.deviceBuffers.slice(WARMUP);
   assert.ok(steady.every((n) => n === steady[0]), `device storage buffers created by update: ${gpu.deviceBuffers.join(', ')} (the pool must serve every update after the first ${WARMUP})`);
   const live = gpu.liveBuffers.slice(WARMUP);

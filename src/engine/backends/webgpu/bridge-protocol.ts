@@ -37,8 +37,11 @@ export type Command =
   | { op: 'copy'; src: number; dst: number; n: number; srcOffset: number; dstOffset: number }
   | { op: 'dispatch'; shader: ShaderName; bindings: BoundHandle[]; params: Param[]; groups: [number, number, number] }
   | { op: 'dispatch1d'; shader: ShaderName; bindings: BoundHandle[]; params: Param[]; n: number }
-  /** Copies handle[offset..offset+n) into `reply` after the header and signals it. */
-  | { op: 'read'; handle: number; offset: number; n: number; reply: SharedArrayBuffer };
+  /**
+   * Copies handle[offset..offset+n) into `reply`, `at` bytes after the header, and signals the
+   * reply when `last` (several reads answered by one wake-up).
+   */
+  | { op: 'read'; handle: number; offset: number; n: number; reply: SharedArrayBuffer; at: number; last: boolean };
 
 export interface BatchMessage {
   kind: 'batch';

@@ -60,9 +60,10 @@ async function replay(c: Command): Promise<void> {
       }
       const t = tensor(c.handle);
       const host = await g.read(t, c.n, c.offset);
-      const dst = t.dtype === 'int32' ? new Int32Array(c.reply, REPLY_HEADER_BYTES, c.n) : new Float32Array(c.reply, REPLY_HEADER_BYTES, c.n);
+      const at = REPLY_HEADER_BYTES + c.at;
+      const dst = t.dtype === 'int32' ? new Int32Array(c.reply, at, c.n) : new Float32Array(c.reply, at, c.n);
       dst.set(host);
-      finish(c.reply, STATUS_OK, g.buffersCreated);
+      if (c.last) finish(c.reply, STATUS_OK, g.buffersCreated);
       break;
     }
   }

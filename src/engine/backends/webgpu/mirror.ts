@@ -69,6 +69,22 @@ export class Mirror implements DeviceMirror {
     const e = this.entries.get(data.buffer);
     if (!e?.owned) return;
     if (e.current === Current.Device) this.dev.read(e.handle, 0, e.handle.length, new Float32Array(data.buffer));
+    this.hostRead(e, write);
+  }
+
+  toHostMany(arrays: readonly Float32Array[]): void {
+    const entries = arrays.map((a) => this.entries.get(a.buffer));
+    const reads: Parameters<RemoteDevice['readMany']>[0][number][] = [];
+    for (let i = 0; i < arrays.length; i++) {
+      const e = entries[i];
+      // An array named twice (two views of one buffer) is read once.
+      if (e?.owned && e.current === Current.Device && entries.indexOf(e) === i) reads.push({ t: e.handle, offset: 0, n: e.handle.length, into: new Float32Array(arrays[i].buffer) });
+    }
+    this.dev.readMany(reads);
+    for (const e of entries) if (e?.owned) this.hostRead(e, false);
+  }
+
+  private hostRead(e: Entry, write: boolean): void {
     if (write) {
       e.zeros = false;
       this.set(e, Current.Host);
@@ -96,10 +112,12 @@ export class Mirror implements DeviceMirror {
   }
 
   syncAll(): void {
-    for (const e of [...this.deviceNewer]) {
+    const arrays: Float32Array[] = [];
+    for (const e of this.deviceNewer) {
       const buffer = e.buffer.deref();
-      if (buffer) this.toHost(new Float32Array(buffer), false);
+      if (buffer) arrays.push(new Float32Array(buffer));
     }
+    this.toHostMany(arrays);
   }
 
   /**

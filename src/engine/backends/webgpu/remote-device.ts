@@ -90,19 +90,36 @@ export class RemoteDevice implements CommandSink<Handle> {
 
   /** Runs everything recorded, then copies t[offset..offset+n) into `into`: the one blocking call. */
   read(t: Handle, offset: number, n: number, into: Float32Array | Int32Array): void {
-    if (offset + n > t.length || into.length < n) throw new Error(`WebGPU read: ${n} elements from ${offset} of a buffer of ${t.length} into ${into.length}`);
-    const bytes = REPLY_HEADER_BYTES + Math.max(n * 4, 1024);
-    if (!this.reply || this.reply.byteLength < bytes) this.reply = new SharedArrayBuffer(Math.max(bytes, (this.reply?.byteLength ?? 0) * 2));
+    this.readMany([{ t, offset, n, into }]);
+  }
+
+  /** Several reads, answered together: one synchronous readback. */
+  readMany(reads: readonly { t: Handle; offset: number; n: number; into: Float32Array | Int32Array }[]): void {
+    if (reads.length === 0) return;
+    let bytes = 0;
+    for (const { t, offset, n, into } of reads) {
+      if (offset + n > t.length || into.length < n) throw new Error(`WebGPU read: ${n} elements from ${offset} of a buffer of ${t.length} into ${into.length}`);
+      bytes += n * 4;
+    }
+    const size = REPLY_HEADER_BYTES + Math.max(bytes, 1024);
+    if (!this.reply || this.reply.byteLength < size) this.reply = new SharedArrayBuffer(Math.max(size, (this.reply?.byteLength ?? 0) * 2));
     const reply = this.reply;
     this.reads++;
     // RELORA_WEBGPU_TRACE_READS=1 prints where each readback comes from (finding a host read in a step).
-    if (TRACE_READS) console.error(`webgpu read of ${n} elements: ${new Error().stack}`);
+    if (TRACE_READS) console.error(`webgpu read of ${bytes / 4} elements: ${new Error().stack}`);
     new Int32Array(reply, 0, 1)[0] = STATUS_PENDING;
-    this.commands.push({ op: 'read', handle: t.id, offset, n, reply });
+    let at = 0;
+    reads.forEach(({ t, offset, n }, i) => {
+      this.commands.push({ op: 'read', handle: t.id, offset, n, reply, at, last: i === reads.length - 1 });
+      at += n * 4;
+    });
     this.post();
     this.deviceBuffers = this.channel.wait(reply, 'a read');
-    const src = into instanceof Int32Array ? new Int32Array(reply, REPLY_HEADER_BYTES, n) : new Float32Array(reply, REPLY_HEADER_BYTES, n);
-    into.set(src);
+    at = 0;
+    for (const { n, into } of reads) {
+      into.set(into instanceof Int32Array ? new Int32Array(reply, REPLY_HEADER_BYTES + at, n) : new Float32Array(reply, REPLY_HEADER_BYTES + at, n));
+      at += n * 4;
+    }
   }
 
   /** Posts what is recorded so far. */
