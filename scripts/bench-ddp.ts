@@ -1,6 +1,7 @@
 /**
  * npm run bench:ddp [-- --models llama_20m,llama_60m --steps 8 --skip 3 --seq-len 128 --batch 8
- *                      --net-model llama_20m --rates 10gbit,1gbit,100mbit --skip-net --rank 128 --markdown]
+ *                      --net-model llama_20m --rates 10gbit,1gbit,100mbit --skip-net --rank 128 --markdown
+ *                      --memory-models llama_60m --memory-steps 4 --skip-memory --skip-overlap]
  *
  * Data-parallel training on this machine (see README, "Several processes"):
  *  1. tokens/s of one process with 2 threads against `mpirun -np 2` with 1 thread each, full and
@@ -10,7 +11,11 @@
  *     relora step time at each rate (needs root, `ip` and `tc`; the namespace is deleted after);
  *  3. the predicted communication per update for every named config up to llama_1b at 8 and 64
  *     nodes on 10, 100 and 400 Gbit/s (src/bench/ddp.ts), after checking that the bytes the runs
- *     measured are the ones the prediction uses.
+ *     measured are the ones the prediction uses;
+ *  4. peak RSS of each rank of `mpirun -np 2`, optimizer state sharded (--shard-optimizer, ZeRO
+ *     stage 1) against not, full and relora;
+ *  5. whether a non-blocking all-reduce advances while the rank computes (what overlapping it
+ *     with backward would need): scripts/ddp-overlap-probe.ts under `mpirun -np 2`.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -38,6 +43,10 @@ const { values: v } = parseArgs({
     'skip-net': { type: 'boolean', default: false },
     rank: { type: 'string', default: '128' },
     markdown: { type: 'boolean', default: false },
+    'memory-models': { type: 'string', default: 'llama_60m' },
+    'memory-steps': { type: 'string', default: '4' },
+    'skip-memory': { type: 'boolean', default: false },
+    'skip-overlap': { type: 'boolean', default: false },
   },
 });
 const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
@@ -61,19 +70,32 @@ interface Point {
   bytes: number;
   /** The vocabulary of the run's tokenizer (the model's embedding rows). */
   vocab: number;
+  /** Peak resident memory of each rank, in rank order (bytes). */
+  peakRss: number[];
+}
+
+/** Loaded into every rank: its peak resident memory, printed as it exits. */
+const PEAK_RSS_HOOK = `data:text/javascript,${encodeURIComponent(
+  "process.on('exit', () => process.stderr.write(`peak-rss rank ${process.env.OMPI_COMM_WORLD_RANK ?? 0} ${process.resourceUsage().maxRSS * 1024}\\n`));",
+)}`;
+
+function peakRssByRank(stderr: string): number[] {
+  const out: number[] = [];
+  for (const m of stderr.matchAll(/^peak-rss rank (\d+) (\d+)$/gm)) out[Number(m[1])] = Number(m[2]);
+  return out;
 }
 
 /** One short training run; `netns` runs it inside that namespace with MPI over TCP on its loopback. */
-function run(model: string, mode: 'full' | 'relora', np: number, netns?: string): Point {
+function run(model: string, mode: 'full' | 'relora', np: number, netns?: string, extra: string[] = [], updates = steps): Point {
   const out = mkdtempSync(join(tmpdir(), 'relora-bench-ddp-'));
   try {
     const args = [
-      'train', '--model', model, '--mode', mode, '--steps', String(steps), '--seq-len', String(seqLen), '--micro-batch', String(batch / 2),
+      'train', '--model', model, '--mode', mode, '--steps', String(updates), '--seq-len', String(seqLen), '--micro-batch', String(batch / 2),
       '--batch-size', String(batch), '--threads', String(2 / np), '--rank', String(rank), '--eval-every', '100000', '--save-every', '100000',
       '--eval-tokens', String(seqLen), '--warmup-steps', '1', '--no-report', '--out', join(out, 'run'),
-      ...(mode === 'relora' ? ['--warm-start-steps', '0', '--cycle-length', String(Math.ceil(steps / 2)), '--restart-warmup-steps', '1'] : []),
+      ...(mode === 'relora' ? ['--warm-start-steps', '0', '--cycle-length', String(Math.ceil(updates / 2)), '--restart-warmup-steps', '1'] : []), ...extra,
     ];
-    const node = [process.execPath, '--import', 'tsx', ENTRY, ...args];
+    const node = [process.execPath, '--import', PEAK_RSS_HOOK, '--import', 'tsx', ENTRY, ...args];
     const tcp = netns ? ['--mca', 'btl', 'tcp,self', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo'] : [];
     let argv = np === 1 ? node : ['mpirun', '--oversubscribe', ...tcp, '-np', String(np), ...node];
     if (netns) argv = ['ip', 'netns', 'exec', netns, ...argv];
@@ -81,18 +103,20 @@ function run(model: string, mode: 'full' | 'relora', np: number, netns?: string)
     if (r.error) throw new Error(`${argv.join(' ')}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
     const recs = readFileSync(join(out, 'run', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>)
-      .filter((m) => m.type === 'train').slice(skip);
+      .filter((m) => m.type === 'train').slice(Math.min(skip, updates - 1));
     const tokens = batch * seqLen;
     const stepS = median(recs.map((m) => tokens / (m.tokens_per_s as number)));
     const commShare = np === 1 ? 0 : median(recs.map((m) => (m.comm_s as number) / (tokens / (m.tokens_per_s as number))));
     const vocab = (JSON.parse(readFileSync(join(out, 'run', 'model.json'), 'utf8')) as { vocabSize: number }).vocabSize;
-    const p: Point = { model, mode, np, stepS, tokensPerS: tokens / stepS, commShare, bytes: np === 1 ? 0 : (recs[0].allreduce_bytes as number), vocab };
-    log(`${model} ${mode} N=${np}${netns ? ` (${netns})` : ''}: ${p.stepS.toFixed(3)} s/update, ${p.tokensPerS.toFixed(0)} tokens/s, ${(100 * p.commShare).toFixed(1)}% communicating, ${(p.bytes / 2 ** 20).toFixed(1)} MiB all-reduced`);
+    const p: Point = { model, mode, np, stepS, tokensPerS: tokens / stepS, commShare, bytes: np === 1 ? 0 : (recs[0].allreduce_bytes as number), vocab, peakRss: peakRssByRank(r.stderr) };
+    log(`${model} ${mode} N=${np}${netns ? ` (${netns})` : ''}${extra.length ? ` ${extra.join(' ')}` : ''}: ${p.stepS.toFixed(3)} s/update, ${p.tokensPerS.toFixed(0)} tokens/s, ${(100 * p.commShare).toFixed(1)}% communicating, ${(p.bytes / 2 ** 20).toFixed(1)} MiB all-reduced, peak RSS ${p.peakRss.map(mib).join(' / ')} MiB`);
     return p;
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
 }
+
+const mib = (bytes: number | undefined): string => (bytes === undefined ? '?' : (bytes / 2 ** 20).toFixed(0));
 
 /** "10gbit", "100mbit", "1.5gbit" → bits per second. */
 function bitsPerSecond(rate: string): number {
@@ -160,3 +184,29 @@ const checks = measured.map((p) => {
 });
 process.stdout.write(`All-reduced bytes per update, measured against the count the prediction uses:\n${checks.join('\n')}\n\n`);
 process.stdout.write(`Predicted communication per update, ring all-reduce 2(N−1)/N · bytes / bandwidth, full / relora in ms (rank ${rank}):\n${predictionTable(predicted, [8, 64], [10, 100, 400], md)}\n`);
+
+// 4. Peak memory of each rank, optimizer state sharded or not.
+if (!v['skip-memory']) {
+  const memorySteps = int('memory-steps', v['memory-steps']);
+  const memRows: string[][] = [];
+  for (const model of v['memory-models'].split(',').filter(Boolean)) {
+    for (const mode of ['full', 'relora'] as const) {
+      const plain = run(model, mode, 2, undefined, [], memorySteps), sharded = run(model, mode, 2, undefined, ['--shard-optimizer'], memorySteps);
+      const moments = allReduceBytesPerUpdate(trainingFootprint(namedConfig(model, { vocabSize: plain.vocab }), mode, lora).params_trainable) * 2;
+      memRows.push([model, mode, mib(moments), ...[0, 1].flatMap((r) => [mib(plain.peakRss[r]), mib(sharded.peakRss[r]), mib(plain.peakRss[r] - sharded.peakRss[r])])]);
+    }
+  }
+  process.stdout.write(`\nPeak RSS per rank (MiB), mpirun -np 2 (1 thread each), ${memorySteps} updates and the final checkpoint, unsharded vs --shard-optimizer:\n` +
+    `${formatTable(['model', 'mode', 'Adam moments (all)', 'rank 0', 'rank 0 sharded', 'rank 0 saved', 'rank 1', 'rank 1 sharded', 'rank 1 saved'], memRows, md)}\n`);
+}
+
+// 5. Would overlapping the all-reduce with backward hide it here?
+if (!v['skip-overlap']) {
+  const probe = fileURLToPath(new URL('./ddp-overlap-probe.ts', import.meta.url));
+  const out = ['16', '64'].map((size) => {
+    const r = spawnSync('mpirun', ['--oversubscribe', '-np', '2', process.execPath, '--import', 'tsx', probe, '--mib', size], { cwd: ROOT, env: MPI_ENV, encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0) throw new Error(`the overlap probe failed (${r.status}):\n${r.stderr.slice(-2000)}`);
+    return r.stdout.trim();
+  });
+  process.stdout.write(`\nA non-blocking all-reduce started before computing (scripts/ddp-overlap-probe.ts, 1 thread per rank):\n${out.join('\n')}\n`);
+}
