@@ -13,9 +13,9 @@
  * prints updates/s, kernel calls and synchronous readbacks per update (the figures BENCHMARKS.md
  * gives for SwiftShader, a CPU emulation of a GPU: they measure the backend's overhead, not a GPU).
  *
- * The step figures go through the synchronous backend (src/engine/backends/webgpu/bridge.ts),
- * whose arrays cross to the device on every kernel call: they measure that path, not what
- * device-resident training reaches. The GEMM figures are the kernel's own.
+ * The step figures are `--backend webgpu` as training runs it (src/engine/backends/webgpu/bridge.ts):
+ * tensors on the device, kernels recorded on the training thread and replayed by the worker that
+ * owns the device, two synchronous readbacks per update. The GEMM figures are the kernel's own.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
