@@ -5,6 +5,7 @@
  * untouched).
  */
 import type { RandomStream } from '../engine/rng.ts';
+import { toHostAll } from '../engine/tensor.ts';
 import type { AdamW } from '../optim/adamw.ts';
 import type { LoraLinear } from './lora-linear.ts';
 import { resetMomentsInPlace, type ResetKind } from './prune.ts';
@@ -30,6 +31,11 @@ export function mergeAll(layers: Map<string, LoraLinear>, init: RandomStream): v
 export function resetLoraMoments(optimizer: AdamW, kind: ResetKind, rng: RandomStream): number {
   let n = 0;
   const none = new Float32Array(0);
+  // From a GPU: every LoRA moment in one readback, rather than one per tensor.
+  toHostAll(optimizer.params.flatMap(([name]) => {
+    const s = /\.lora_[AB]\.weight$/.test(name) ? optimizer.state.get(name) : undefined;
+    return s ? [s.m, s.v] : [];
+  }));
   for (const [name] of optimizer.params) {
     if (!/\.lora_[AB]\.weight$/.test(name)) continue;
     const s = optimizer.state.get(name);

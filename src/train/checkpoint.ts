@@ -18,7 +18,7 @@ import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../io/sa
 import { testHook } from './test-hooks.ts';
 import type { SamplerState } from '../data/sampler.ts';
 import type { RandomState } from '../engine/rng.ts';
-import type { Tensor } from '../engine/tensor.ts';
+import { toHostAll, type Tensor } from '../engine/tensor.ts';
 import type { RestartCounters } from '../relora/restarts.ts';
 
 export const CHECKPOINT_VERSION = 1;
@@ -94,11 +94,13 @@ function fsyncPath(path: string): void {
 
 function tensorsToWrite(tensors: Record<string, Tensor>): Record<string, TensorToWrite> {
   const out: Record<string, TensorToWrite> = {};
+  toHostAll(Object.values(tensors)); // from a GPU: every tensor in one readback
   for (const [name, t] of Object.entries(tensors)) {
+    const d = t.data;
     for (let i = 0; i < t.size; i++) {
-      if (!Number.isFinite(t.data[i])) throw new Error(`tensor "${name}" holds a non-finite value (${t.data[i]}) at index ${i}`);
+      if (!Number.isFinite(d[i])) throw new Error(`tensor "${name}" holds a non-finite value (${d[i]}) at index ${i}`);
     }
-    out[name] = { dtype: 'F32', shape: [...t.shape], data: t.data };
+    out[name] = { dtype: 'F32', shape: [...t.shape], data: d };
   }
   return out;
 }

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { bf16Support } from '../engine/ops/bf16.ts';
 import { clearPool } from '../engine/pool.ts';
-import { Tensor } from '../engine/tensor.ts';
+import { Tensor, toHostAll } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
 import type { AdamWState } from '../optim/adamw.ts';
 import { parseResetKind } from '../relora/prune.ts';
@@ -315,7 +315,9 @@ async function saveLeader(run: Run, phase: Phase, moments: ReadonlyMap<string, A
 
 /** The first parameter holding NaN or ±Infinity, if any. */
 function firstNonFinite(model: LlamaForCausalLM): string | null {
-  for (const [name, t] of Object.entries(model.stateDict())) {
+  const tensors = model.stateDict();
+  toHostAll(Object.values(tensors)); // from a GPU: every tensor in one readback
+  for (const [name, t] of Object.entries(tensors)) {
     const d = t.data;
     for (let i = 0; i < t.size; i++) if (!Number.isFinite(d[i])) return name;
   }
