@@ -3,7 +3,8 @@
  * buffer, so an update reads back only what the trainer asks for — the micro-batches' losses in
  * one readback, the gradient norm's partial sums in another: at most 2 synchronous readbacks per
  * update, however many micro-batches (a kernel call that read its outputs back, as the first
- * bridge did, costs about 500). Device buffers are pooled with the host arrays they belong to, so once the first
+ * bridge did, costs about 500). A ReLoRA restart merges on the device and reads the optimizer
+ * moments back once, all together, for the reset's pruning. Device buffers are pooled with the host arrays they belong to, so once the first
  * updates have filled the pools no update creates a buffer. And the data is right: the losses
  * match the native backend's and the parameters the host reads back at the end are native's
  * too. In CI the adapter is SwiftShader; without an adapter the test fails.
@@ -21,6 +22,7 @@ import { applyDropout, dropoutBackwardAdd } from '../../src/engine/ops/dropout.t
 import type { LlamaConfig } from '../../src/nn/config.ts';
 import { LlamaForCausalLM } from '../../src/nn/llama.ts';
 import { AdamW } from '../../src/optim/adamw.ts';
+import { restart } from '../../src/relora/restart.ts';
 import { DEFAULT_LORA, loraStreams, wrapWithLora } from '../../src/relora/wrap.ts';
 import { trainStep } from '../../src/train/step.ts';
 
@@ -42,15 +44,17 @@ interface Run {
   readbacks: number[];
   deviceBuffers: number[];
   liveBuffers: number[];
+  /** Readbacks of the ReLoRA restart (merge, re-draw, optimizer reset) after the updates. */
+  restartReadbacks: number;
   params: Float32Array[];
 }
 
 function train(backend: 'native' | 'webgpu'): Run {
   setBackend(backend);
   const model = new LlamaForCausalLM(tiny).initWeights(5);
-  wrapWithLora(model, { ...DEFAULT_LORA, rank: 4, alpha: 4, dropout: 0.1 }, loraStreams(5));
+  const layers = wrapWithLora(model, { ...DEFAULT_LORA, rank: 4, alpha: 4, dropout: 0.1 }, loraStreams(5));
   const opt = new AdamW(model.namedTrainableParameters(), { lr: 1e-3, weightDecay: 0.01 });
-  const run: Run = { losses: [], gradNorms: [], readbacks: [], deviceBuffers: [], liveBuffers: [], params: [] };
+  const run: Run = { losses: [], gradNorms: [], readbacks: [], deviceBuffers: [], liveBuffers: [], restartReadbacks: 0, params: [] };
   for (let s = 0; s < WARMUP + MEASURED; s++) {
     const before = webGpuCounters()?.readbacks ?? 0;
     const batches = Array.from({ length: MICRO_BATCHES }, (_, j) => ids(100 * s + j));
@@ -65,6 +69,13 @@ function train(backend: 'native' | 'webgpu'): Run {
       run.liveBuffers.push(c.liveBuffers);
     }
   }
+  const before = webGpuCounters()?.readbacks ?? 0;
+  restart(layers, opt, { method: 'random', ratio: 0.9 }, { init: new RandomStream(7), prune: new RandomStream(8) }, { merges: 0, resets: 0 });
+  run.restartReadbacks = (webGpuCounters()?.readbacks ?? 0) - before;
+  // One more update: its loss and norm check the merge and the reset against native.
+  const after = trainStep(model, opt, [ids(999)], 1e-3, 1);
+  run.losses.push(after.loss);
+  run.gradNorms.push(after.gradNorm);
   // Reading the parameters on the host brings them back from the device.
   run.params = model.parameters().map((p) => Float32Array.from(p.data));
   opt.dispose();
@@ -72,11 +83,13 @@ function train(backend: 'native' | 'webgpu'): Run {
   return run;
 }
 
-test('webgpu training: ≤ 2 readbacks per update (3 micro-batches), no device buffer created after the first updates, native losses', (t) => {
+test('webgpu training: ≤ 2 readbacks per update (3 micro-batches), ≤ 1 per ReLoRA restart, no device buffer created after the first updates, native losses', (t) => {
   const native = train('native');
   const gpu = train('webgpu');
   setBackend('native');
-  t.diagnostic(`readbacks per update: ${gpu.readbacks.join(', ')}; device buffers created: ${gpu.deviceBuffers.join(', ')}; live: ${gpu.liveBuffers.join(', ')}`);
+  t.diagnostic(`readbacks per update: ${gpu.readbacks.join(', ')}; device buffers created: ${gpu.deviceBuffers.join(', ')}; live: ${gpu.liveBuffers.join(', ')}; restart: ${gpu.restartReadbacks} readback(s)`);
+  // The merge runs on the device; the reset's host pruning reads all the moments back at once.
+  assert.ok(gpu.restartReadbacks <= 1, `a ReLoRA restart took ${gpu.restartReadbacks} synchronous readbacks, expected at most 1`);
 
   gpu.readbacks.forEach((n, s) => assert.ok(n <= 2, `update ${s}: ${n} synchronous readbacks, expected at most 2 (the losses, then the gradient norm)`));
   const steady = gpu.deviceBuffers.slice(WARMUP);
