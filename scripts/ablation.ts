@@ -5,18 +5,19 @@
  *
  *   npm run ablation -- [--model llama_9m] [--ranks 8,32,128] [--cycles 50,200,500]
  *     [--steps 1000] [--warm-start-steps 100] [--lr 4e-3] [--seed 0] [--parallel 1]
- *     [--threads N] [--config '{"micro_batch": 8}'] [--out results/ablation]
+ *     [--threads N] [--config '{"micro_batch": 8}'] [--out results/ablation] [--assemble]
  *
  * Writes OUT/README.md (what was run, the tables), OUT/results.json, OUT/metrics/<run>.jsonl and
  * two figures: OUT/curves.svg (validation perplexity against updates, every cell) and
  * OUT/final.svg (final validation perplexity against R, one line per rank). A stopped ablation
- * goes on where it was: finished runs are read back from OUT/metrics.
+ * goes on where it was: finished runs are read back from OUT/metrics. With --assemble nothing is
+ * trained: the pages are written from the finished runs alone, and the other cells say "not run".
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
-import { configFlags, inParallel, list, trainOnce, whole, type SavedRun } from './train-runs.ts';
+import { configFlags, inParallel, list, readRun, trainOnce, whole, type SavedRun } from './train-runs.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     config: { type: 'string', default: '{}' },
     out: { type: 'string', default: 'results/ablation' },
+    assemble: { type: 'boolean', default: false },
   },
 });
 
@@ -49,12 +51,15 @@ function flagsOf(rank: number, cycle: number): string[] {
 }
 
 function tables(cells: Cell[], ranks: number[], cycles: number[]): string {
-  const at = (r: number, c: number) => cells.find((x) => x.rank === r && x.cycle === c)!.run;
+  const at = (r: number, c: number) => cells.find((x) => x.rank === r && x.cycle === c)?.run;
   const grid = (title: string, value: (run: SavedRun) => string) => [
     `#### ${title}`, '',
     `| rank r \\ cycle R | ${cycles.map((c) => `R = ${c}`).join(' | ')} |`,
     `|---|${cycles.map(() => '---').join('|')}|`,
-    ...ranks.map((r) => `| r = ${r} | ${cycles.map((c) => value(at(r, c))).join(' | ')} |`),
+    ...ranks.map((r) => `| r = ${r} | ${cycles.map((c) => {
+      const run = at(r, c);
+      return run ? value(run) : 'not run';
+    }).join(' | ')} |`),
     '',
   ];
   return [
@@ -82,7 +87,7 @@ async function figures(cells: Cell[], ranks: number[], cycles: number[], outDir:
     series: ranks.map((r) => ({
       name: `rank ${r}`,
       markers: true,
-      points: cycles.map((c) => ({ x: c, y: cells.find((x) => x.rank === r && x.cycle === c)!.run.summary.final_eval_ppl })),
+      points: cells.filter((x) => x.rank === r).map((x) => ({ x: x.cycle, y: x.run.summary.final_eval_ppl })),
     })),
   }));
   writeFileSync(join(outDir, 'final.svg'), final);
@@ -97,9 +102,12 @@ async function main(): Promise<void> {
   const started = new Date();
   const t0 = Date.now();
   const grid = ranks.flatMap((rank) => cycles.map((cycle) => ({ rank, cycle })));
-  const cells: Cell[] = await inParallel(grid.map(({ rank, cycle }) => async () => ({
-    rank, cycle, run: await trainOnce(`${args.model}-r${rank}-R${cycle}-seed${args.seed}`, flagsOf(rank, cycle), metricsDir),
+  const idOf = (rank: number, cycle: number) => `${args.model}-r${rank}-R${cycle}-seed${args.seed}`;
+  const todo = args.assemble ? grid.filter(({ rank, cycle }) => existsSync(join(metricsDir, `${idOf(rank, cycle)}.summary.json`))) : grid;
+  const cells: Cell[] = await inParallel(todo.map(({ rank, cycle }) => async () => ({
+    rank, cycle, run: args.assemble ? readRun(metricsDir, idOf(rank, cycle)) : await trainOnce(idOf(rank, cycle), flagsOf(rank, cycle), metricsDir),
   })), whole('parallel', args.parallel!));
+  if (cells.length === 0) throw new Error(`${metricsDir}: no finished runs to assemble`);
 
   const command = `npm run ablation -- ${process.argv.slice(2).join(' ')}`.trim();
   const minutes = (Date.now() - t0) / 60_000;
@@ -110,7 +118,9 @@ async function main(): Promise<void> {
     `# Ablation: ReLoRA rank r × cycle length R (${args.model})`,
     '',
     `Command: \`${command}\`  `,
-    `Started: ${started.toISOString()}; ${minutes.toFixed(1)} minutes of wall time for the runs this invocation trained (${cells.length} cells).  `,
+    args.assemble
+      ? `Assembled ${started.toISOString()} from the ${cells.length} finished runs in metrics/ (each run's wall time is in the table).  `
+      : `Started: ${started.toISOString()}; ${minutes.toFixed(1)} minutes of wall time for the runs this invocation trained (${cells.length} cells).  `,
     `Settings: ${args.steps} updates of ${(s.tokens / s.steps).toLocaleString('en-US')} tokens (${s.tokens.toLocaleString('en-US')} tokens per run), the first ${args['warm-start-steps']} full-rank (warm start); lr ${args.lr}; seed ${args.seed}; other keys ${args.config} over the defaults of \`relora train\` (the shipped Brown corpus; alpha 32 for every rank, so the LoRA scale alpha / r changes with r, as in the paper).`,
     '',
     tables(cells, ranks, cycles),
