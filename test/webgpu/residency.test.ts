@@ -132,3 +132,27 @@ test('webgpu: LoRA dropout at a mask offset (a data-parallel rank) reads its inp
   assert.deepEqual(gpu[0], js[0]);
   js[1].forEach((v, i) => assert.ok(Math.abs(v - gpu[1][i]) <= 1e-6, `dx[${i}]: js ${v}, webgpu ${gpu[1][i]}`));
 });
+
+test('webgpu: host reads and writes through Tensor.data meet the device copy both ways', () => {
+  setBackend('webgpu');
+  const n = 1000;
+  const x = Tensor.from(Float32Array.from({ length: n }, (_, i) => i));
+  const y = Tensor.empty([n], false);
+  K().scale(x.buf, 2, y.buf, n); // y is newer on the device
+  // Wrapping y's array in another tensor sees the device's values.
+  const wrapped = Tensor.from(y.buf);
+  assert.equal(wrapped.data[n - 1], 2 * (n - 1));
+  // A host write through data reaches the next kernel.
+  y.data[0] = 42;
+  const z = Tensor.empty([n], false);
+  K().scale(y.buf, 1, z.buf, n);
+  assert.equal(z.data[0], 42);
+  assert.equal(z.data[5], 10);
+  // overwrite() reads nothing back and its writes reach the device too.
+  const readbacks = webGpuCounters()!.readbacks;
+  z.overwrite().fill(3);
+  assert.equal(webGpuCounters()!.readbacks, readbacks);
+  K().scale(z.buf, 2, y.buf, n);
+  assert.equal(y.data[7], 6);
+  setBackend('native');
+});

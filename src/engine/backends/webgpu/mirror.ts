@@ -60,6 +60,8 @@ export class Mirror implements DeviceMirror {
       this.entries.set(data.buffer, e);
       this.finalizer.register(data.buffer, e, e);
     }
+    // Wrapping an array another tensor keeps on the device: its data is what the device holds.
+    if (content === 'host' && e.owned && e.current === Current.Device) this.dev.read(e.handle, 0, e.handle.length, new Float32Array(data.buffer));
     e.owned = true;
     e.zeros = content === 'zeros';
     this.set(e, content === 'garbage' ? Current.Garbage : Current.Host);
