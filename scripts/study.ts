@@ -9,18 +9,18 @@
  *   npm run study -- [--models llama_9m,llama_20m] [--seeds 0,1,2] [--lrs 1e-3,2e-3,4e-3]
  *     [--methods full,lora,lora_warm,relora] [--steps 1000] [--warm-start-steps 200]
  *     [--cycle-length 200] [--rank auto|N] [--parallel 1] [--threads N]
- *     [--config '{"micro_batch": 8}'] [--out results/study/NAME]
+ *     [--config '{"micro_batch": 8}'] [--out results/study/NAME] [--assemble]
  *
  * Writes OUT/README.md (what was run, the tables), OUT/results.json (every run's summary),
  * OUT/metrics/<run>.jsonl (each run's metrics) and OUT/curves-<model>.svg (validation
  * perplexity against tokens, the best learning rate of each method, mean over seeds).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NAMED_CONFIGS } from '../src/nn/config.ts';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
-import { configFlags, inParallel, list, meanStd, trainOnce, whole, type SavedRun } from './train-runs.ts';
+import { configFlags, inParallel, list, meanStd, readRun, trainOnce, whole, type SavedRun } from './train-runs.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     threads: { type: 'string' },
     config: { type: 'string', default: '{}' },
     out: { type: 'string', default: `results/study/${new Date().toISOString().slice(0, 10)}` },
+    /** Train nothing: write the pages from the finished runs in OUT/metrics alone. */
+    assemble: { type: 'boolean', default: false },
   },
 });
 
@@ -76,10 +78,16 @@ function flagsOf(spec: RunSpec): string[] {
   ];
 }
 
-/** Runs `specs` with at most `parallel` at a time; results in the order of `specs`. */
+/**
+ * Runs `specs` with at most `parallel` at a time; results in the order of `specs`. With
+ * --assemble, only the runs already finished in OUT/metrics, read back without training.
+ */
 function runAll(specs: RunSpec[], outDir: string, parallel: number): Promise<RunResult[]> {
   const metricsDir = join(outDir, 'metrics');
-  return inParallel(specs.map((spec) => async () => ({ ...spec, ...(await trainOnce(spec.id, flagsOf(spec), metricsDir)) })), parallel);
+  const todo = args.assemble ? specs.filter((spec) => existsSync(join(metricsDir, `${spec.id}.summary.json`))) : specs;
+  return inParallel(todo.map((spec) => async () => ({
+    ...spec, ...(args.assemble ? readRun(metricsDir, spec.id) : await trainOnce(spec.id, flagsOf(spec), metricsDir)),
+  })), parallel);
 }
 
 const idOf = (model: string, method: Method, lr: number, seed: number) => `${model}-${method}-lr${lr}-seed${seed}`;
@@ -134,7 +142,7 @@ async function main(): Promise<void> {
   const seeds = list('seeds', args.seeds!).map((s) => whole('seeds', s));
   const lrs = list('lrs', args.lrs!).map(Number);
   if (lrs.some((x) => !(x > 0))) throw new Error(`--lrs: expected positive numbers, got '${args.lrs}'`);
-  const methods = list('methods', args.methods!).map((m) => {
+  let methods = list('methods', args.methods!).map((m) => {
     if (!(m in METHODS)) throw new Error(`--methods: unknown method '${m}'; known: ${Object.keys(METHODS).join(', ')}`);
     return m as Method;
   });
@@ -147,6 +155,8 @@ async function main(): Promise<void> {
   // Stage 1: the sweep, first seed only.
   const sweep: RunSpec[] = models.flatMap((model) => methods.flatMap((method) => lrs.map((lr) => ({ id: idOf(model, method, lr, seeds[0]), model, method, lr, seed: seeds[0] }))));
   const results = await runAll(sweep, outDir, parallel);
+  // With --assemble a method may have no finished run at all; it is left out of the pages.
+  methods = methods.filter((method) => models.every((model) => results.some((r) => r.model === model && r.method === method)));
   const best = new Map<string, number>();
   for (const model of models) {
     for (const method of methods) {
@@ -169,7 +179,9 @@ async function main(): Promise<void> {
     `# Study: full-rank, LoRA, LoRA + warm start and ReLoRA at equal token budgets`,
     '',
     `Command: \`${command}\`  `,
-    `Started: ${started.toISOString()}; ${minutes.toFixed(1)} minutes of wall time (${results.length} runs, ${parallel} at a time).  `,
+    args.assemble
+      ? `Assembled ${started.toISOString()} from the ${results.length} finished runs in metrics/ (each run's wall time is in the table).  `
+      : `Started: ${started.toISOString()}; ${minutes.toFixed(1)} minutes of wall time (${results.length} runs, ${parallel} at a time).  `,
     `Settings: ${args.steps} updates per run; warm start ${args['warm-start-steps']} updates (LoRA + warm start and ReLoRA); ReLoRA cycle ${args['cycle-length']}; LoRA rank ${args.rank === 'auto' ? 'a quarter of the width' : args.rank}; other keys ${JSON.stringify(extra)} over the defaults of \`relora train\` (the shipped Brown corpus).`,
     'The learning rate is swept with the first seed; each method\'s best (lowest final validation perplexity) is then trained with the other seeds. ' +
       'The warm-start learning rate is half the swept one (the default). The validation set picks the learning rate and reports it, so the figures slightly favour every method alike.',
