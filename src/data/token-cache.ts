@@ -17,7 +17,7 @@
  * Reading a cache back is token-dataset.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
@@ -220,12 +220,17 @@ export class TokenWriter {
     return this.position / this.buffer.BYTES_PER_ELEMENT;
   }
 
+  /**
+   * Writes the buffered ids. Synchronously: a write of at most a few megabytes into the page cache
+   * takes well under a millisecond, and while training runs the builder gets one event-loop turn
+   * per update, which an asynchronous write would spend on itself (one batch per update).
+   */
   async flush(): Promise<void> {
     if (this.fill === 0) return;
     const bytes = new Uint8Array(this.buffer.buffer, 0, this.fill * this.buffer.BYTES_PER_ELEMENT);
     try {
       let done = 0;
-      while (done < bytes.length) done += (await this.fh.write(bytes, done, bytes.length - done, this.position + done)).bytesWritten;
+      while (done < bytes.length) done += writeSync(this.fh.fd, bytes, done, bytes.length - done, this.position + done);
       this.position += bytes.length;
     } catch (err) {
       throw cacheWriteError(this.path, err);
