@@ -1,8 +1,10 @@
 /**
  * What data-parallel training needs from the processes it runs in: who this process is (rank of
- * size), and the collectives — sums of gradients and scalars, a barrier, and a comparison of
- * byte strings across ranks. One process is the size-1 case, where every collective is the
- * identity; a job started by mpirun gets the MPI implementation (mpi.ts, opened by launch.ts).
+ * size), and the collectives — sums of gradients and scalars (onto every rank, or onto one: a
+ * sharded optimizer's), broadcasts, a barrier, a comparison of byte strings across ranks, and
+ * point-to-point sends for rank 0 to collect state. One process is the size-1 case, where every
+ * collective is the identity; a job started by mpirun gets the MPI implementation (mpi.ts, opened
+ * by launch.ts).
  */
 
 /** A reduction started in the background; `wait` returns when the buffer holds the result. */
