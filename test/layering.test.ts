@@ -26,8 +26,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   io: ['engine', 'nn', 'data'],
   // Corpora and tokenizers know nothing of models.
   data: ['engine'],
-  // Data-parallel processes (MPI) and what passes between them.
-  parallel: ['engine'],
+  // Data-parallel processes (MPI) and what passes between them; a sharded optimizer (ZeRO) knows
+  // AdamW's partition and moments, as PyTorch's ZeroRedundancyOptimizer wraps its optimizer.
+  parallel: ['engine', 'optim'],
   train: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'parallel'],
   infer: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train'],
   bench: ['engine', 'nn', 'optim', 'relora', 'io', 'data', 'train', 'parallel'],
