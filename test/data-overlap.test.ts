@@ -75,7 +75,7 @@ test('training draws from the first shards before the cache is complete, the sam
   complete.close();
 });
 
-test('a stopped build keeps its partial cache and progress record, and says it was stopped', async () => {
+test('a stopped build keeps its partial cache and progress record; the next build, even in this process, continues it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'relora-overlap-stop-'));
   const tok = await trainByteLevelBpe(LINES, { vocabSize: 400 });
   const { corpus } = gatedCorpus(2000); // never opened
@@ -88,4 +88,14 @@ test('a stopped build keeps its partial cache and progress record, and says it w
   assert.equal(names.filter((n) => n.endsWith('.json')).length, 0, 'no sidecar: not complete');
   assert.equal(names.filter((n) => /\.tokens\.tmp-\d+-[0-9a-f]+$/.test(n)).length, 1, names.join(', '));
   assert.equal(names.filter((n) => n.endsWith('.progress')).length, 1, names.join(', '));
+
+  // The same corpus again (now readable to the end): the stopped build's file is continued.
+  const { corpus: whole, open } = gatedCorpus(2000);
+  open();
+  const again = await TokenDataset.build(whole, tok, { cacheDir: dir, workers: 1, checkpointTokens: 1000, batchChars: 4096 }).done;
+  assert.ok(again.resumedTokens >= 4 * SHARD * SEQ - 1000, `resumed from token ${again.resumedTokens}`);
+  const fresh = await TokenDataset.build(whole, tok, { cacheDir: join(dir, 'fresh'), workers: 1, batchChars: 4096 }).done;
+  assert.equal(fresh.resumedTokens, 0);
+  assert.deepEqual(readFileSync(again.metaPath.replace(/\.json$/, '.tokens')), readFileSync(fresh.metaPath.replace(/\.json$/, '.tokens')));
+  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp-')), [], 'no temporary file left');
 });

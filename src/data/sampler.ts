@@ -76,7 +76,7 @@ export function shardPermutation(size: number, seed: number, shard: number): Uin
 }
 
 /** A count that is known from the start. */
-export function fixedCount(n: number): SequenceCount {
+function fixedCount(n: number): SequenceCount {
   return { available: () => n, total: () => n, waitFor: () => Promise.resolve() };
 }
 

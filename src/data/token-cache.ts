@@ -17,21 +17,21 @@
  * Reading a cache back is token-dataset.ts.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import type { Corpus } from './corpus.ts';
-import { isProcessAlive } from './process-alive.ts';
 import { batchEncoder } from './encode-batches.ts';
 import { DEFAULT_CHUNK_CHARS, tokenizerChunks, whitespaceCut, type TextChunk, type TextPiece } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
+import { bytesPerToken, cacheWriteError, doneWriting, openTemporary, type TokenDtype } from './token-writer.ts';
+
+export { bytesPerToken, cacheWriteError, TokenWriter, type TokenDtype } from './token-writer.ts';
 
 export const TOKEN_CACHE_FORMAT = 'relora-token-cache';
 /** 2: GPT-2 pre-tokenisation follows Unicode White_Space (U+FEFF, U+0085), which changes some ids. */
 export const TOKEN_CACHE_VERSION = 2;
-
-export type TokenDtype = 'uint16' | 'uint32';
 
 export interface TokenCacheMeta {
   format: typeof TOKEN_CACHE_FORMAT;
@@ -92,8 +92,6 @@ export function dtypeForVocab(vocabSize: number): TokenDtype {
   return vocabSize <= 65536 ? 'uint16' : 'uint32';
 }
 
-/** Bytes one token id takes in the cache file. */
-export const bytesPerToken = (dtype: TokenDtype): number => (dtype === 'uint16' ? 2 : 4);
 
 function cachePaths(cacheDir: string, key: string) {
   return { tokens: join(cacheDir, `${key}.tokens`), meta: join(cacheDir, `${key}.json`) };
@@ -111,166 +109,6 @@ async function readCompleteMeta(cacheDir: string, key: string): Promise<TokenCac
     return meta;
   } catch {
     return null;
-  }
-}
-
-/** An error for a failed write that names the file and, for a full disk, what to do. */
-export function cacheWriteError(path: string, err: unknown): Error {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new Error(
-      `token cache: cannot write ${path}: the disk is full (${code}). Free some space and run again ` +
-        '(the tokens written so far are kept and tokenising resumes), or put the cache on a larger disk (RELORA_CACHE_DIR)',
-    );
-  }
-  return new Error(`token cache: cannot write ${path} (${code ?? (err as Error).message})`);
-}
-
-const TEMP_PATTERN = /^(.*)\.tmp-(\d+)-[0-9a-f]+$/;
-
-
-interface Progress {
-  documents: number;
-  tokens: number;
-}
-
-async function readProgress(path: string): Promise<Progress | null> {
-  try {
-    const p = JSON.parse(await readFile(path, 'utf8')) as Progress;
-    return Number.isSafeInteger(p.documents) && Number.isSafeInteger(p.tokens) && p.documents >= 0 && p.tokens >= 0 ? p : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Removes temporary files that processes no longer alive left in cacheDir, except the partial
- * token file of `key` with the most tokens, which is renamed to `ours` (with its progress file)
- * and whose progress is returned, to be resumed.
- */
-async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: string): Promise<Progress | null> {
-  const stale: string[] = [];
-  let best: { path: string; progress: Progress } | null = null;
-  for (const name of await readdir(cacheDir)) {
-    const m = TEMP_PATTERN.exec(name.replace(/\.progress(\.new)?$/, ''));
-    if (m === null || isProcessAlive(Number(m[2]))) continue;
-    const path = join(cacheDir, name);
-    stale.push(path);
-    if (m[1] === `${key}.tokens` && name === m[0]) {
-      const progress = await readProgress(`${path}.progress`);
-      if (progress !== null && (best === null || progress.tokens > best.progress.tokens)) best = { path, progress };
-    }
-  }
-  const keep = best === null ? [] : [best.path, `${best.path}.progress`];
-  await Promise.all(stale.filter((p) => !keep.includes(p)).map((p) => rm(p, { force: true })));
-  if (best === null) return null;
-  try {
-    // Another run may adopt the same file at the same moment: only one rename succeeds.
-    await rename(best.path, ours);
-    await rename(`${best.path}.progress`, `${ours}.progress`);
-    return best.progress;
-  } catch {
-    await rm(ours, { force: true });
-    return null;
-  }
-}
-
-/** Buffered writes of ids to the temporary token file, with fsynced progress records. */
-export class TokenWriter {
-  private readonly buffer: Uint16Array | Uint32Array;
-  private fill = 0;
-  /** Where the next bytes go: after the tokens already in the file (a resumed file is appended to). */
-  private position: number;
-  tokens: number;
-  documents: number;
-
-  private constructor(readonly path: string, private readonly fh: FileHandle, dtype: TokenDtype, start: Progress) {
-    this.buffer = dtype === 'uint16' ? new Uint16Array(1 << 20) : new Uint32Array(1 << 20);
-    this.tokens = start.tokens;
-    this.documents = start.documents;
-    this.position = start.tokens * this.buffer.BYTES_PER_ELEMENT;
-  }
-
-  /** Opens `path` for writing after the first `start.tokens` tokens (a resumed file is cut there). */
-  static async open(path: string, dtype: TokenDtype, start: Progress = { documents: 0, tokens: 0 }): Promise<TokenWriter> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, start.tokens > 0 ? 'r+' : 'w');
-      if (start.tokens > 0) await fh.truncate(start.tokens * bytesPerToken(dtype));
-    } catch (err) {
-      throw cacheWriteError(path, err);
-    }
-    return new TokenWriter(path, fh, dtype, start);
-  }
-
-  async append(ids: Uint32Array, documents: number): Promise<void> {
-    for (let i = 0; i < ids.length; ) {
-      const n = Math.min(ids.length - i, this.buffer.length - this.fill);
-      this.buffer.set(ids.subarray(i, i + n), this.fill);
-      this.fill += n;
-      i += n;
-      if (this.fill === this.buffer.length) await this.flush();
-    }
-    this.tokens += ids.length;
-    this.documents += documents;
-  }
-
-  /** Tokens in the file (appended and flushed): what a reader can read back. */
-  get flushedTokens(): number {
-    return this.position / this.buffer.BYTES_PER_ELEMENT;
-  }
-
-  /**
-   * Writes the buffered ids. Synchronously: a write of at most a few megabytes into the page cache
-   * takes well under a millisecond, and while training runs the builder gets one event-loop turn
-   * per update, which an asynchronous write would spend on itself (one batch per update).
-   */
-  async flush(): Promise<void> {
-    if (this.fill === 0) return;
-    const bytes = new Uint8Array(this.buffer.buffer, 0, this.fill * this.buffer.BYTES_PER_ELEMENT);
-    try {
-      let done = 0;
-      while (done < bytes.length) done += writeSync(this.fh.fd, bytes, done, bytes.length - done, this.position + done);
-      this.position += bytes.length;
-    } catch (err) {
-      throw cacheWriteError(this.path, err);
-    }
-    this.fill = 0;
-  }
-
-  /** Makes everything written so far durable and records it, for a later run to resume from. */
-  async checkpoint(): Promise<void> {
-    await this.flush();
-    const progressPath = `${this.path}.progress`;
-    try {
-      await this.fh.datasync();
-      await writeFile(`${progressPath}.new`, JSON.stringify({ documents: this.documents, tokens: this.tokens }));
-      await rename(`${progressPath}.new`, progressPath);
-    } catch (err) {
-      await rm(`${progressPath}.new`, { force: true });
-      throw cacheWriteError(progressPath, err);
-    }
-  }
-
-  async finish(): Promise<void> {
-    await this.flush();
-    try {
-      await this.fh.sync();
-    } catch (err) {
-      throw cacheWriteError(this.path, err);
-    } finally {
-      await this.fh.close();
-    }
-  }
-
-  /** Closes the file, keeping it and its last progress record for a later run to resume. */
-  async suspend(): Promise<void> {
-    await this.fh.close().catch(() => {});
-  }
-
-  async abandon(): Promise<void> {
-    await this.fh.close().catch(() => {});
-    await Promise.all([rm(this.path, { force: true }), rm(`${this.path}.progress`, { force: true }), rm(`${this.path}.progress.new`, { force: true })]);
   }
 }
 
@@ -339,8 +177,7 @@ export async function buildTokenCache(
   const progressEvery = options.progressEvery ?? 1000;
   const checkpointTokens = options.checkpointTokens ?? 16 * 2 ** 20;
   const tmp = `${paths.tokens}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const resumed = await adoptOrCleanTemporaries(options.cacheDir, key, tmp);
-  const writer = await TokenWriter.open(tmp, dtype, resumed ?? undefined);
+  const { writer, resumed } = await openTemporary(options.cacheDir, key, tmp, dtype);
   const encoder = batchEncoder(tokenizer, options.workers ?? 1);
   let workersUsed = 0;
   const cut = tokenizer.safeCut ? (text: string, before: number) => tokenizer.safeCut!(text, before) : whitespaceCut;
@@ -393,6 +230,7 @@ export async function buildTokenCache(
     const message = (err as Error).message;
     throw message.startsWith('tokenizer produced id') ? new Error(`token cache for ${corpus.name}: ${message}`) : err;
   } finally {
+    doneWriting(tmp);
     workersUsed = encoder.workersStarted;
     await encoder.close();
   }

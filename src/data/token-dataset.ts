@@ -163,11 +163,6 @@ export class TokenDataset {
     return new Promise((resolve, reject) => this.waiters.push({ tokens, resolve, reject }));
   }
 
-  /** Resolves when the cache is complete. */
-  whenComplete(): Promise<void> {
-    return this.waitForTokens(Infinity);
-  }
-
   /** Full sequences of seqLen tokens; throws when the corpus is shorter than one sequence, or still being tokenised. */
   numSequences(seqLen: number): number {
     if (!Number.isInteger(seqLen) || seqLen < 1) throw new Error(`numSequences: seqLen must be a positive integer, got ${seqLen}`);
