@@ -12,13 +12,23 @@ test('this process is alive; an exited and reaped one is not', () => {
 });
 
 test('a zombie (exited, never reaped by its parent) counts as exited', { skip: !existsSync('/proc/self/stat') && 'no /proc on this system' }, async (t) => {
-  // `sh` starts `true` in the background, then becomes `sleep`, which never reaps it: a zombie for 5 s.
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // `sh` starts a background `sleep`, then becomes another `sleep` (exec), which never reaps its
+  // children; killing the first one once the exec is done leaves it a zombie until the parent ends.
+  const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => parent.kill('SIGKILL'));
-  const zombie = await new Promise<number>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))));
-  const state = (): string => { const s = readFileSync(`/proc/${zombie}/stat`, 'utf8'); return s[s.lastIndexOf(')') + 2]; };
-  for (let i = 0; i < 200 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(state(), 'Z', 'the child never became a zombie');
-  assert.equal(isProcessAlive(zombie), false);
+  const child = await new Promise<number>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))));
+  const field = (pid: number, name: 'comm' | 'state'): string => {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return name === 'comm' ? s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')) : s[s.lastIndexOf(')') + 2];
+  };
+  const waitFor = async (ok: () => boolean, what: string): Promise<void> => {
+    for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(ok(), what);
+  };
+  await waitFor(() => field(parent.pid!, 'comm') === 'sleep', 'the shell never exec-ed sleep');
+  assert.equal(isProcessAlive(child), true);
+  process.kill(child, 'SIGKILL');
+  await waitFor(() => field(child, 'state') === 'Z', 'the child never became a zombie');
+  assert.equal(isProcessAlive(child), false);
   assert.equal(isProcessAlive(parent.pid!), true);
 });

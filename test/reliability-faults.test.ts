@@ -213,7 +213,7 @@ describe('memory', () => {
     const runDir = join(work, 'huge');
     const r = await runCli(['train', '--data', data, '--out', runDir, '--model', 'llama_1b', '--seq-len', '2048', '--micro-batch', '64', '--vocab-size', '32000'], env);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /relora: error: this training configuration needs an estimated [\d.]+ GiB \(parameters [\d.]+ GiB, gradients .*, optimizer .*, activations .*, buffer pool .*, runtime .*\), more than this machine's [\d.]+ GiB of memory; .*pass --force to start anyway/);
+    assert.match(r.stderr, /relora: error: this training configuration needs an estimated [\d.]+ [GT]iB \(parameters [\d.]+ GiB, gradients .*, optimizer .*, activations .*, buffer pool .*, runtime .*\), more than this machine's [\d.]+ GiB of memory; .*pass --force to start anyway/);
     assert.ok(!existsSync(runDir), 'nothing was written');
   });
 
