@@ -16,14 +16,16 @@ const work = mkdtempSync(join(tmpdir(), 'relora-engine-flags-'));
 const TINY = ['--model', '{"hidden_size":32,"intermediate_size":88,"num_heads":2,"num_layers":1}', '--mode', 'full', '--steps', '1',
   '--seq-len', '16', '--micro-batch', '1', '--eval-tokens', '64', '--no-report'];
 
-function firstLine(args: string[], env: NodeJS.ProcessEnv = {}): string {
+function trainLog(args: string[], env: NodeJS.ProcessEnv = {}): string {
   const base: NodeJS.ProcessEnv = { ...process.env, RELORA_CACHE_DIR: join(work, 'cache') };
   delete base.RELORA_BACKEND;
   delete base.RELORA_THREADS;
   const r = spawnSync(process.execPath, ['--import', 'tsx', ENTRY, ...args], { encoding: 'utf8', env: { ...base, ...env } });
   assert.equal(r.status, 0, r.stderr.slice(-1500));
-  return r.stderr.split('\n').find((l) => l.startsWith('backend ')) ?? '';
+  return r.stderr;
 }
+
+const firstLine = (args: string[], env: NodeJS.ProcessEnv = {}): string => trainLog(args, env).split('\n').find((l) => l.startsWith('backend ')) ?? '';
 
 describe('engine flags of relora train', () => {
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -35,5 +37,8 @@ describe('engine flags of relora train', () => {
   });
   it('RELORA_BACKEND when no flag names a backend', () => {
     assert.match(firstLine(['train', ...TINY, '--out', join(work, 'c')], { RELORA_BACKEND: 'js' }), /^backend js\b/);
+  });
+  it('--shard-optimizer in one process says it has nothing to shard', () => {
+    assert.match(trainLog(['train', ...TINY, '--threads', '1', '--shard-optimizer', '--out', join(work, 'd')]), /shard_optimizer: one process, nothing to shard/);
   });
 });

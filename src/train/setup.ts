@@ -93,6 +93,7 @@ export async function setupRun(opts: TrainOptions): Promise<Run> {
     checkRanksAgree(comm, data, evalSeqs, model, state, cfg.seq_len);
     noteRankChange(folder.resumeFrom, comm, log);
     if (comm.size > 1) log(`data parallel: ${comm.size} processes (${comm.localSize} on this machine), ${cfg.batch_size / comm.size} sequences of each update per process${sharded ? '; optimizer state sharded over them (ZeRO stage 1)' : ''}`);
+    else if (cfg.shard_optimizer) log('shard_optimizer: one process, nothing to shard (it takes effect with 2 or more processes under mpirun or srun)');
     const footprint = trainingFootprint(shape, cfg.mode as TrainingMode, loraOptions(cfg));
     log(`model: ${(footprint.params_total / 1e6).toFixed(2)}M parameters, ${(footprint.params_trainable / 1e6).toFixed(2)}M trainable in the ${cfg.mode} phase; ${cfg.steps} updates of ${cfg.batch_size} × ${cfg.seq_len} tokens (micro-batch ${cfg.micro_batch}, accumulation ${cfg.grad_accum})${warmStartNote(cfg)}`);
     return {
