@@ -71,13 +71,15 @@ test('a 1,000-step training loop keeps memory flat', () => {
       rss.push(process.memoryUsage().rss);
     }
   }
-  // After warm-up (first 200 steps), RSS may move by noise only: < 8 MiB across 800 steps
+  // After warm-up (first 200 steps), RSS may move by noise only: < 32 MiB across 800 steps
   // (one step's activations for this model are ~1 MiB, so a leak of one buffer per step would be ~800 MiB).
-  // Medians of three samples at each end, so one sample caught mid-GC or mid-arena-growth (seen:
-  // 104–106 MiB for nine samples, then 113) does not read as growth; a leak moves them all.
+  // Medians of three samples at each end, so one sample caught mid-GC or mid-arena-growth does not
+  // read as growth; a leak moves them all. The allocator alone moves RSS by up to ~9 MiB on a loaded
+  // machine and back later (seen over 4,000 steps: 110, 118, 119, 118, 110 MiB with the JS heap and
+  // array buffers flat), so a tighter bound fails without a leak.
   const median3 = (xs: number[]) => [...xs].sort((a, b) => a - b)[1];
   const growth = median3(rss.slice(-3)) - median3(rss.slice(1, 4));
-  assert.ok(growth < 8 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MiB over 800 steps: ${rss.map((r) => (r / 1048576).toFixed(0)).join(', ')} MiB`);
+  assert.ok(growth < 32 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MiB over 800 steps: ${rss.map((r) => (r / 1048576).toFixed(0)).join(', ')} MiB`);
   opt.dispose();
   model.dispose();
 });
