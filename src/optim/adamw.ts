@@ -3,7 +3,7 @@
  * eps 1e-8, decoupled weight decay, bias correction from the step count.
  */
 import { K } from '../engine/backend.ts';
-import { parameter, type Tensor } from '../engine/tensor.ts';
+import { parameter, Tensor } from '../engine/tensor.ts';
 import { partitionParameters } from './partition.ts';
 
 export interface AdamWOptions {
@@ -101,13 +101,47 @@ export class AdamW {
 
 /** Global L2 norm of the gradients; if above maxNorm, scale them by maxNorm / (norm + 1e-6) (PyTorch clip_grad_norm_). */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
+  return startClipGradNorm(params).clip(maxNorm);
+}
+
+/** clipGradNorm in two halves (startClipGradNorm): the sums of squares, then the clipping. */
+export interface PendingClip {
+  /**
+   * On a device backend, the tensor holding every gradient's sum of squares, still on the device:
+   * a caller that reads it back together with its other values (toHostAll) saves a readback.
+   * Null on a host backend, where the sums are already computed.
+   */
+  readonly deviceSums: Tensor | null;
+  /** Clips as clipGradNorm does (reading deviceSums back if the caller has not) and returns the norm. */
+  clip(maxNorm: number): number;
+}
+
+/**
+ * Computes every gradient's sum of squares now (on a device backend, into a device tensor
+ * without reading it back); `clip` finishes clipGradNorm with them. The gradients must not change
+ * in between.
+ */
+export function startClipGradNorm(params: readonly Tensor[]): PendingClip {
   const k = K();
-  if (!k.sumSquaresEach) return clipToGlobalNorm(params, params.map((p) => (p.grad ? k.sumSquares(p.grad.buf, p.size) : 0)), maxNorm);
-  // On a device: every sum of squares in one readback.
+  if (!k.sumSquaresEachInto) {
+    const each = params.map((p) => (p.grad ? k.sumSquares(p.grad.buf, p.size) : 0));
+    return { deviceSums: null, clip: (maxNorm) => clipToGlobalNorm(params, each, maxNorm) };
+  }
   const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
-  const each = k.sumSquaresEach(grads.map((g) => g.buf), grads.map((g) => g.size));
-  let j = 0;
-  return clipToGlobalNorm(params, params.map((p) => (p.grad ? each[j++] : 0)), maxNorm);
+  const sums = Tensor.empty([Math.max(1, grads.length)], false);
+  k.sumSquaresEachInto(grads.map((g) => g.buf), grads.map((g) => g.size), sums.buf);
+  return {
+    deviceSums: sums,
+    clip: (maxNorm) => {
+      try {
+        const each = sums.data;
+        let j = 0;
+        return clipToGlobalNorm(params, params.map((p) => (p.grad ? each[j++] : 0)), maxNorm);
+      } finally {
+        sums.dispose();
+      }
+    },
+  };
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { scope, toHostAll, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
-import { clipGradNorm, type AdamW } from '../optim/adamw.ts';
+import { startClipGradNorm, type AdamW } from '../optim/adamw.ts';
 import type { GradientSync } from '../parallel/gradients.ts';
 
 export interface StepResult {
@@ -24,6 +24,7 @@ export interface StepResult {
  * clipping, so the norm clipped is the global one and every process takes the same step (with a
  * sharded optimizer, each its share of it, and then they exchange the updated weights).
  * `beforeMicroBatch` runs before each micro-batch's forward pass (data parallel: dropout placement).
+ * A single process passes no `gradients` (on a device backend, that saves the update a readback).
  */
 export function trainStep(
   model: LlamaForCausalLM, optimizer: AdamW, microBatches: Tensor[], lr: number, clipNorm: number, beforeUpdate?: () => void,
@@ -43,18 +44,21 @@ export function trainStep(
       return l;
     }));
   }
-  // On a device backend the micro-batches' losses come back together, in one readback.
-  toHostAll(losses);
+  const params = optimizer.params.map(([, t]) => t);
+  // In one process the gradients are final now, so on a device backend their sums of squares are
+  // computed there and come back together with the micro-batches' losses: one readback per update.
+  // Data parallel averages the gradients first, so the norm is read back on its own.
+  const pendingClip = gradients ? null : startClipGradNorm(params);
+  toHostAll(pendingClip?.deviceSums ? [...losses, pendingClip.deviceSums] : losses);
   let loss = 0;
   for (const l of losses) {
     loss += l.item();
     l.dispose();
   }
   loss /= n;
-  const params = optimizer.params.map(([, t]) => t);
   if (gradients) loss = gradients.average(params, loss);
   // A non-finite element anywhere makes the sum of squares, and so the norm, non-finite.
-  const gradNorm = gradients ? gradients.clip(params, clipNorm) : clipGradNorm(params, clipNorm);
+  const gradNorm = gradients ? gradients.clip(params, clipNorm) : pendingClip!.clip(clipNorm);
   beforeUpdate?.();
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, applied: false };
   optimizer.step(lr);

@@ -201,7 +201,9 @@ async function runUpdate(loop: Loop, phase: ActivePhase): Promise<void> {
   const lr = phase.plan.lr * phase.lambda(state.phaseStep);
   const update = state.step + 1;
   const dropout = dropoutPlacement(cfg, run.comm, state.lora.dropout, phase.layers);
-  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`), run.gradients, dropout?.place);
+  // One process has nothing to average: without a sync, a device backend reads the update back once.
+  const sync = run.comm.size > 1 ? run.gradients : undefined;
+  const r = trainStep(run.model, state.optimizer!, nextMicroBatches(run), lr, cfg.clip_norm, () => testHook(`update:${update}`), sync, dropout?.place);
   dropout?.finish();
   if (!r.applied) {
     state.skipped++;

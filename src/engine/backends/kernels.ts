@@ -183,8 +183,8 @@ export interface Kernels {
   copy?(src: Float32Array, dst: Float32Array, n: number): void;
   /** out[0] = scale · Σ x[0..n), written where the data lives (no readback). */
   sumInto?(x: Float32Array, n: number, out: Float32Array, scale: number): void;
-  /** Σ x² over the first sizes[i] elements of each xs[i], all read back at once. */
-  sumSquaresEach?(xs: readonly Float32Array[], sizes: readonly number[]): Float64Array;
+  /** out[i] = Σ x² over the first sizes[i] elements of each xs[i], written where the data lives (no readback). */
+  sumSquaresEachInto?(xs: readonly Float32Array[], sizes: readonly number[], out: Float32Array): void;
   /** Keeps tensors' host arrays and device buffers coherent (see ../tensor.ts). */
   readonly deviceMirror?: DeviceMirror;
 }

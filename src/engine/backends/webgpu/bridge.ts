@@ -3,7 +3,7 @@
  * device (./bridge-worker.ts), and this thread records each kernel call as compute passes on
  * device buffers (./remote-device.ts) and posts them without waiting. A tensor's data stays on
  * the device between kernels (./mirror.ts): the host copy is read back only when the host reads
- * it — the loss and the gradient norm once per update — and that read is the one place this
+ * it — the losses and the gradients' sums of squares, together, once per update — and that read is the one place this
  * thread blocks (WebGPU reads back only asynchronously, and not on a thread that is blocked).
  *
  * Kernels validate sizes here, as they are recorded, so a bad call throws at its call site.
@@ -181,22 +181,20 @@ class Bridge {
     }
   }
 
-  /** Σ x² of each array into one device buffer, read back at once. */
-  sumSquaresEach(xs: readonly Float32Array[], sizes: readonly number[]): Float64Array {
-    const parts = this.dev.alloc(Math.max(1, xs.length));
+  /** out[i] = Σ x² of each xs[i], left on the device (read back with whatever the caller reads next). */
+  sumSquaresEachInto(xs: readonly Float32Array[], sizes: readonly number[], out: Float32Array): void {
+    if (out.length < xs.length) throw new Error(`sumSquaresEachInto: ${xs.length} arrays need an output of at least ${xs.length} elements, got ${out.length}`);
+    const bo = this.mirror.bind(out);
     try {
       xs.forEach((x, i) => {
         const b = this.mirror.bind(x);
         const h = b.offset === 0 ? b.handle : this.viewCopy(b, sizes[i]);
-        this.k.sumSquaresInto(h, sizes[i], parts, i);
+        this.k.sumSquaresInto(h, sizes[i], bo.handle, bo.offset + i);
         if (h !== b.handle) this.dev.release(h);
         this.mirror.unbind(x, b, false);
       });
-      const v = new Float32Array(xs.length);
-      this.dev.read(parts, 0, xs.length, v);
-      return Float64Array.from(v);
     } finally {
-      this.dev.release(parts);
+      this.mirror.unbind(out, bo, true);
     }
   }
 
@@ -252,7 +250,7 @@ export function loadWebGpuKernels(): Kernels {
     gemm,
     sum: (x: Float32Array, n: number) => b.sum(x, n, false),
     sumSquares: (x: Float32Array, n: number) => b.sum(x, n, true),
-    sumSquaresEach: (xs: readonly Float32Array[], sizes: readonly number[]) => b.sumSquaresEach(xs, sizes),
+    sumSquaresEachInto: (xs: readonly Float32Array[], sizes: readonly number[], out: Float32Array) => b.sumSquaresEachInto(xs, sizes, out),
     sumInto: (x: Float32Array, n: number, out: Float32Array, scale: number) => b.sumInto(x, n, out, scale),
     copy: (src: Float32Array, dst: Float32Array, n: number) => b.copy(src, dst, n),
     crossEntropyForward: (logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, rows: number, V: number, ignoreIndex: number) => {
