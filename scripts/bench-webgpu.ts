@@ -15,7 +15,7 @@
  *
  * The step figures are `--backend webgpu` as training runs it (src/engine/backends/webgpu/bridge.ts):
  * tensors on the device, kernels recorded on the training thread and replayed by the worker that
- * owns the device, two synchronous readbacks per update. The GEMM figures are the kernel's own.
+ * owns the device, one synchronous readback per update. The GEMM figures are the kernel's own.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
