@@ -17,11 +17,11 @@ import { K, setBackend } from '../../src/engine/backend.ts';
 import { SWIFTSHADER_ICD } from '../../src/engine/backends/webgpu/gpu.ts';
 import { webGpuCounters } from '../../src/engine/backends/webgpu/bridge.ts';
 import { RandomStream } from '../../src/engine/rng.ts';
-import { Tensor } from '../../src/engine/tensor.ts';
+import { Tensor, toHostAll } from '../../src/engine/tensor.ts';
 import { applyDropout, dropoutBackwardAdd } from '../../src/engine/ops/dropout.ts';
 import type { LlamaConfig } from '../../src/nn/config.ts';
 import { LlamaForCausalLM } from '../../src/nn/llama.ts';
-import { AdamW } from '../../src/optim/adamw.ts';
+import { AdamW, clipGradNorm, startClipGradNorm } from '../../src/optim/adamw.ts';
 import { restart } from '../../src/relora/restart.ts';
 import { DEFAULT_LORA, loraStreams, wrapWithLora } from '../../src/relora/wrap.ts';
 import { trainStep } from '../../src/train/step.ts';
@@ -104,6 +104,50 @@ test('webgpu training: 1 readback per update (3 micro-batches), ≤ 1 per ReLoRA
   let worst = 0;
   native.params.forEach((p, i) => p.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - gpu.params[i][j])))));
   assert.ok(worst <= 1e-4, `parameters read back after training differ from native's by up to ${worst}`);
+});
+
+test('webgpu: the gradients\' sums of squares stay on the device until read with other values; the norm, the clipping and a non-finite gradient match native', () => {
+  const sizes = [300, 7, 1000];
+  const clipOnce = (backend: 'native' | 'webgpu', poison: boolean): { norm: number; grads: Float32Array[]; readbacks: number } => {
+    setBackend(backend);
+    const params = sizes.map((n) => Tensor.zeros([n]));
+    params.forEach((p, i) => {
+      const g = new Float32Array(p.size);
+      new RandomStream(10 + i).uniform(g, -1, 1);
+      if (poison && i === 1) g[3] = Infinity;
+      // Made by a kernel, so on the device the host copy is stale.
+      p.grad = Tensor.empty(p.shape, false);
+      K().scale(Tensor.from(g).buf, 3, p.grad.buf, p.size);
+    });
+    const other = Tensor.empty([4], false);
+    K().scale(Tensor.from(new Float32Array([1, 2, 3, 4])).buf, 2, other.buf, 4);
+    const before = webGpuCounters()?.readbacks ?? 0;
+    const pending = startClipGradNorm(params);
+    toHostAll(pending.deviceSums ? [other, pending.deviceSums] : [other]);
+    assert.deepEqual(Array.from(other.data), [2, 4, 6, 8]);
+    const norm = pending.clip(1);
+    const readbacks = (webGpuCounters()?.readbacks ?? 0) - before;
+    return { norm, grads: params.map((p) => Float32Array.from(p.grad!.data)), readbacks };
+  };
+  for (const poison of [false, true]) {
+    const native = clipOnce('native', poison), gpu = clipOnce('webgpu', poison);
+    setBackend('native');
+    // The sums come back with the other tensor, and clipping reads nothing more.
+    assert.equal(gpu.readbacks, 1, `the sums of squares, the other tensor and the clipping took ${gpu.readbacks} readbacks, expected 1`);
+    if (poison) {
+      assert.ok(!Number.isFinite(gpu.norm), `an infinite gradient element gave the norm ${gpu.norm}`);
+    } else {
+      assert.ok(Math.abs(native.norm - gpu.norm) <= 1e-5 * native.norm, `norm: native ${native.norm}, webgpu ${gpu.norm}`);
+    }
+    native.grads.forEach((g, i) => g.forEach((v, j) => assert.ok(v === gpu.grads[i][j] || Math.abs(v - gpu.grads[i][j]) <= 1e-6, `grad ${i}[${j}]: native ${v}, webgpu ${gpu.grads[i][j]}`)));
+  }
+  // clipGradNorm is the two halves back to back.
+  setBackend('webgpu');
+  const p = Tensor.zeros([5]);
+  p.grad = Tensor.from(new Float32Array([3, 4, 0, 0, 0]));
+  assert.ok(Math.abs(clipGradNorm([p], 1) - 5) < 1e-6);
+  assert.ok(Math.abs(p.grad.data[1] - 4 / (5 + 1e-6)) < 1e-6);
+  setBackend('native');
 });
 
 test('webgpu: LoRA dropout at a mask offset (a data-parallel rank) reads its inputs from the device and leaves its output there', () => {
