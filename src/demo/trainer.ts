@@ -6,9 +6,9 @@
  * measured at every merge. One `step()` is one optimizer update.
  */
 import { RandomStream } from '../engine/rng.ts';
-import { noGrad, scope, Tensor } from '../engine/tensor.ts';
+import { noGrad, scope, Tensor, toHostAll } from '../engine/tensor.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
-import { AdamW, clipGradNorm } from '../optim/adamw.ts';
+import { AdamW, startClipGradNorm } from '../optim/adamw.ts';
 import { makeSchedule } from '../optim/schedule.ts';
 import type { LoraLinear } from '../relora/lora-linear.ts';
 import { updateRank } from '../relora/rank.ts';
@@ -81,13 +81,18 @@ export class DemoTrainer {
     const phase = this.layers ? 'relora' : 'full';
     const lambda = phase === 'full' ? this.lambdaFull(this.update) : this.lambdaLow!(this.update - this.o.warmStartSteps);
     const lr = this.o.lr * lambda;
-    const loss = scope(() => {
+    const l = scope(() => {
       this.model.train();
-      const l = this.model.loss(this.batch());
-      l.backward();
-      return l.item();
+      const out = this.model.loss(this.batch());
+      out.backward();
+      return out;
     });
-    clipGradNorm(this.optimizer.params.map(([, t]) => t), 1.0);
+    // On WebGPU the loss and the gradients' sums of squares come back in one readback.
+    const pending = startClipGradNorm(this.optimizer.params.map(([, t]) => t));
+    toHostAll(pending.deviceSums ? [l, pending.deviceSums] : [l]);
+    pending.clip(1.0);
+    const loss = l.item();
+    l.dispose();
     this.optimizer.step(lr);
     for (const [, t] of this.optimizer.params) {
       t.grad?.dispose();
