@@ -71,11 +71,6 @@ export class FrozenBf16Copy {
     return { packed: this.copy };
   }
 
-  /** Whether a copy is held (for tests and accounting). */
-  get held(): boolean {
-    return this.copy !== null && !this.copy.disposed;
-  }
-
   /** Drops the copy: the next product rounds the weight again. */
   invalidate(): void {
     this.copy?.dispose();
@@ -105,14 +100,29 @@ export function releaseOperand(w: Operand): void {
  */
 export class Bf16Copies {
   private readonly copies = new Map<Float32Array, Bf16Matrix>();
-  /** Arrays whose copy is an activation's shared one: found here, freed by its scope. */
-  private readonly borrowed = new Set<Float32Array>();
+  /**
+   * Arrays whose copy is an activation's shared one (with the activation): found here, freed by
+   * the scope that made it — and fetched again if that scope ended before this set's last use.
+   */
+  private readonly borrowed = new Map<Float32Array, Tensor>();
+
+  /**
+   * @param pastScope make this set's own copies outside any scope, for a set a forward keeps for
+   *   its backward: a scope that ends between the two (its output returned) must not free them.
+   */
+  constructor(private readonly pastScope = false) {}
 
   /** `x` itself when !bf16, else its bf16 copy (made on first request). */
   of(x: Float32Array, bf16: boolean): Operand {
     if (!bf16) return x;
     let c = this.copies.get(x);
-    if (!c) this.copies.set(x, (c = bf16Copy(x, x.length)));
+    const owner = this.borrowed.get(x);
+    if (c && owner && c.packed.disposed) {
+      c = sharedActivationCopy(owner, x) ?? undefined;
+      if (!c) this.borrowed.delete(x);
+    }
+    if (!c) c = this.pastScope ? untracked(() => bf16Copy(x, x.length)) : bf16Copy(x, x.length);
+    this.copies.set(x, c);
     return c;
   }
 
@@ -123,12 +133,11 @@ export class Bf16Copies {
   ofTensor(t: Tensor, values: Float32Array, bf16: boolean): Operand {
     // `values` is the key from now on, so of(values) finds the same copy.
     if (!bf16) return values;
-    const own = this.copies.get(values);
-    if (own) return own;
+    if (this.copies.has(values)) return this.of(values, true);
     const shared = sharedActivationCopy(t, values);
     if (!shared) return this.of(values, true);
     this.copies.set(values, shared);
-    this.borrowed.add(values);
+    this.borrowed.set(values, t);
     return shared;
   }
 

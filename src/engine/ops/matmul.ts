@@ -58,7 +58,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const bf16 = matmulPrecision() === 'bf16';
   // A single product's bf16 operand copies are made once and kept for its backward (an
   // activation's is the copy every op shares, Bf16Copies.ofTensor).
-  const copies = bf16 && batch === 1 ? new Bf16Copies() : undefined;
+  const copies = bf16 && batch === 1 ? new Bf16Copies(true) : undefined;
   copies?.ofTensor(a, a.buf, true);
   copies?.ofTensor(b, b.buf, true);
   gemmIn(bf16, transA, transB, M, N, Kd, 1, a.buf, lda, sA, b.buf, ldb, sB, 0, out.buf, N, sC, batch, copies);
