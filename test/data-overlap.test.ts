@@ -38,9 +38,15 @@ test('training draws from the first shards before the cache is complete, the sam
   const dir = mkdtempSync(join(tmpdir(), 'relora-overlap-'));
   const tok = await trainByteLevelBpe(LINES, { vocabSize: 400 });
   const { corpus, open } = gatedCorpus(2000);
-  const build = TokenDataset.build(corpus, tok, { cacheDir: dir, workers: 2, checkpointTokens: 1000, batchChars: 4096 });
+  // Progress records every shard, as training sets it up (train/data.ts).
+  const build = TokenDataset.build(corpus, tok, { cacheDir: dir, workers: 2, checkpointTokens: SHARD * SEQ, batchChars: 4096 });
   const ds = build.dataset;
   const sampler = new SequenceSampler({ numSequences: ds.sequences(SEQ), seed: 5, shardSequences: SHARD });
+  await sampler.ready(8);
+  // The first shard is durable before anything trains on it: a run killed now resumes after it.
+  const progress = readdirSync(dir).find((n) => n.endsWith('.progress'));
+  assert.ok(progress, readdirSync(dir).join(', '));
+  assert.ok((JSON.parse(readFileSync(join(dir, progress), 'utf8')) as { tokens: number }).tokens >= SHARD * SEQ);
   const drawn: number[] = [];
   const seen: number[][] = [];
   // Three shards and a half: all of it from the first 2000 documents, while the rest waits.

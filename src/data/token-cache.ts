@@ -189,10 +189,6 @@ export async function buildTokenCache(
     const takeOne = async () => {
       const { ids, documents, endsDocument } = await encoder.take();
       await writer.append(ids, documents);
-      if (options.onWritten) {
-        await writer.flush(); // a reader is waiting for the ids
-        written();
-      }
       if (options.onProgress && writer.documents >= nextProgress) {
         options.onProgress({ documents: writer.documents, tokens: writer.tokens });
         nextProgress = Math.floor(writer.documents / progressEvery) * progressEvery + progressEvery;
@@ -201,6 +197,12 @@ export async function buildTokenCache(
       if (writer.tokens >= nextCheckpoint && endsDocument) {
         await writer.checkpoint();
         nextCheckpoint = writer.tokens + checkpointTokens;
+      }
+      // After the progress record: a reader that starts training on these ids (the first shard)
+      // would otherwise run without one, and a run killed then would tokenise them again.
+      if (options.onWritten) {
+        await writer.flush();
+        written();
       }
     };
     let inFlight = 0;
