@@ -5,12 +5,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trainByteLevelBpe } from '../src/data/bpe-train.ts';
 import { corpusFromPieces, type Corpus } from '../src/data/corpus.ts';
+import { piecesOf } from '../src/data/pieces.ts';
 import { SequenceSampler } from '../src/data/sampler.ts';
+import { tokenCacheKey } from '../src/data/token-cache.ts';
 import { TokenDataset } from '../src/data/token-dataset.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'data');
@@ -104,4 +107,26 @@ test('a stopped build keeps its partial cache and progress record; the next buil
   assert.equal(fresh.resumedTokens, 0);
   assert.deepEqual(readFileSync(again.metaPath.replace(/\.json$/, '.tokens')), readFileSync(fresh.metaPath.replace(/\.json$/, '.tokens')));
   assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp-')), [], 'no temporary file left');
+});
+
+test('builds started together (training and validation sets) do not remove each other\'s partial file of a killed run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'relora-overlap-pair-'));
+  const tok = await trainByteLevelBpe(LINES, { vocabSize: 400 });
+  const docs = DOCS.slice(0, 600);
+  const training = corpusFromPieces('training', 'training-docs', () => piecesOf(docs));
+  const validation = corpusFromPieces('validation', 'validation-docs', () => piecesOf(docs.slice(0, 50)));
+  // The partial cache a killed run left: the ids of the first 200 documents (a prefix of the
+  // whole stream) under the name and progress record of a process that has exited.
+  const prefix = await TokenDataset.build(corpusFromPieces('prefix', 'prefix-docs', () => piecesOf(docs.slice(0, 200))), tok, { cacheDir: join(dir, 'prefix') }).done;
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  const partial = join(dir, `${tokenCacheKey(training, tok)}.tokens.tmp-${dead}-abcd`);
+  copyFileSync(prefix.metaPath.replace(/\.json$/, '.tokens'), partial);
+  writeFileSync(`${partial}.progress`, JSON.stringify({ documents: 200, tokens: prefix.meta.numTokens }));
+
+  // The validation set's build starts first and cleans up stale files of other keys.
+  const [val, train] = await Promise.all([validation, training].map((c) => TokenDataset.build(c, tok, { cacheDir: dir }).done));
+  assert.equal(val.resumedTokens, 0);
+  assert.equal(train!.resumedTokens, prefix.meta.numTokens, 'the training set continued the killed run\'s partial file');
+  const fresh = await TokenDataset.build(training, tok, { cacheDir: join(dir, 'fresh') }).done;
+  assert.deepEqual(readFileSync(train!.metaPath.replace(/\.json$/, '.tokens')), readFileSync(fresh.metaPath.replace(/\.json$/, '.tokens')));
 });

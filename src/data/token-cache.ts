@@ -25,7 +25,7 @@ import type { Corpus } from './corpus.ts';
 import { batchEncoder } from './encode-batches.ts';
 import { DEFAULT_CHUNK_CHARS, tokenizerChunks, whitespaceCut, type TextChunk, type TextPiece } from './pieces.ts';
 import type { Tokenizer } from './tokenizer.ts';
-import { bytesPerToken, cacheWriteError, doneWriting, openTemporary, type TokenDtype } from './token-writer.ts';
+import { bytesPerToken, cacheWriteError, doneWriting, openingTurn, openTemporary, type TokenDtype } from './token-writer.ts';
 
 export { bytesPerToken, cacheWriteError, TokenWriter, type TokenDtype } from './token-writer.ts';
 
@@ -167,17 +167,24 @@ export async function buildTokenCache(
   options: TokenCacheOptions,
 ): Promise<{ metaPath: string; meta: TokenCacheMeta; reused: boolean; resumedTokens: number; workersUsed: number }> {
   const key = tokenCacheKey(corpus, tokenizer);
+  const turn = openingTurn(key); // before any await: see openingTurn
   const paths = cachePaths(options.cacheDir, key);
-  const existing = await readCompleteMeta(options.cacheDir, key);
-  if (existing) return { metaPath: paths.meta, meta: existing, reused: true, resumedTokens: 0, workersUsed: 0 };
-  if (endianness() !== 'LE') throw new Error('token cache: only little-endian machines are supported');
-
-  await mkdir(options.cacheDir, { recursive: true });
   const dtype = dtypeForVocab(tokenizer.vocabSize);
+  const tmp = `${paths.tokens}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let opened: Awaited<ReturnType<typeof openTemporary>>;
+  try {
+    const existing = await readCompleteMeta(options.cacheDir, key);
+    if (existing) return { metaPath: paths.meta, meta: existing, reused: true, resumedTokens: 0, workersUsed: 0 };
+    if (endianness() !== 'LE') throw new Error('token cache: only little-endian machines are supported');
+    await mkdir(options.cacheDir, { recursive: true });
+    await turn.ready;
+    opened = await openTemporary(options.cacheDir, key, tmp, dtype);
+  } finally {
+    turn.done();
+  }
+  const { writer, resumed } = opened;
   const progressEvery = options.progressEvery ?? 1000;
   const checkpointTokens = options.checkpointTokens ?? 16 * 2 ** 20;
-  const tmp = `${paths.tokens}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const { writer, resumed } = await openTemporary(options.cacheDir, key, tmp, dtype);
   const encoder = batchEncoder(tokenizer, options.workers ?? 1);
   let workersUsed = 0;
   const cut = tokenizer.safeCut ? (text: string, before: number) => tokenizer.safeCut!(text, before) : whitespaceCut;

@@ -45,6 +45,36 @@ async function readProgress(path: string): Promise<Progress | null> {
 /** Temporary token files this process is writing now (a stopped build's file is left to adopt). */
 const writing = new Set<string>();
 
+/** The end of the last turn taken to open a temporary file (see openingTurn). */
+let lastTurn: Promise<void> = Promise.resolve();
+/** Keys of builds of this process that have started and not yet opened their file. */
+const starting = new Map<string, number>();
+
+/**
+ * A place in line for opening a temporary file of `key`, taken synchronously when a build starts:
+ * builds of this process open one after another, and none removes the stale partial file of a
+ * key another one is about to build (opening removes stale files of other keys, so the training
+ * set's build would otherwise delete the partial validation cache of a killed run, or the other
+ * way round, before its own build adopted it). `ready` resolves when it is this build's turn;
+ * call `done` once it has opened (or given up).
+ */
+export function openingTurn(key: string): { ready: Promise<void>; done: () => void } {
+  const ready = lastTurn;
+  let release!: () => void;
+  lastTurn = new Promise<void>((resolve) => { release = resolve; });
+  starting.set(key, (starting.get(key) ?? 0) + 1);
+  let finished = false;
+  const done = () => {
+    if (finished) return;
+    finished = true;
+    const n = starting.get(key)! - 1;
+    if (n === 0) starting.delete(key);
+    else starting.set(key, n);
+    release();
+  };
+  return { ready, done };
+}
+
 /**
  * Opens a new temporary token file `tmp` for key, resuming from the partial file of a writer no
  * longer running when there is one. The file counts as being written until doneWriting(tmp).
@@ -73,6 +103,9 @@ function abandoned(dir: string, base: string, pid: number, sameKey: boolean): bo
   return pid === process.pid ? sameKey && !writing.has(join(dir, base)) : !isProcessAlive(pid);
 }
 
+/** The cache key of a temporary file's name part before `.tokens.tmp-…`. */
+const keyOf = (tokensName: string): string => tokensName.replace(/\.tokens$/, '');
+
 /**
  * Removes temporary files that writers no longer running left in cacheDir, except the partial
  * token file of `key` with the most tokens, which is renamed to `ours` (with its progress file)
@@ -84,6 +117,7 @@ async function adoptOrCleanTemporaries(cacheDir: string, key: string, ours: stri
   for (const name of await readdir(cacheDir)) {
     const m = TEMP_PATTERN.exec(name.replace(/\.progress(\.new)?$/, ''));
     if (m === null || !abandoned(cacheDir, m[0], Number(m[2]), m[1] === `${key}.tokens`)) continue;
+    if (m[1] !== `${key}.tokens` && starting.has(keyOf(m[1]!))) continue; // another build of this process adopts it
     const path = join(cacheDir, name);
     stale.push(path);
     if (m[1] === `${key}.tokens` && name === m[0]) {
