@@ -22,6 +22,7 @@
         "src/kernels/adamw.c",
         "src/kernels/linalg.c",
         "src/kernels/mpi.c",
+        "src/kernels/mapfile.c",
         "src/napi/addon.c",
         "src/napi/args.c",
         "src/napi/gemm.c",
@@ -29,7 +30,8 @@
         "src/napi/layers.c",
         "src/napi/training.c",
         "src/napi/linalg.c",
-        "src/napi/mpi.c"
+        "src/napi/mpi.c",
+        "src/napi/mapfile.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],

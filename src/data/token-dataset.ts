@@ -1,6 +1,8 @@
 /**
  * Read access to a token cache written by token-cache.ts: the packed stream of token ids, cut into
- * sequences on demand with positioned reads, so the file is never loaded whole.
+ * sequences on demand, so the file is never loaded whole. A complete cache is memory-mapped when the
+ * native addon is present (mapped-windows.ts); a cache still being written, and any read the maps
+ * cannot serve, is read with positioned reads (a growing file is never mapped).
  *
  * A dataset can also be read while its cache is still being written (`TokenDataset.build`): the
  * ids on disk so far are readable, `waitForTokens` waits for more, and the sequence count it
@@ -10,6 +12,7 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import type { Corpus } from './corpus.ts';
 import type { SequenceCount } from './sampler.ts';
+import { DEFAULT_MAP_WINDOW_BYTES, MappedWindows } from './mapped-windows.ts';
 import { buildTokenCache, bytesPerToken, TOKEN_CACHE_FORMAT, TOKEN_CACHE_VERSION, type TokenCacheMeta, type TokenCacheOptions, type TokenDtype } from './token-cache.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
@@ -20,6 +23,20 @@ export interface TokenCacheBuild {
   readonly done: Promise<Awaited<ReturnType<typeof buildTokenCache>>>;
   /** Stops tokenising, keeping the partial cache for a later run to resume; resolves when stopped. */
   stop(): Promise<void>;
+}
+
+/** How a dataset reads its complete cache. */
+export interface TokenDatasetReadOptions {
+  /** Memory-map the complete cache when the native addon is present (default true). */
+  memoryMap?: boolean;
+  /** Bytes per mapped window (default 256 MiB); a multiple of the token width. */
+  mapWindowBytes?: number;
+}
+
+/** How many readTokens calls each read path served (tests check that the maps are used). */
+export interface TokenReadCounts {
+  mapped: number;
+  positioned: number;
 }
 
 interface Waiter {
@@ -38,14 +55,21 @@ export class TokenDataset {
   private failure: Error | null = null;
   private waiters: Waiter[] = [];
   private scratch = new ArrayBuffer(0);
+  private mapped: MappedWindows | null = null;
+  private readonly counts: TokenReadCounts = { mapped: 0, positioned: 0 };
 
-  private constructor(tokensPath: string, dtype: TokenDtype, private readonly corpusName: string) {
+  private constructor(
+    tokensPath: string,
+    dtype: TokenDtype,
+    private readonly corpusName: string,
+    private readonly readOptions: TokenDatasetReadOptions = {},
+  ) {
     this.path = tokensPath;
     this.dtype = dtype;
   }
 
   /** Opens a complete cache by its sidecar path (<key>.json). */
-  static open(metaPath: string): TokenDataset {
+  static open(metaPath: string, readOptions: TokenDatasetReadOptions = {}): TokenDataset {
     let meta: TokenCacheMeta;
     try {
       meta = JSON.parse(readFileSync(metaPath, 'utf8')) as TokenCacheMeta;
@@ -56,24 +80,29 @@ export class TokenDataset {
       throw new Error(`token cache ${metaPath}: format ${meta.format} v${meta.version}, expected ${TOKEN_CACHE_FORMAT} v${TOKEN_CACHE_VERSION}`);
     }
     if (meta.dtype !== 'uint16' && meta.dtype !== 'uint32') throw new Error(`token cache ${metaPath}: unknown dtype ${String(meta.dtype)}`);
-    const ds = new TokenDataset(metaPath.replace(/\.json$/, '.tokens'), meta.dtype, meta.corpus);
+    const ds = new TokenDataset(metaPath.replace(/\.json$/, '.tokens'), meta.dtype, meta.corpus, readOptions);
     ds.attach(ds.path);
     ds.complete(meta);
     return ds;
   }
 
   /** Tokenises `corpus` into cacheDir unless already cached there, then opens the cache. */
-  static async fromCorpus(corpus: Corpus, tokenizer: Tokenizer, options: TokenCacheOptions): Promise<TokenDataset> {
+  static async fromCorpus(corpus: Corpus, tokenizer: Tokenizer, options: TokenCacheOptions, readOptions: TokenDatasetReadOptions = {}): Promise<TokenDataset> {
     const { metaPath } = await buildTokenCache(corpus, tokenizer, options);
-    return TokenDataset.open(metaPath);
+    return TokenDataset.open(metaPath, readOptions);
   }
 
   /**
    * Starts building the cache of (corpus, tokenizer) — or finds it complete — and returns a
    * dataset that can be read while it grows. `options.onWritten` and `options.signal` are its own.
    */
-  static build(corpus: Corpus, tokenizer: Tokenizer, options: Omit<TokenCacheOptions, 'onWritten' | 'signal'>): TokenCacheBuild {
-    const ds = new TokenDataset('', 'uint16', corpus.name);
+  static build(
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    options: Omit<TokenCacheOptions, 'onWritten' | 'signal'>,
+    readOptions: TokenDatasetReadOptions = {},
+  ): TokenCacheBuild {
+    const ds = new TokenDataset('', 'uint16', corpus.name, readOptions);
     const abort = new AbortController();
     const done = buildTokenCache(corpus, tokenizer, {
       ...options,
@@ -116,6 +145,10 @@ export class TokenDataset {
     }
     this.completeMeta = meta;
     this.path = this.path.replace(/\.tmp-\d+-[0-9a-f]+$/, '');
+    if (this.readOptions.memoryMap !== false && size > 0) {
+      const width = bytesPerToken(meta.dtype);
+      this.mapped = MappedWindows.open(this.path, size, this.readOptions.mapWindowBytes ?? DEFAULT_MAP_WINDOW_BYTES, width);
+    }
     this.grow(meta.numTokens);
   }
 
@@ -199,6 +232,13 @@ export class TokenDataset {
     }
     if (out.length < count) throw new Error(`readTokens: output holds ${out.length} tokens, need ${count}`);
     const width = bytesPerToken(this.dtype);
+    const region = this.mappedRegion(start * width, count * width);
+    if (region) {
+      this.counts.mapped++;
+      this.copyIds(region.buffer, region.offset, count, out);
+      return out;
+    }
+    this.counts.positioned++;
     const bytes = count * width;
     if (this.scratch.byteLength < bytes) this.scratch = new ArrayBuffer(bytes);
     const view = new Uint8Array(this.scratch, 0, bytes);
@@ -208,9 +248,31 @@ export class TokenDataset {
       if (n === 0) throw new Error(`token cache ${this.path}: unexpected end of file`);
       done += n;
     }
-    const ids = this.dtype === 'uint16' ? new Uint16Array(this.scratch, 0, count) : new Uint32Array(this.scratch, 0, count);
-    for (let i = 0; i < count; i++) out[i] = ids[i]!;
+    this.copyIds(this.scratch, 0, count, out);
     return out;
+  }
+
+  /** The mapped bytes of a range inside one window; null to read it from the file instead. */
+  private mappedRegion(byteStart: number, byteLength: number): { buffer: ArrayBuffer; offset: number } | null {
+    if (!this.mapped || byteLength === 0) return null;
+    try {
+      return this.mapped.bytes(byteStart, byteLength);
+    } catch (err) {
+      // Mapping can fail where reading does not (address space limits, a file system without
+      // mmap): positioned reads give the same bytes, so the dataset keeps working without maps.
+      process.emitWarning(`token cache ${this.path}: memory-mapping failed, reading with positioned reads (${(err as Error).message})`);
+      this.mapped = null;
+      return null;
+    }
+  }
+
+  private copyIds(buffer: ArrayBuffer, byteOffset: number, count: number, out: Int32Array): void {
+    out.set(this.dtype === 'uint16' ? new Uint16Array(buffer, byteOffset, count) : new Uint32Array(buffer, byteOffset, count));
+  }
+
+  /** How many reads the memory maps and the positioned reads have served so far. */
+  get readCounts(): Readonly<TokenReadCounts> {
+    return { ...this.counts };
   }
 
   /** Sequence i of length seqLen: tokens [i·seqLen, (i+1)·seqLen). */
@@ -223,6 +285,8 @@ export class TokenDataset {
   }
 
   close(): void {
+    this.mapped?.close();
+    this.mapped = null;
     if (this.fd >= 0) {
       closeSync(this.fd);
       this.fd = -1;

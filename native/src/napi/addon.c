@@ -11,6 +11,7 @@
 #include "../kernels/kernels.h"
 #include "args.h"
 #include "bindings.h"
+#include "mapfile_bindings.h"
 #include "mpi_bindings.h"
 
 #ifdef RELORA_HAVE_LAPACK
@@ -145,6 +146,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("mpiBcastF32", napi_mpi_bcast_f32),
       FN("mpiSendF32", napi_mpi_send),
       FN("mpiRecvF32", napi_mpi_recv),
+      FN("mapFile", napi_map_file),
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

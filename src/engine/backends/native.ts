@@ -186,3 +186,14 @@ export function nativeSingularValues(): ((a: Float32Array | Float64Array, m: num
   if (!a || !a.lapackAvailable()) return null;
   return (x, m, n) => a.svdValues(x, m, n);
 }
+
+/**
+ * Maps bytes [offset, offset + length) of a file read-only (the addon's mapFile); the ArrayBuffer
+ * unmaps itself when collected. Null when the addon is absent or predates mapFile, so callers
+ * fall back to reading the file. Throws (naming the file and the OS error) when mapping fails.
+ */
+export function mapFileReadOnly(): ((path: string, offset: number, length: number) => ArrayBuffer) | null {
+  const a = loadAddon() as (NativeAddon & { mapFile?: (path: string, offset: number, length: number) => ArrayBuffer }) | null;
+  const mapFile = a?.mapFile;
+  return mapFile ? (path, offset, length) => mapFile(path, offset, length) : null;
+}
