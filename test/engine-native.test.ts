@@ -589,6 +589,38 @@ describe('kernels the js backend composes from others', () => {
     assert.throws(() => js.crossEntropyBackwardWrite(rand(6), Int32Array.of(0, 3), rand(2), new Float32Array(6), 2, 3, -100, 1), /crossEntropyBackwardWrite: target 3 at row 1/);
   });
 
+  it('crossEntropyFused writes what forward, backwardWrite and toBf16 write, bit for bit, in fp32 (in place) and bf16', () => {
+    for (const [rows, V] of [[1, 1], [3, 5], [40, 1001], [7, 40_000]]) {
+      const logits = rand(rows * V, -6, 6), targets = randIds(rows, V), ignore = -100;
+      if (rows > 2) targets[1] = ignore;
+      for (const k of [js, nat()]) {
+        const losses = new Float32Array(rows), lse = new Float32Array(rows);
+        const count = k.crossEntropyForward(logits, targets, losses, lse, rows, V, ignore);
+        const grad = new Float32Array(rows * V);
+        k.crossEntropyBackwardWrite(logits, targets, lse, grad, rows, V, ignore, 0.37 / count);
+        const gradBf16 = new Float32Array((rows * V + 1) >> 1);
+        k.toBf16(grad, gradBf16, rows * V);
+
+        const fLosses = rand(rows, 9, 10), fLse = rand(rows, 9, 10), inPlace = logits.slice();
+        assert.equal(k.crossEntropyFused(inPlace, targets, fLosses, fLse, inPlace, rows, V, ignore, 0.37 / count, false), count);
+        assertClose(fLosses, losses, 0, 0, `${k.name} fp32 losses ${rows}x${V}`);
+        assertClose(fLse, lse, 0, 0, `${k.name} fp32 lse ${rows}x${V}`);
+        assertClose(inPlace, grad, 0, 0, `${k.name} fp32 gradient in place ${rows}x${V}`);
+
+        const packed = rand((rows * V + 1) >> 1, 50, 60);
+        assert.equal(k.crossEntropyFused(logits, targets, fLosses.fill(7), fLse.fill(7), packed, rows, V, ignore, 0.37 / count, true), count);
+        assertClose(fLosses, losses, 0, 0, `${k.name} bf16 losses ${rows}x${V}`);
+        assert.deepEqual(new Uint16Array(packed.buffer, 0, rows * V), new Uint16Array(gradBf16.buffer, 0, rows * V), `${k.name} bf16 gradient ${rows}x${V}`);
+      }
+    }
+    for (const k of [js, nat()]) {
+      assert.throws(() => k.crossEntropyFused(rand(6), Int32Array.of(0, 3), rand(2), rand(2), new Float32Array(6), 2, 3, -100, 1, false), /target 3 at row 1/);
+      assert.throws(() => k.crossEntropyFused(rand(6), Int32Array.of(0, 1), rand(2), rand(2), new Float32Array(2), 2, 3, -100, 1, true), /dLogits/);
+    }
+    const shared = rand(8);
+    assert.throws(() => nat().crossEntropyFused(shared, Int32Array.of(0, 1), rand(2), rand(2), shared, 2, 4, -100, 1, true), /must not overlap/);
+  });
+
   it('toBf16 rounds to nearest even and keeps NaN, bit-identically on both backends', () => {
     const bits = Uint32Array.of(
       0x3f800000, 0x3f808000, 0x3f818000, 0x3f80ffff, 0xbf7fffff, 0x7f7fffff, 0x7f800000, 0xff800000,
@@ -605,6 +637,23 @@ describe('kernels the js backend composes from others', () => {
     js.toBf16(big, a, big.length);
     nat().toBf16(big, b, big.length);
     assert.deepEqual(new Uint16Array(b.buffer), new Uint16Array(a.buffer), 'toBf16 on 100,003 values');
+  });
+
+  it('roundBf16 keeps fp32 values that toBf16 would round to, bit-identically on both backends and in place', () => {
+    const src = rand(100_003, -50, 50);
+    new Uint32Array(src.buffer).set(Uint32Array.of(0x3f808000, 0x3f818000, 0x7f7fffff, 0x7f800001, 0xffc00000, 0x00000001));
+    const packed = new Float32Array(50_002);
+    js.toBf16(src, packed, src.length);
+    const want = Uint32Array.from(new Uint16Array(packed.buffer, 0, src.length), (h) => h << 16);
+    for (const k of [js, nat()]) {
+      const dst = rand(src.length, 7, 8);
+      k.roundBf16(src, dst, src.length);
+      assert.deepEqual(new Uint32Array(dst.buffer), want, `${k.name} roundBf16`);
+      const inPlace = src.slice();
+      k.roundBf16(inPlace, inPlace, src.length);
+      assert.deepEqual(new Uint32Array(inPlace.buffer), want, `${k.name} roundBf16 in place`);
+      assert.throws(() => k.roundBf16(src, new Float32Array(3), 4), /roundBf16: .*dst/);
+    }
   });
 
   it('gemmBf16 multiplies packed bf16 operands in every layout (exact on bf16-representable values)', () => {

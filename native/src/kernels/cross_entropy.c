@@ -1,6 +1,7 @@
 /* Fused log-softmax + negative log-likelihood over the rows of [rows, V] logits. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "fast_exp.h"
 #include "kernels.h"
@@ -72,4 +73,42 @@ void relora_cross_entropy_backward(const float *logits, const int32_t *targets, 
 void relora_cross_entropy_backward_write(const float *logits, const int32_t *targets, const float *lse, float *dlogits,
                                          int64_t rows, int64_t V, int64_t ignore_index, float grad_scale) {
   backward_rows(logits, targets, lse, dlogits, rows, V, ignore_index, grad_scale, 1);
+}
+
+int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
+                                   int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16) {
+  int64_t count = 0;
+  int failed = 0;
+#pragma omp parallel reduction(+ : count) if (rows * V >= RELORA_PAR_MIN)
+  {
+    /* bf16: each row's fp32 gradient goes through a scratch row (in cache) and is rounded from it,
+     * exactly the values backward_write then relora_to_bf16 would give. */
+    float *row = bf16 ? malloc((size_t)V * sizeof(float)) : NULL;
+    if (bf16 && !row) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for
+    for (int64_t r = 0; r < rows; r++) {
+      const float *x = logits + r * V;
+      double l = row_logsumexp(x, V);
+      float lf = (float)l;
+      lse[r] = lf;
+      int32_t t = targets[r];
+      int ignored = t == ignore_index;
+      losses[r] = ignored ? 0.0f : (float)(l - (double)x[t]);
+      count += !ignored;
+      float *d = bf16 ? row : (float *)dlogits + r * V;
+      if (!d) continue;
+      if (ignored) {
+        for (int64_t j = 0; j < V; j++) d[j] = 0.0f;
+      } else {
+        row_softmax_grad_write(x, lf, grad_scale, d, V);
+        d[t] -= grad_scale;
+      }
+      if (bf16) relora_to_bf16_span((const uint32_t *)row, (uint16_t *)dlogits + r * V, V);
+    }
+    free(row);
+  }
+  return failed ? RELORA_ENOMEM : count;
 }

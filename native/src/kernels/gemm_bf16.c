@@ -139,25 +139,35 @@ int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 #endif
 }
 
-/* Round to nearest even, keeping NaNs NaN (a payload in the low bits only would round to Inf). */
-static inline uint16_t bf16_round(uint32_t u) {
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-RELORA_CLONES static void to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n) {
+RELORA_CLONES void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
+  for (int64_t i = 0; i < n; i++) dst[i] = relora_bf16_round(src[i]);
 }
 
 void relora_to_bf16(const float *src, uint16_t *dst, int64_t n) {
   const uint32_t *bits = (const uint32_t *)src;
   if (n < RELORA_PAR_MIN) {
-    to_bf16_span(bits, dst, n);
+    relora_to_bf16_span(bits, dst, n);
     return;
   }
 #pragma omp parallel for
-  for (int64_t b = 0; b < n; b += RELORA_SPAN) to_bf16_span(bits + b, dst + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) relora_to_bf16_span(bits + b, dst + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
+}
+
+RELORA_CLONES static void round_bf16_span(const uint32_t *src, uint32_t *dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) dst[i] = (uint32_t)relora_bf16_round(src[i]) << 16;
+}
+
+void relora_round_bf16(const float *src, float *dst, int64_t n) {
+  const uint32_t *s = (const uint32_t *)src;
+  uint32_t *d = (uint32_t *)dst;
+  if (n < RELORA_PAR_MIN) {
+    round_bf16_span(s, d, n);
+    return;
+  }
+#pragma omp parallel for
+  for (int64_t b = 0; b < n; b += RELORA_SPAN) round_bf16_span(s + b, d + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
 }
 
 /* The bf16 hardware oneDNN dispatches to, from its run-time CPU detection (never assumed): AMX

@@ -64,6 +64,15 @@ double relora_bench_gemm_direct(int transA, int transB, int64_t M, int64_t N, in
 
 /* ---- bfloat16 (gemm_bf16.c): bf16 values are uint16_t, round to nearest even ---- */
 void relora_to_bf16(const float *src, uint16_t *dst, int64_t n);
+/* Round to nearest even, keeping NaNs NaN (a payload in the low bits only would round to Inf). */
+static inline uint16_t relora_bf16_round(uint32_t u) {
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+/* dst = src rounded to bf16 (as relora_to_bf16 rounds), kept as fp32 values; dst may be src. */
+void relora_round_bf16(const float *src, float *dst, int64_t n);
+/* relora_to_bf16 of one span on the calling thread. */
+void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n);
 /* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */
 int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
@@ -127,6 +136,11 @@ void relora_cross_entropy_backward(const float *logits, const int32_t *targets, 
 /* Writes dlogits (ignored rows zeroed) instead of adding to it; dlogits may be logits. */
 void relora_cross_entropy_backward_write(const float *logits, const int32_t *targets, const float *lse, float *dlogits,
                                          int64_t rows, int64_t V, int64_t ignore_index, float grad_scale);
+/* Forward and backward_write in one visit per row, the row still in cache for the second: losses,
+ * lse and dlogits = grad_scale * (softmax - onehot) as the two calls would write them, dlogits
+ * either fp32 (may be logits itself) or, with bf16, packed bf16 (rounded as relora_to_bf16 would). */
+int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
+                                   int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16);
 
 /* ---- adamw.c ---- */
 void relora_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,

@@ -14,6 +14,7 @@ napi_value napi_gemm_builtin(napi_env env, napi_callback_info info);
 napi_value napi_bench_gemm_direct(napi_env env, napi_callback_info info);
 napi_value napi_gemm_bf16(napi_env env, napi_callback_info info);
 napi_value napi_to_bf16(napi_env env, napi_callback_info info);
+napi_value napi_round_bf16(napi_env env, napi_callback_info info);
 napi_value napi_bf16_available(napi_env env, napi_callback_info info);
 napi_value napi_bf16_isa(napi_env env, napi_callback_info info);
 
@@ -48,6 +49,7 @@ napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info);
 napi_value napi_cross_entropy_forward(napi_env env, napi_callback_info info);
 napi_value napi_cross_entropy_backward(napi_env env, napi_callback_info info);
 napi_value napi_cross_entropy_backward_write(napi_env env, napi_callback_info info);
+napi_value napi_cross_entropy_fused(napi_env env, napi_callback_info info);
 napi_value napi_adamw_step(napi_env env, napi_callback_info info);
 
 /* linalg.c */

@@ -155,6 +155,22 @@ napi_value napi_to_bf16(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* roundBf16(src, dst, n): dst[0..n) = src rounded to bf16, as fp32 values (dst may be src). */
+napi_value napi_round_bf16(napi_env env, napi_callback_info info) {
+  const char *k = "roundBf16";
+  napi_value a[3];
+  float *src, *dst;
+  size_t ns, nd;
+  int64_t n;
+  if (!args_get(env, info, k, 3, a) || !arg_f32(env, a[0], k, "src", &src, &ns) ||
+      !arg_f32(env, a[1], k, "dst", &dst, &nd) || !arg_size(env, a[2], k, "n", &n) ||
+      !require_len(env, k, "src", ns, n, "n") || !require_len(env, k, "dst", nd, n, "n")) {
+    return NULL;
+  }
+  relora_round_bf16(src, dst, n);
+  return NULL;
+}
+
 /* bf16Available(): whether gemmBf16 works here (oneDNN present and able to run a bf16 matmul). */
 napi_value napi_bf16_available(napi_env env, napi_callback_info info) {
   (void)info;

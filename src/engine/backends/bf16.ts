@@ -19,6 +19,16 @@ export function toBf16Packed(src: Float32Array, dst: Float32Array, n: number): v
   }
 }
 
+/** Kernels.roundBf16 bit for bit: toBf16Packed's rounding, the result kept as fp32 (dst may be src). */
+export function roundBf16(src: Float32Array, dst: Float32Array, n: number): void {
+  if (src.length < n || dst.length < n) throw new Error(`roundBf16: src has ${src.length} elements and dst ${dst.length}; n = ${n} needs ${n} in each`);
+  const s = new Uint32Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const u = s[i];
+    d[i] = ((u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  }
+}
+
 /** dst[i] = the fp32 value of packed bf16 element i (exact: bf16 is fp32 with a shorter mantissa). */
 function widenBf16(src: Float32Array, dst: Float32Array, n: number): void {
   const s = new Uint16Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);

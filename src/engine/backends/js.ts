@@ -5,7 +5,8 @@
  */
 import { acquire, release } from '../pool.ts';
 import { hash32 } from '../rng.ts';
-import { emulatedGemmBf16, toBf16Packed } from './bf16.ts';
+import { emulatedGemmBf16, roundBf16, toBf16Packed } from './bf16.ts';
+import { composedCrossEntropyFused } from './composed.ts';
 import type { Kernels } from './kernels.ts';
 
 function need(kernel: string, what: string, arr: ArrayLike<number>, n: number): void {
@@ -354,7 +355,10 @@ export const jsKernels: Kernels = {
     }
   },
 
+  crossEntropyFused: (...args) => composedCrossEntropyFused(jsKernels)(...args),
+
   toBf16: toBf16Packed,
+  roundBf16,
   gemmBf16: emulatedGemmBf16(gemm),
   hasBf16Gemm: () => false,
 

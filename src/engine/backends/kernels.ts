@@ -142,6 +142,13 @@ export interface Kernels {
    * the logits it is computed from).
    */
   crossEntropyBackwardWrite(logits: Float32Array, targets: Int32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number): void;
+  /**
+   * crossEntropyForward then crossEntropyBackwardWrite, each row visited once (it is still in cache
+   * for its gradient): writes losses and lse, returns the non-ignored rows, and writes dLogits —
+   * fp32 (may be `logits` itself) or, with `bf16`, packed bf16 exactly as toBf16 would round the
+   * fp32 gradient (then it must not overlap `logits`). The same values as the three calls.
+   */
+  crossEntropyFused(logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number, bf16: boolean): number;
 
   /**
    * bfloat16 values travel packed two per float (so they come from the same buffer pool): a bf16
@@ -149,6 +156,8 @@ export interface Kernels {
    * dst = bf16(src[0..n)), rounded to nearest even; NaN stays NaN.
    */
   toBf16(src: Float32Array, dst: Float32Array, n: number): void;
+  /** dst[0..n) = src rounded to bf16 as toBf16 rounds, kept as fp32 values (dst may be src). */
+  roundBf16(src: Float32Array, dst: Float32Array, n: number): void;
   /**
    * C = alpha·op(A)·op(B) + beta·C for one matrix (gemm's conventions, no batch) with A and B
    * packed bf16 (as toBf16 writes them; leading dimensions count bf16 values), C fp32, fp32

@@ -22,6 +22,11 @@ export interface Bf16Matrix {
   packed: Tensor;
 }
 
+/** Room for n packed bf16 values, for a kernel to write (a scratch tensor of the current scope). */
+export function bf16Scratch(n: number): Bf16Matrix {
+  return { packed: Tensor.empty([(n + 1) >> 1], false) };
+}
+
 /** A new packed bf16 copy of src[0..n) (a scratch tensor of the current scope; dispose it when done). */
 export function bf16Copy(src: Float32Array, n: number): Bf16Matrix {
   const packed = Tensor.empty([(n + 1) >> 1], false);
@@ -206,10 +211,7 @@ export function frozenProduct(bf16: boolean, transW: boolean, rows: number, cols
 
 /** dst = src with every value rounded to bf16 (kept as fp32): what a bf16 operand holds. */
 export function roundedToBf16(src: Float32Array, n: number): Tensor {
-  const c = bf16Copy(src, n);
   const out = Tensor.empty([n], false);
-  const s = new Uint16Array(c.packed.data.buffer, c.packed.data.byteOffset, n), d = new Uint32Array(out.data.buffer, out.data.byteOffset, n);
-  for (let i = 0; i < n; i++) d[i] = s[i] << 16;
-  c.packed.dispose();
+  K().roundBf16(src, out.buf, n);
   return out;
 }

@@ -1,7 +1,7 @@
 /** Fused log-softmax + cross-entropy with an ignore index (mean over non-ignored rows). */
 import { K } from '../backend.ts';
 import { hostValue, recording, shapeStr, Tensor } from '../tensor.ts';
-import { frozenOperand, mixedGemm, releaseOperand } from './bf16.ts';
+import { bf16Scratch, frozenOperand, mixedGemm, releaseOperand, type Bf16Matrix, type Operand } from './bf16.ts';
 import { scalarSum } from './elementwise.ts';
 import { gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
@@ -98,14 +98,16 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
     const tc = t.subarray(r0, r0 + c), xc = X.subarray(r0 * d, (r0 + c) * d);
     const xo = frozenOperand(xc, bf16);
     mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, logits.buf, V);
-    k.crossEntropyForward(logits.buf, tc, losses.buf.subarray(r0, r0 + c), lse.buf, c, V, ignoreIndex);
+    const lossesC = losses.buf.subarray(r0, r0 + c), lg = logits.buf.subarray(0, c * V);
     if (!dx && !dW) {
+      k.crossEntropyForward(lg, tc, lossesC, lse.buf, c, V, ignoreIndex);
       releaseOperand(xo);
       continue;
     }
-    // The softmax gradient overwrites the logits it comes from.
-    k.crossEntropyBackwardWrite(logits.buf, tc, lse.buf, logits.buf, c, V, ignoreIndex, 1 / count);
-    const dl = frozenOperand(logits.buf.subarray(0, c * V), bf16);
+    // The loss and its gradient in one pass: in fp32 the gradient overwrites the logits it comes
+    // from; in bf16 it is written straight into the products' bf16 operand.
+    const dl: Operand = bf16 ? bf16Scratch(c * V) : lg;
+    k.crossEntropyFused(lg, tc, lossesC, lse.buf, bf16 ? (dl as Bf16Matrix).packed.buf : lg, c, V, ignoreIndex, 1 / count, bf16);
     if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.buf.subarray(r0 * d, (r0 + c) * d), d);
     if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.buf, d);
     releaseOperand(dl);

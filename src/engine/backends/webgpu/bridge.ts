@@ -10,7 +10,8 @@
  */
 import { Worker } from 'node:worker_threads';
 
-import { emulatedGemmBf16, toBf16Packed } from '../bf16.ts';
+import { emulatedGemmBf16, roundBf16, toBf16Packed } from '../bf16.ts';
+import { composedCrossEntropyFused } from '../composed.ts';
 import type { Kernels } from '../kernels.ts';
 import { OUTPUTS, REPLY_HEADER_BYTES, STATUS_ERROR, STATUS_PENDING, type BatchMessage } from './bridge-protocol.ts';
 import type { AdapterReport } from './gpu.ts';
@@ -265,12 +266,18 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHost(dst, true);
       toBf16Packed(src, dst, n);
     },
+    roundBf16: (src: Float32Array, dst: Float32Array, n: number) => {
+      b.mirror.toHost(src, false);
+      b.mirror.toHost(dst, true);
+      roundBf16(src, dst, n);
+    },
     gemmBf16: (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
       b.mirror.toHost(A, false);
       b.mirror.toHost(B, false);
       emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     },
     hasBf16Gemm: () => false,
+    crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels)(...args),
     deviceMirror: b.mirror,
   };
   for (const name of Object.keys(OUTPUTS)) if (!(name in k)) k[name] = via(name);
