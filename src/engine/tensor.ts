@@ -66,6 +66,12 @@ type Data = Float32Array | Int32Array;
 export interface GradNode {
   op: string;
   inputs: Tensor[];
+  /**
+   * The inputs whose values backward reads (all of them when absent). An intermediate no
+   * backward reads gives its buffer back right after forward (releaseUnreadValues), as PyTorch
+   * keeps only the tensors an op saves for backward. No backward reads its op's own output.
+   */
+  reads?: readonly Tensor[];
   backward(gradOut: Float32Array): void;
 }
 
@@ -101,6 +107,8 @@ export class Tensor {
   node: GradNode | null = null;
   name: string | undefined;
   private storage: Storage;
+  /** Its values were given back after forward (releaseValues); the tensor stays in the graph. */
+  private released = false;
   /** Views share their base's storage but never release it. */
   private readonly ownsStorage: boolean;
 
@@ -176,7 +184,7 @@ export class Tensor {
    */
   get buf(): Float32Array {
     const d = this.storage.data;
-    if (d === null) throw new Error(`Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)} was used after it was disposed`);
+    if (d === null) throw new Error(this.goneMessage());
     if (!(d instanceof Float32Array)) throw new Error(`Tensor ${shapeStr(this.shape)} is int32; a float32 tensor was expected`);
     return d;
   }
@@ -184,7 +192,7 @@ export class Tensor {
   /** Int32 contents (token ids). */
   get ints(): Int32Array {
     const d = this.storage.data;
-    if (d === null) throw new Error(`Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)} was used after it was disposed`);
+    if (d === null) throw new Error(this.goneMessage());
     if (!(d instanceof Int32Array)) throw new Error(`Tensor ${shapeStr(this.shape)} is float32; an int32 tensor was expected`);
     return d;
   }
@@ -222,6 +230,26 @@ export class Tensor {
   keep(): this {
     for (const s of scopes) s.delete(this);
     return this;
+  }
+
+  private goneMessage(): string {
+    const what = `Tensor${this.name ? ` "${this.name}"` : ''} ${shapeStr(this.shape)}`;
+    return this.released
+      ? `${what}: its values were released after forward because no backward reads them (GradNode.reads), yet something read them`
+      : `${what} was used after it was disposed`;
+  }
+
+  /**
+   * Gives the values' buffer back to the pool while the tensor stays in the graph (its node and
+   * gradient still work): for an intermediate no backward reads. Reading it afterwards throws.
+   */
+  releaseValues(): void {
+    const st = this.storage;
+    if (!this.ownsStorage || !st.pooled || !(st.data instanceof Float32Array)) return;
+    mirror?.disown(st.data, st.pooled);
+    release(st.data);
+    st.data = null;
+    this.released = true;
   }
 
   /** Return the buffer to the pool. Views of the same storage become unusable too. */

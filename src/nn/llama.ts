@@ -9,6 +9,7 @@
  */
 import * as ops from '../engine/ops/index.ts';
 import { RandomStream } from '../engine/rng.ts';
+import { releaseUnreadValues } from '../engine/release.ts';
 import { shapeStr, Tensor } from '../engine/tensor.ts';
 import { headDimOf, kvHeadsOf, validateConfig, type LlamaConfig } from './config.ts';
 import { Embedding, Linear, RMSNorm } from './layers.ts';
@@ -72,7 +73,11 @@ export class DecoderLayer extends Module {
   forward(x: Tensor, tables: ops.RopeTables): Tensor {
     const attn = this.child<Attention>('self_attn'), mlp = this.child<MLP>('mlp');
     const h = ops.add(x, attn.forward(this.child<RMSNorm>('input_layernorm').forward(x), tables));
-    return ops.add(h, mlp.forward(this.child<RMSNorm>('post_attention_layernorm').forward(h)));
+    const out = ops.add(h, mlp.forward(this.child<RMSNorm>('post_attention_layernorm').forward(h)));
+    // What no backward reads (in bf16 most of the layer: its products keep bf16 copies) goes back
+    // to the pool now, for the next layer, instead of living until backward.
+    releaseUnreadValues(out, [x]);
+    return out;
   }
 }
 

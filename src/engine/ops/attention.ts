@@ -33,6 +33,8 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
     out.node = {
       op: 'attention',
       inputs: [q, k, v],
+      // In bf16 backward reads the rounded copies, not q, k and v.
+      ...(rounded ? { reads: [] } : {}),
       backward(g) {
         K().attentionBackward(g, qd, kd, vd, probs.buf, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
         rounded?.forEach((t) => t.dispose());

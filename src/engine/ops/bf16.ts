@@ -7,7 +7,7 @@
  */
 import { K } from '../backend.ts';
 import { nativeBf16Isa } from '../backends/native.ts';
-import { Tensor, untracked } from '../tensor.ts';
+import { shapeStr, Tensor, untracked } from '../tensor.ts';
 
 /** How bf16 products run on the active backend, in words (for the train log and benchmarks). */
 export function bf16Support(): string {
@@ -123,6 +123,7 @@ export class Bf16Copies {
     let c = this.copies.get(x);
     const owner = this.borrowed.get(x);
     if (c && owner && c.packed.disposed) {
+      if (owner.disposed) throw new Error(`bf16: the shared copy of activation ${shapeStr(owner.shape)} was freed before its backward, and its fp32 values are gone too (released or disposed)`);
       c = sharedActivationCopy(owner, x) ?? undefined;
       if (!c) this.borrowed.delete(x);
     }

@@ -19,6 +19,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
     out.node = {
       op: 'add',
       inputs: [a, b],
+      reads: [],
       backward(g) {
         // Slots one at a time: add(x, x) must see the second one as no longer fresh.
         const ga = gradSlot(a);

@@ -5,7 +5,7 @@
  * backward products take bf16 operands with fp32 accumulation; outputs and gradients stay fp32.
  */
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { Bf16Copies, gemmIn } from './bf16.ts';
+import { Bf16Copies, bf16Copy, gemmIn, mixedGemm } from './bf16.ts';
 import { betaFor, gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
@@ -59,9 +59,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   // A single product's bf16 operand copies are made once and kept for its backward (an
   // activation's is the copy every op shares, Bf16Copies.ofTensor).
   const copies = bf16 && batch === 1 ? new Bf16Copies(true) : undefined;
-  copies?.ofTensor(a, a.buf, true);
-  copies?.ofTensor(b, b.buf, true);
-  gemmIn(bf16, transA, transB, M, N, Kd, 1, a.buf, lda, sA, b.buf, ldb, sB, 0, out.buf, N, sC, batch, copies);
+  // The arrays as forward saw them: with bf16 copies they are only the copies' keys in backward,
+  // whose fp32 values may have been released by then (GradNode.reads).
+  const aBuf = a.buf, bBuf = b.buf;
+  copies?.ofTensor(a, aBuf, true);
+  copies?.ofTensor(b, bBuf, true);
+  gemmIn(bf16, transA, transB, M, N, Kd, 1, aBuf, lda, sA, bBuf, ldb, sB, 0, out.buf, N, sC, batch, copies);
   if (!recording(a, b)) copies?.dispose();
 
   if (recording(a, b)) {
@@ -69,20 +72,42 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     out.node = {
       op: 'matmul',
       inputs: [a, b],
+      ...(copies ? { reads: [] } : {}),
       backward(dC) {
-        const c = copies ?? new Bf16Copies();
+        if (copies) {
+          // bf16, one matrix: the saved operands' copies, and one of dC kept out of `copies` (a
+          // released operand's array may come back from the pool as dC itself).
+          const g = bf16Copy(dC, M * N);
+          try {
+            const dA = gradSlot(a);
+            if (dA) {
+              if (!transA) mixedGemm(true, false, !transB, M, Kd, N, 1, g, N, copies.of(bBuf, true), ldb, betaFor(dA), dA.data, lda);
+              else mixedGemm(true, transB, true, Kd, M, N, 1, copies.of(bBuf, true), ldb, g, N, betaFor(dA), dA.data, lda);
+            }
+            const dB = gradSlot(b);
+            if (dB) {
+              if (!transB) mixedGemm(true, !transA, false, Kd, N, M, 1, copies.of(aBuf, true), lda, g, N, betaFor(dB), dB.data, ldb);
+              else mixedGemm(true, true, transA, N, Kd, M, 1, g, N, copies.of(aBuf, true), lda, betaFor(dB), dB.data, ldb);
+            }
+          } finally {
+            g.packed.dispose();
+            copies.dispose();
+          }
+          return;
+        }
+        const c = new Bf16Copies();
         // A fresh gradient is written (beta 0) rather than cleared and accumulated into.
         const dA = gradSlot(a);
         if (dA) {
           const beta = betaFor(dA);
-          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, b.buf, ldb, sB, beta, dA.data, lda, sA, batch, c);
-          else gemmIn(bf16, transB, true, Kd, M, N, 1, b.buf, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, c);
+          if (!transA) gemmIn(bf16, false, !transB, M, Kd, N, 1, dC, N, sC, bBuf, ldb, sB, beta, dA.data, lda, sA, batch, c);
+          else gemmIn(bf16, transB, true, Kd, M, N, 1, bBuf, ldb, sB, dC, N, sC, beta, dA.data, lda, sA, batch, c);
         }
         const dB = gradSlot(b);
         if (dB) {
           const beta = betaFor(dB);
-          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, a.buf, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, c);
-          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, a.buf, lda, sA, beta, dB.data, ldb, sB, batch, c);
+          if (!transB) gemmIn(bf16, !transA, false, Kd, N, M, 1, aBuf, lda, sA, dC, N, sC, beta, dB.data, ldb, sB, batch, c);
+          else gemmIn(bf16, true, transA, N, Kd, M, 1, dC, N, sC, aBuf, lda, sA, beta, dB.data, ldb, sB, batch, c);
         }
         c.dispose();
       },

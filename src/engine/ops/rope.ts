@@ -63,6 +63,7 @@ export function rope(x: Tensor, tables: RopeTables, heads: number): Tensor {
     out.node = {
       op: 'rope',
       inputs: [x],
+      reads: [],
       backward(g) {
         const gx = gradSlot(x);
         if (!gx) return;
