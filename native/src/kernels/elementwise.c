@@ -2,6 +2,7 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "simd.h"
 
 void relora_add(const float *a, const float *b, float *out, int64_t n) { RELORA_PAR_SIMD_FOR(i, n, out[i] = a[i] + b[i]); }
 
@@ -15,29 +16,27 @@ void relora_add_scalar(float *out, float value, int64_t n) { RELORA_PAR_SIMD_FOR
 
 void relora_fill(float *out, float value, int64_t n) { RELORA_PAR_SIMD_FOR(i, n, out[i] = value); }
 
-static double sum_span(const float *x, int64_t n) {
+RELORA_CLONES static double sum_span(const float *x, int64_t n, int squares) {
   double acc = 0.0;
+  if (squares) {
 #pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; i++) acc += (double)x[i];
-  return acc;
-}
-
-static double sum_squares_span(const float *x, int64_t n) {
-  double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
+  } else {
 #pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
+    for (int64_t i = 0; i < n; i++) acc += (double)x[i];
+  }
   return acc;
 }
 
 /* Float64 sums of spans of RELORA_PAR_MIN elements, added across threads. */
-static double reduce(const float *x, int64_t n, double (*span)(const float *, int64_t)) {
-  if (n < RELORA_PAR_MIN) return span(x, n);
+static double reduce(const float *x, int64_t n, int squares) {
+  if (n < RELORA_PAR_MIN) return sum_span(x, n, squares);
   double acc = 0.0;
 #pragma omp parallel for reduction(+ : acc)
-  for (int64_t b = 0; b < n; b += RELORA_PAR_MIN) acc += span(x + b, n - b < RELORA_PAR_MIN ? n - b : RELORA_PAR_MIN);
+  for (int64_t b = 0; b < n; b += RELORA_PAR_MIN) acc += sum_span(x + b, n - b < RELORA_PAR_MIN ? n - b : RELORA_PAR_MIN, squares);
   return acc;
 }
 
-double relora_sum(const float *x, int64_t n) { return reduce(x, n, sum_span); }
+double relora_sum(const float *x, int64_t n) { return reduce(x, n, 0); }
 
-double relora_sum_squares(const float *x, int64_t n) { return reduce(x, n, sum_squares_span); }
+double relora_sum_squares(const float *x, int64_t n) { return reduce(x, n, 1); }

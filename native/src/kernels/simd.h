@@ -13,6 +13,15 @@
 #define RELORA_CLONES __attribute__((noinline))
 #endif
 
+/* No fused multiply-add where the portable copy has none: a cloned loop then gives bit for bit the
+ * portable copy's values (AdamW, RMSNorm's backward and rope keep fp32 training reproducible
+ * across CPUs). Reductions in double may still sum in another order. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RELORA_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define RELORA_NO_CONTRACT
+#endif
+
 /* Elements per call of a cloned span function inside a parallel loop. */
 #define RELORA_SPAN 8192
 
