@@ -18,8 +18,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
 import { configFlags, inParallel, list, readRun, trainOnce, whole, type SavedRun } from './train-runs.ts';
+import { scriptOptions } from '../src/cli/errors.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptOptions(() => parseArgs({
   options: {
     model: { type: 'string', default: 'llama_9m' },
     ranks: { type: 'string', default: '8,32,128' },
@@ -34,7 +35,7 @@ const { values: args } = parseArgs({
     out: { type: 'string', default: 'results/ablation' },
     assemble: { type: 'boolean', default: false },
   },
-});
+}));
 
 interface Cell {
   rank: number;

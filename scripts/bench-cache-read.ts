@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TOKEN_CACHE_FORMAT, TOKEN_CACHE_VERSION, type TokenCacheMeta } from '../src/data/token-cache.ts';
 import { TokenDataset } from '../src/data/token-dataset.ts';
+import { scriptOptions } from '../src/cli/errors.ts';
 
-const { values } = parseArgs({ options: { mb: { type: 'string', default: '256' }, reads: { type: 'string', default: '100000' }, seq: { type: 'string', default: '1024' } } });
+const { values } = scriptOptions(() => parseArgs({ options: { mb: { type: 'string', default: '256' }, reads: { type: 'string', default: '100000' }, seq: { type: 'string', default: '1024' } } }));
 const mb = Number(values.mb);
 const reads = Number(values.reads);
 const seq = Number(values.seq);

@@ -11,9 +11,9 @@ import { parseArgs } from 'node:util';
 import { ratioCommand, runBench } from '../src/bench/child.ts';
 import { parseRowMode, runSetupCompare, SETUPS, setupTable, summarizeRow, type RowSpec } from '../src/bench/compare-setups.ts';
 import type { StepRatioRecord } from '../src/bench/step-ratio.ts';
-import { parseIntOption } from '../src/cli/errors.ts';
+import { parseIntOption, scriptOptions } from '../src/cli/errors.ts';
 
-const { values: v } = parseArgs({
+const { values: v } = scriptOptions(() => parseArgs({
   options: {
     models: { type: 'string', default: 'llama_20m,llama_60m' },
     modes: { type: 'string', default: 'full,relora,relora:r32' },
@@ -32,13 +32,13 @@ const { values: v } = parseArgs({
     markdown: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
-});
+}));
 
 // Both sides' OpenMP threads spin as relora's do (src/engine/backends/native.ts): on a shared
 // machine PyTorch's default spinning otherwise costs it far more than it would quiet.
 if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '1000';
 
-const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
+const int = (name: string, s: string | undefined, min = 1): number => scriptOptions(() => parseIntOption(`--${name}`, min)(String(s)));
 const wanted = v.setups!.split(',');
 const setups = SETUPS.filter((s) => wanted.includes(s.label));
 for (const w of wanted) if (!SETUPS.some((s) => s.label === w)) throw new Error(`--setups: unknown setup "${w}"; expected some of ${SETUPS.map((s) => s.label).join(', ')}`);

@@ -25,13 +25,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { predictCommunication, predictionTable } from '../src/bench/ddp.ts';
 import { formatTable, median } from '../src/bench/table.ts';
-import { parseIntOption } from '../src/cli/errors.ts';
+import { parseIntOption, scriptOptions } from '../src/cli/errors.ts';
 import { namedConfig } from '../src/nn/config.ts';
 import { allReduceBytesPerUpdate } from '../src/parallel/gradients.ts';
 import { trainingFootprint } from '../src/relora/accounting.ts';
 import { resolveConfig } from '../src/train/config.ts';
 
-const { values: v } = parseArgs({
+const { values: v } = scriptOptions(() => parseArgs({
   options: {
     models: { type: 'string', default: 'llama_20m,llama_60m' },
     steps: { type: 'string', default: '8' },
@@ -48,8 +48,8 @@ const { values: v } = parseArgs({
     'skip-memory': { type: 'boolean', default: false },
     'skip-overlap': { type: 'boolean', default: false },
   },
-});
-const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
+}));
+const int = (name: string, s: string | undefined, min = 1): number => scriptOptions(() => parseIntOption(`--${name}`, min)(String(s)));
 const steps = int('steps', v.steps), skip = int('skip', v.skip, 0), seqLen = int('seq-len', v['seq-len']), batch = int('batch', v.batch), rank = int('rank', v.rank);
 if (skip >= steps) throw new Error(`--skip ${skip} leaves no timed update of --steps ${steps}`);
 if (batch % 2) throw new Error(`--batch ${batch} must split over 2 processes`);

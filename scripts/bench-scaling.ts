@@ -7,9 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { findLargest, largestTable, runContextSweep, runSizeSweep, scalingTable, type LargestResult } from '../src/bench/scaling.ts';
-import { parseFloatOption, parseIntOption } from '../src/cli/errors.ts';
+import { parseFloatOption, parseIntOption, scriptOptions } from '../src/cli/errors.ts';
 
-const { values: v } = parseArgs({
+const { values: v } = scriptOptions(() => parseArgs({
   options: {
     'micro-batch': { type: 'string', default: '8' },
     'context-tokens': { type: 'string', default: '2048' },
@@ -27,16 +27,16 @@ const { values: v } = parseArgs({
     markdown: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
-});
+}));
 
-const int = (name: string, s: string | undefined, min = 1): number => parseIntOption(`--${name}`, min)(String(s));
+const int = (name: string, s: string | undefined, min = 1): number => scriptOptions(() => parseIntOption(`--${name}`, min)(String(s)));
 
 const fraction = Number(v['memory-fraction']);
 if (!(fraction > 0 && fraction <= 1)) throw new Error(`--memory-fraction: expected a number in (0, 1], got "${v['memory-fraction']}"`);
 const opts = {
   microBatch: int('micro-batch', v['micro-batch']),
   rank: int('rank', v.rank),
-  ...(v['lora-dropout'] !== undefined ? { loraDropout: parseFloatOption('--lora-dropout')(v['lora-dropout']) } : {}),
+  ...(v['lora-dropout'] !== undefined ? { loraDropout: scriptOptions(() => parseFloatOption('--lora-dropout')(v['lora-dropout']!)) } : {}),
   contextTokens: int('context-tokens', v['context-tokens']),
   steps: int('steps', v.steps),
   warmup: int('warmup', v.warmup, 0),

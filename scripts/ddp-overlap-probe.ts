@@ -12,8 +12,9 @@ import { parseArgs } from 'node:util';
 import { K, setBackend } from '../src/engine/backend.ts';
 import { median } from '../src/bench/table.ts';
 import { worldCommunicator } from '../src/parallel/launch.ts';
+import { scriptOptions } from '../src/cli/errors.ts';
 
-const { values: v } = parseArgs({ options: { mib: { type: 'string', default: '16' }, repeats: { type: 'string', default: '5' } } });
+const { values: v } = scriptOptions(() => parseArgs({ options: { mib: { type: 'string', default: '16' }, repeats: { type: 'string', default: '5' } } }));
 const comm = worldCommunicator();
 setBackend('native', 1);
 const bucket = new Float32Array((Number(v.mib) * 2 ** 20) / 4).fill(1);

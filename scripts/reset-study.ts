@@ -23,8 +23,9 @@ import { loraLayers } from '../src/relora/wrap.ts';
 import { resolveConfig, type TrainConfigInput } from '../src/train/config.ts';
 import type { MetricRecord } from '../src/train/metrics.ts';
 import { train, type RankHook } from '../src/train/trainer.ts';
+import { scriptOptions } from '../src/cli/errors.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptOptions(() => parseArgs({
   options: {
     model: { type: 'string' },
     steps: { type: 'string', default: '1000' },
@@ -38,7 +39,7 @@ const { values: args } = parseArgs({
     /** Any other config keys, as a JSON object. */
     config: { type: 'string', default: '{}' },
   },
-});
+}));
 
 function count(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

@@ -21,8 +21,9 @@ import { parseArgs } from 'node:util';
 import { NAMED_CONFIGS } from '../src/nn/config.ts';
 import { lineChartSpec, renderSvg } from '../src/report/chart.ts';
 import { configFlags, inParallel, list, meanStd, readRun, trainOnce, whole, type SavedRun } from './train-runs.ts';
+import { scriptOptions } from '../src/cli/errors.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = scriptOptions(() => parseArgs({
   options: {
     models: { type: 'string', default: 'llama_9m' },
     seeds: { type: 'string', default: '0,1,2' },
@@ -40,7 +41,7 @@ const { values: args } = parseArgs({
     /** Train nothing: write the pages from the finished runs in OUT/metrics alone. */
     assemble: { type: 'boolean', default: false },
   },
-});
+}));
 
 const METHODS = {
   full: { label: 'full-rank', flags: (_w: number) => ['--mode', 'full'] },

@@ -111,12 +111,28 @@ test('relora bench step --json prints the documented fields', () => {
   assert.match(bad.stderr, /mode: unknown value "half"/);
 });
 
+test('benchmark scripts answer a bad flag or value with a usage error, not a stack trace', () => {
+  for (const [script, argv, want] of [
+    ['scripts/bench-compare.ts', ['--rounds', 'x'], /--rounds: expected an integer >= 1, got "x"/],
+    ['scripts/bench-scaling.ts', ['--bogus'], /Unknown option '--bogus'/],
+    ['scripts/study.ts', ['--nope'], /Unknown option '--nope'/],
+  ] as const) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...argv], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${script}: ${r.stderr}`);
+    assert.match(r.stderr, want);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `${script} printed a stack trace`);
+  }
+});
+
 test('child commands pass the same step to both sides', () => {
   const args = { model: 'llama_20m', mode: 'relora', seqLen: 256, microBatch: 8, steps: 5, warmup: 2, threads: 2 };
   const [, ours] = oursCommand(args), [, torch] = torchCommand(args);
   const flags = (argv: string[]): string => argv.slice(argv.indexOf('--model')).join(' ');
   assert.equal(flags(ours), flags(torch));
   assert.deepEqual(ours.slice(ours.indexOf('--threads'), ours.indexOf('--threads') + 2), ['--threads', '2']);
+  // Ours always on the native backend: auto would fall back to js when the addon is stale.
+  assert.deepEqual(ours.slice(ours.indexOf('--backend'), ours.indexOf('--backend') + 2), ['--backend', 'native']);
+  assert.ok(ratioCommand(args)[1].includes('native'));
   assert.deepEqual(torch.slice(torch.indexOf('--threads'), torch.indexOf('--threads') + 2), ['--threads', '2']);
   assert.equal(parseRecord('warming up\n{"tokens_per_s": 5, "x": 1}\n')!.tokens_per_s, 5);
   assert.equal(parseRecord('{"no": 1}\nnot json {'), null);

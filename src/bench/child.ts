@@ -77,8 +77,10 @@ function commonFlags(a: StepArgs): string[] {
 }
 
 /** Our CLI from source through tsx, on a.threads threads. */
+// The native backend, never auto's js fallback: a missing or out-of-date addon is then an error
+// for that setup instead of a figure 50× too slow.
 function cliCommand(a: StepArgs, args: string[]): [string, string[]] {
-  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--threads', String(a.threads), ...args]];
+  return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--backend', 'native', '--threads', String(a.threads), ...args]];
 }
 
 /** argv (after the executable) of our side: `relora bench step`. */

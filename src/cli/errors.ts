@@ -10,6 +10,19 @@ export function fail(err: unknown): never {
   process.exit(err instanceof UsageError ? 2 : 1);
 }
 
+/**
+ * A script's option parsing (node:util parseArgs, parseIntOption…): a bad flag or value ends the
+ * process as a usage error — message, exit 2 — never a stack trace.
+ */
+export function scriptOptions<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    fail(typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS') ? new UsageError((err as Error).message) : err);
+  }
+}
+
 export function parseIntOption(name: string, min = 1): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
