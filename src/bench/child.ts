@@ -78,7 +78,7 @@ function commonFlags(a: StepArgs): string[] {
 
 /** Our CLI from source through tsx, on a.threads threads. */
 // The native backend, never auto's js fallback: a missing or out-of-date addon is then an error
-// for that setup instead of a figure 50× too slow.
+// for that setup instead of a figure from the much slower js oracle.
 function cliCommand(a: StepArgs, args: string[]): [string, string[]] {
   return [process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src', 'cli', 'entry.ts'), '--backend', 'native', '--threads', String(a.threads), ...args]];
 }
