@@ -16,6 +16,7 @@
         "src/kernels/rmsnorm.c",
         "src/kernels/rope.c",
         "src/kernels/attention.c",
+        "src/kernels/attention_bf16.c",
         "src/kernels/activations.c",
         "src/kernels/dropout.c",
         "src/kernels/cross_entropy.c",

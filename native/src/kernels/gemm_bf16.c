@@ -27,6 +27,7 @@ typedef struct {
   int transA, transB;
   int64_t M, N, K, lda, ldb, ldc;
   float alpha, beta;
+  relora_bf16_batch batch; /* all zeros for a single matrix */
   dnnl_primitive_t prim;
   dnnl_memory_t a, b, c;
 } bf16_entry;
@@ -46,12 +47,18 @@ static void release(bf16_entry *e) {
   e->used = 0;
 }
 
-/* Row-major rows×cols matrix with row stride ld, or its transpose stored cols×rows. */
+/* Row-major rows×cols matrix with row stride ld, or its transpose stored cols×rows; with a batch,
+ * batch->outer × batch->inner of them, matrix (i, j) at i·stride[0] + j·stride[1]. */
 static dnnl_status_t matrix_desc(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t ld, int trans,
-                                 dnnl_data_type_t dt) {
-  dnnl_dims_t dims = {rows, cols};
-  dnnl_dims_t strides = {trans ? 1 : ld, trans ? ld : 1};
-  return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+                                 dnnl_data_type_t dt, const relora_bf16_batch *batch, const int64_t *stride) {
+  if (!batch->outer) {
+    dnnl_dims_t dims = {rows, cols};
+    dnnl_dims_t strides = {trans ? 1 : ld, trans ? ld : 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+  }
+  dnnl_dims_t dims = {batch->outer, batch->inner, rows, cols};
+  dnnl_dims_t strides = {stride[0], stride[1], trans ? 1 : ld, trans ? ld : 1};
+  return dnnl_memory_desc_init_by_strides(md, 4, dims, dt, strides);
 }
 
 static dnnl_status_t build(bf16_entry *e) {
@@ -61,9 +68,10 @@ static dnnl_status_t build(bf16_entry *e) {
     if ((st = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags)) != dnnl_success) return st;
   }
   dnnl_memory_desc_t a, b, c;
-  if ((st = matrix_desc(&a, e->M, e->K, e->lda, e->transA, dnnl_bf16)) != dnnl_success ||
-      (st = matrix_desc(&b, e->K, e->N, e->ldb, e->transB, dnnl_bf16)) != dnnl_success ||
-      (st = matrix_desc(&c, e->M, e->N, e->ldc, 0, dnnl_f32)) != dnnl_success) {
+  const relora_bf16_batch *bt = &e->batch;
+  if ((st = matrix_desc(&a, e->M, e->K, e->lda, e->transA, dnnl_bf16, bt, bt->a)) != dnnl_success ||
+      (st = matrix_desc(&b, e->K, e->N, e->ldb, e->transB, dnnl_bf16, bt, bt->b)) != dnnl_success ||
+      (st = matrix_desc(&c, e->M, e->N, e->ldc, 0, dnnl_f32, bt, bt->c)) != dnnl_success) {
     return st;
   }
   dnnl_matmul_desc_t desc;
@@ -96,12 +104,13 @@ static dnnl_status_t build(bf16_entry *e) {
 }
 
 static int onednn_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A, int64_t lda,
-                     const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                     const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc, const relora_bf16_batch *batch) {
   bf16_entry *e = NULL;
   for (int i = 0; i < CACHE_SIZE && !e; i++) {
     bf16_entry *c = &cache[i];
     if (c->used && c->transA == transA && c->transB == transB && c->M == M && c->N == N && c->K == K &&
-        c->lda == lda && c->ldb == ldb && c->ldc == ldc && c->alpha == alpha && c->beta == beta) {
+        c->lda == lda && c->ldb == ldb && c->ldc == ldc && c->alpha == alpha && c->beta == beta &&
+        memcmp(&c->batch, batch, sizeof *batch) == 0) {
       e = c;
     }
   }
@@ -109,7 +118,7 @@ static int onednn_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_
     e = &cache[next_victim];
     next_victim = (next_victim + 1) % CACHE_SIZE;
     release(e);
-    *e = (bf16_entry){0, transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, NULL, NULL, NULL, NULL};
+    *e = (bf16_entry){0, transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, *batch, NULL, NULL, NULL, NULL};
     dnnl_status_t st = build(e);
     if (st != dnnl_success) {
       release(e);
@@ -126,13 +135,27 @@ static int onednn_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_
 }
 #endif
 
+static const relora_bf16_batch single = {0};
+
 int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (M == 0 || N == 0) return 0;
 #ifdef RELORA_USE_ONEDNN
   /* No product: a zero-sized primitive is an error in oneDNN, and SGEMM handles beta alone. */
   if (K == 0 || alpha == 0.0f) return relora_sgemm(transA, transB, M, N, 0, 1.0f, NULL, 1, NULL, 1, beta, C, ldc);
-  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &single);
+#else
+  (void)transA, (void)transB, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+  return RELORA_ENOBF16;
+#endif
+}
+
+int relora_gemm_bf16_batched(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                             int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                             const relora_bf16_batch *batch) {
+  if (M == 0 || N == 0 || batch->outer == 0 || batch->inner == 0) return 0;
+#ifdef RELORA_USE_ONEDNN
+  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch);
 #else
   (void)transA, (void)transB, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
   return RELORA_ENOBF16;
@@ -188,7 +211,7 @@ int relora_bf16_available(void) {
   if (known < 0) {
     static uint16_t a[16 * 16], b[16 * 16];
     static float c[16 * 16];
-    known = relora_bf16_isa() != RELORA_BF16_NONE && onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 16) == 0;
+    known = relora_bf16_isa() != RELORA_BF16_NONE && onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 16, &single) == 0;
   }
   return known;
 #else

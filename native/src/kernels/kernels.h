@@ -76,6 +76,16 @@ void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n);
 /* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */
 int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* A grid of outer × inner matrices: matrix (i, j) of A starts at A + i·a[0] + j·a[1] (elements), so
+ * one call covers [B, H] heads whatever the layout. */
+typedef struct {
+  int64_t outer, inner;
+  int64_t a[2], b[2], c[2];
+} relora_bf16_batch;
+/* relora_gemm_bf16 for every matrix of the grid in one oneDNN call (K > 0, alpha != 0). */
+int relora_gemm_bf16_batched(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                             int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                             const relora_bf16_batch *batch);
 /* Whether relora_gemm_bf16 runs on bf16 hardware here (the CPU has it, and a small product works). */
 int relora_bf16_available(void);
 /* The bf16 instructions oneDNN detects at run time: */
@@ -115,6 +125,17 @@ int relora_attention_forward(const float *q, const float *k, const float *v, flo
                              int64_t T, int64_t H, int64_t D, float scale);
 int relora_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *probs,
                               float *dq, float *dk, float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
+
+/* Shared by both attention kernels: the causal softmax of score rows [t0, t1) of one head (row
+ * stride T), in place; and its backward for row t (ds = dP in, scale·dS out, zeroed on (t, end)). */
+void relora_causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1);
+void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_t end, float scale);
+
+/* ---- attention_bf16.c: bf16 mixed precision, saved = q, k, v as bf16 [3][B][H][T][D] ---- */
+int relora_attention_forward_bf16(const float *q, const float *k, const float *v, float *out, float *probs,
+                                  uint16_t *saved, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
+int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, const float *probs, float *dq, float *dk,
+                                   float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
 
 /* ---- activations.c ---- */
 void relora_silu_forward(const float *x, float *out, int64_t n);

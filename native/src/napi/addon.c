@@ -116,6 +116,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("ropeBackward", napi_rope_backward),
       FN("attentionForward", napi_attention_forward),
       FN("attentionBackward", napi_attention_backward),
+      FN("attentionForwardBf16", napi_attention_forward_bf16),
+      FN("attentionBackwardBf16", napi_attention_backward_bf16),
       FN("siluForward", napi_silu_forward),
       FN("siluBackward", napi_silu_backward),
       FN("swigluForward", napi_swiglu_forward),

@@ -37,6 +37,8 @@ napi_value napi_rope_forward(napi_env env, napi_callback_info info);
 napi_value napi_rope_backward(napi_env env, napi_callback_info info);
 napi_value napi_attention_forward(napi_env env, napi_callback_info info);
 napi_value napi_attention_backward(napi_env env, napi_callback_info info);
+napi_value napi_attention_forward_bf16(napi_env env, napi_callback_info info);
+napi_value napi_attention_backward_bf16(napi_env env, napi_callback_info info);
 napi_value napi_silu_forward(napi_env env, napi_callback_info info);
 napi_value napi_silu_backward(napi_env env, napi_callback_info info);
 napi_value napi_swiglu_forward(napi_env env, napi_callback_info info);

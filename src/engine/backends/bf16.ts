@@ -30,7 +30,7 @@ export function roundBf16(src: Float32Array, dst: Float32Array, n: number): void
 }
 
 /** dst[i] = the fp32 value of packed bf16 element i (exact: bf16 is fp32 with a shorter mantissa). */
-function widenBf16(src: Float32Array, dst: Float32Array, n: number): void {
+export function widenBf16(src: Float32Array, dst: Float32Array, n: number): void {
   const s = new Uint16Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);
   for (let i = 0; i < n; i++) d[i] = s[i] << 16;
 }

@@ -5,6 +5,7 @@
  */
 import { acquire, release } from '../pool.ts';
 import { hash32 } from '../rng.ts';
+import { emulatedAttentionBf16 } from './attention-bf16.ts';
 import { emulatedGemmBf16, roundBf16, toBf16Packed } from './bf16.ts';
 import { composedCrossEntropyFused } from './composed.ts';
 import type { Kernels } from './kernels.ts';
@@ -361,6 +362,7 @@ export const jsKernels: Kernels = {
   roundBf16,
   gemmBf16: emulatedGemmBf16(gemm),
   hasBf16Gemm: () => false,
+  ...emulatedAttentionBf16(gemm),
 
   adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2) {
     need('adamw', 'param', param, n); need('adamw', 'grad', grad, n); need('adamw', 'm', m, n); need('adamw', 'v', v, n);

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { emulatedAttentionBf16 } from './attention-bf16.ts';
 import { emulatedGemmBf16 } from './bf16.ts';
 import type { Kernels } from './kernels.ts';
 
@@ -96,6 +97,7 @@ export function loadNativeKernels(): Kernels | null {
   let bf16: boolean | null = null;
   const hasBf16Gemm = (): boolean => (bf16 ??= a.bf16Available());
   const emulated = emulatedGemmBf16(a.gemm);
+  const emulatedAttention = emulatedAttentionBf16(a.gemm);
   const k: Kernels = {
     name: 'native',
     blas: a.blas,
@@ -118,6 +120,8 @@ export function loadNativeKernels(): Kernels | null {
     ropeBackward: a.ropeBackward,
     attentionForward: a.attentionForward,
     attentionBackward: a.attentionBackward,
+    attentionForwardBf16: (...args) => (hasBf16Gemm() ? a.attentionForwardBf16 : emulatedAttention.attentionForwardBf16)(...args),
+    attentionBackwardBf16: (...args) => (hasBf16Gemm() ? a.attentionBackwardBf16 : emulatedAttention.attentionBackwardBf16)(...args),
     siluForward: a.siluForward,
     siluBackward: a.siluBackward,
     swigluForward: a.swigluForward,

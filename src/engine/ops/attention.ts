@@ -1,11 +1,11 @@
 /**
  * Causal multi-head self-attention as one fused op: softmax(q·kᵀ/√D + causal mask)·v. In bf16
- * precision q, k and v enter rounded to bf16 (the operands autocast's attention products take);
- * the kernel accumulates and takes the softmax in fp32.
+ * precision its products take bf16 operands as autocast's do — q, k, v, the probabilities, the
+ * gradients (Kernels.attentionForwardBf16) — accumulating in fp32 with an fp32 softmax, and the
+ * backward reads the kernel's bf16 copies of q, k and v, not the tensors.
  */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { roundedToBf16 } from './bf16.ts';
 import { gradZeroed } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
@@ -23,21 +23,27 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
   const scale = 1 / Math.sqrt(D);
   const out = Tensor.empty(q.shape, false);
   const probs = Tensor.empty([B, heads, T, T], false);
-  const rounded = matmulPrecision() === 'bf16' ? [q, k, v].map((t) => roundedToBf16(t.buf, t.size)) : null;
-  const [qd, kd, vd] = rounded ? rounded.map((t) => t.buf) : [q.buf, k.buf, v.buf];
-  K().attentionForward(qd, kd, vd, out.buf, probs.buf, B, T, heads, D, scale);
+  const bf16 = matmulPrecision() === 'bf16';
+  // q, k, v as bf16, packed two per float (Kernels.attentionForwardBf16's `saved`).
+  const saved = bf16 ? Tensor.empty([Math.ceil((3 * q.size) / 2)], false) : null;
+  if (saved) K().attentionForwardBf16(q.buf, k.buf, v.buf, out.buf, probs.buf, saved.buf, B, T, heads, D, scale);
+  else K().attentionForward(q.buf, k.buf, v.buf, out.buf, probs.buf, B, T, heads, D, scale);
   const grads = recording(q, k, v);
-  if (!grads) rounded?.forEach((t) => t.dispose());
+  if (!grads) saved?.dispose();
   if (grads) {
     out.requiresGrad = true;
     out.node = {
       op: 'attention',
       inputs: [q, k, v],
-      // In bf16 backward reads the rounded copies, not q, k and v.
-      ...(rounded ? { reads: [] } : {}),
+      ...(saved ? { reads: [] } : {}),
       backward(g) {
-        K().attentionBackward(g, qd, kd, vd, probs.buf, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);
-        rounded?.forEach((t) => t.dispose());
+        const [dq, dk, dv] = [gradZeroed(q), gradZeroed(k), gradZeroed(v)];
+        if (saved) {
+          K().attentionBackwardBf16(g, saved.buf, probs.buf, dq, dk, dv, B, T, heads, D, scale);
+          saved.dispose();
+        } else {
+          K().attentionBackward(g, q.buf, k.buf, v.buf, probs.buf, dq, dk, dv, B, T, heads, D, scale);
+        }
       },
     };
   }

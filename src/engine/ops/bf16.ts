@@ -209,10 +209,3 @@ export function frozenProduct(bf16: boolean, transW: boolean, rows: number, cols
   const ldx = inner, ldw = transW ? inner : cols;
   mixedGemm(bf16, false, transW, rows, cols, inner, 1, X, ldx, W, ldw, beta, C, cols);
 }
-
-/** dst = src with every value rounded to bf16 (kept as fp32): what a bf16 operand holds. */
-export function roundedToBf16(src: Float32Array, n: number): Tensor {
-  const out = Tensor.empty([n], false);
-  K().roundBf16(src, out.buf, n);
-  return out;
-}

@@ -10,8 +10,10 @@
  */
 import { Worker } from 'node:worker_threads';
 
+import { emulatedAttentionBf16 } from '../attention-bf16.ts';
 import { emulatedGemmBf16, roundBf16, toBf16Packed } from '../bf16.ts';
 import { composedCrossEntropyFused } from '../composed.ts';
+import { jsKernels } from '../js.ts';
 import type { Kernels } from '../kernels.ts';
 import { OUTPUTS, REPLY_HEADER_BYTES, STATUS_ERROR, STATUS_PENDING, type BatchMessage } from './bridge-protocol.ts';
 import type { AdapterReport } from './gpu.ts';
@@ -243,6 +245,7 @@ export function loadWebGpuKernels(): Kernels {
   const via = (name: string) => (...args: unknown[]) => b.call(name, args);
   const gemm = via('gemm') as Kernels['gemm'];
   const emulated = emulatedGemmBf16(gemm);
+  const hostAttention = emulatedAttentionBf16(jsKernels.gemm);
   const k: Partial<Kernels> & Record<string, unknown> = {
     name: 'webgpu',
     blas: `webgpu (${adapter!.name})`,
@@ -277,6 +280,16 @@ export function loadWebGpuKernels(): Kernels {
       emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     },
     hasBf16Gemm: () => false,
+    attentionForwardBf16: (q, kk, v, out, probs, saved, B, T, H, D, scale) => {
+      b.mirror.toHostMany([q, kk, v]);
+      for (const w of [out, probs, saved]) b.mirror.toHostForOverwrite(w);
+      hostAttention.attentionForwardBf16(q, kk, v, out, probs, saved, B, T, H, D, scale);
+    },
+    attentionBackwardBf16: (dout, saved, probs, dq, dk, dv, B, T, H, D, scale) => {
+      b.mirror.toHostMany([dout, saved, probs]);
+      for (const w of [dq, dk, dv]) if (w) b.mirror.toHost(w, true);
+      hostAttention.attentionBackwardBf16(dout, saved, probs, dq, dk, dv, B, T, H, D, scale);
+    },
     crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels)(...args),
     deviceMirror: b.mirror,
   };

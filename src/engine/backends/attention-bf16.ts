@@ -1,0 +1,115 @@
+/**
+ * Kernels.attentionForwardBf16 and attentionBackwardBf16 through an fp32 `gemm`: every operand
+ * rounded to bf16 (and held as the exact fp32 value it stands for), each product over a head's
+ * whole T×T square (the zeros above the diagonal add nothing), the softmax and its gradient in
+ * TypeScript. The js backend's kernels, and the native backend's where oneDNN cannot run bf16
+ * matmuls: the same roundings at the same points as native/src/kernels/attention_bf16.c, so the
+ * two agree up to summation order.
+ */
+import { acquire, release } from '../pool.ts';
+import { roundBf16, toBf16Packed, widenBf16 } from './bf16.ts';
+import type { Kernels } from './kernels.ts';
+
+type AttentionBf16 = Pick<Kernels, 'attentionForwardBf16' | 'attentionBackwardBf16'>;
+
+function check(kernel: string, B: number, T: number, H: number, D: number, arrays: [string, Float32Array | null, number][]): void {
+  for (const [name, v] of Object.entries({ B, T, H, D })) {
+    if (!Number.isInteger(v) || v < 0) throw new Error(`${kernel}: ${name} must be a non-negative integer, got ${v}`);
+  }
+  for (const [name, a, n] of arrays) {
+    if (a && a.length < n) throw new Error(`${kernel}: ${name} has ${a.length} elements, needs at least ${n}`);
+  }
+}
+
+/** dst[b][h][t][:] = src[b][t][h][:] (activations to head-major). */
+function toHeadMajor(src: Float32Array, dst: Float32Array, B: number, T: number, H: number, D: number): void {
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) {
+    const from = ((b * T + t) * H + h) * D, to = ((b * H + h) * T + t) * D;
+    dst.set(src.subarray(from, from + D), to);
+  }
+}
+
+/** dst[b][t][h][:] += src[b][h][t][:] (a head-major gradient into activations). */
+function addActivations(src: Float32Array, dst: Float32Array, B: number, T: number, H: number, D: number): void {
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) {
+    const to = ((b * T + t) * H + h) * D, from = ((b * H + h) * T + t) * D;
+    for (let d = 0; d < D; d++) dst[to + d] += src[from + d];
+  }
+}
+
+export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
+  return {
+    attentionForwardBf16(q, k, v, out, probs, saved, B, T, H, D, scale) {
+      const n = B * T * H * D, rows = B * H * T, TD = T * D, TT = T * T;
+      check('attentionForwardBf16', B, T, H, D, [['q', q, n], ['k', k, n], ['v', v, n], ['out', out, n], ['probs', probs, rows * T], ['saved', saved, Math.ceil((3 * n) / 2)]]);
+      if (n === 0) return;
+      const qkv = acquire(3 * n, false), pb = acquire(rows * T, false);
+      try {
+        [q, k, v].forEach((x, i) => toHeadMajor(x, qkv.subarray(i * n, (i + 1) * n), B, T, H, D));
+        roundBf16(qkv, qkv, 3 * n);
+        toBf16Packed(qkv, saved, 3 * n);
+        const [qh, kh, vh] = [0, 1, 2].map((i) => qkv.subarray(i * n, (i + 1) * n));
+        gemm(false, true, T, T, D, scale, qh, D, TD, kh, D, TD, 0, probs, T, TT, B * H);
+        for (let r = 0; r < rows; r++) {
+          const t = r % T, row = probs.subarray(r * T, (r + 1) * T);
+          let max = -Infinity;
+          for (let s = 0; s <= t; s++) max = Math.max(max, row[s]);
+          let denom = 0;
+          for (let s = 0; s <= t; s++) {
+            row[s] = Math.exp(row[s] - max);
+            denom += row[s];
+          }
+          const inv = Math.fround(1 / denom);
+          for (let s = 0; s <= t; s++) row[s] *= inv;
+          row.fill(0, t + 1);
+        }
+        roundBf16(probs, pb, rows * T);
+        for (let b = 0; b < B; b++) {
+          gemm(false, false, T, D, T, 1, pb.subarray(b * H * TT), T, TT, vh.subarray(b * H * TD), D, TD, 0, out.subarray(b * T * H * D), H * D, D, H);
+        }
+      } finally {
+        release(qkv);
+        release(pb);
+      }
+    },
+
+    attentionBackwardBf16(dout, saved, probs, dq, dk, dv, B, T, H, D, scale) {
+      const n = B * T * H * D, rows = B * H * T, TD = T * D, TT = T * T, BH = B * H;
+      check('attentionBackwardBf16', B, T, H, D, [['dout', dout, n], ['saved', saved, Math.ceil((3 * n) / 2)], ['probs', probs, rows * T], ['dq', dq, n], ['dk', dk, n], ['dv', dv, n]]);
+      if (n === 0 || (!dq && !dk && !dv)) return;
+      const qkv = acquire(3 * n, false), g = acquire(n, false), grad = acquire(n, false), sq = acquire(rows * T, false);
+      try {
+        widenBf16(saved, qkv, 3 * n);
+        const [qh, kh, vh] = [0, 1, 2].map((i) => qkv.subarray(i * n, (i + 1) * n));
+        toHeadMajor(dout, g, B, T, H, D);
+        roundBf16(g, g, n);
+        if (dv) {
+          roundBf16(probs, sq, rows * T);
+          gemm(true, false, T, D, T, 1, sq, T, TT, g, D, TD, 0, grad, D, TD, BH);
+          addActivations(grad, dv, B, T, H, D);
+        }
+        if (!dq && !dk) return;
+        gemm(false, true, T, T, D, 1, g, D, TD, vh, D, TD, 0, sq, T, TT, BH);
+        for (let r = 0; r < rows; r++) {
+          const t = r % T, ds = sq.subarray(r * T, (r + 1) * T), p = probs.subarray(r * T, (r + 1) * T);
+          let dot = 0;
+          for (let s = 0; s <= t; s++) dot += ds[s] * p[s];
+          const fdot = Math.fround(dot);
+          for (let s = 0; s <= t; s++) ds[s] = Math.fround(p[s] * Math.fround(ds[s] - fdot)) * scale;
+          ds.fill(0, t + 1);
+        }
+        roundBf16(sq, sq, rows * T);
+        if (dq) {
+          gemm(false, false, T, D, T, 1, sq, T, TT, kh, D, TD, 0, grad, D, TD, BH);
+          addActivations(grad, dq, B, T, H, D);
+        }
+        if (dk) {
+          gemm(true, false, T, D, T, 1, sq, T, TT, qh, D, TD, 0, grad, D, TD, BH);
+          addActivations(grad, dk, B, T, H, D);
+        }
+      } finally {
+        for (const a of [qkv, g, grad, sq]) release(a);
+      }
+    },
+  };
+}
