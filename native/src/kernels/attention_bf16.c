@@ -89,11 +89,12 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
   const int64_t n = B * T * H * D, HD = H * D, TT = T * T, rows = H * T;
   if (n == 0 || (!dq && !dk && !dv)) return 0;
   const uint16_t *qh = saved, *kh = saved + n, *vh = saved + 2 * n;
-  /* bf16 gradient (n); one batch element's bf16 P, then dS (H·T·T); its fp32 dP (H·T·T) */
-  uint16_t *gh = scratch_of((size_t)(n + H * TT) * sizeof(uint16_t) + (size_t)(H * TT) * sizeof(float));
+  const int need_ds = dq || dk;
+  /* bf16 gradient (n); one batch element's bf16 P and bf16 dS (H·T·T each); its fp32 dP (H·T·T) */
+  uint16_t *gh = scratch_of((size_t)(n + 2 * H * TT) * sizeof(uint16_t) + (size_t)(H * TT) * sizeof(float));
   if (!gh) return RELORA_ENOMEM;
-  uint16_t *pb = gh + n;
-  float *dP = (float *)(pb + H * TT);
+  uint16_t *pb = gh + n, *dsb = pb + H * TT;
+  float *dP = (float *)(dsb + H * TT);
   pack_head_major(dout, gh, B, T, H, D);
   relora_bf16_batch to_grad = {1, H, SCORES(T, H), HEAD_MAJOR(T, H, D), ACTIVATIONS(T, H, D)};
   relora_bf16_batch scores = {1, H, HEAD_MAJOR(T, H, D), HEAD_MAJOR(T, H, D), SCORES(T, H)};
@@ -101,24 +102,21 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
   for (int64_t b = 0; b < B && !st; b++) {
     const float *P = probs + b * H * TT;
     const int64_t head = b * H * T * D, act = b * T * HD;
-    if (dv) {
-      /* dv += bf16(P)ᵀ·g */
-      relora_to_bf16(P, pb, rows * T);
-      st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, pb, T, gh + head, D, 1.0f, dv + act, HD, &to_grad);
-      if (st) break;
-    }
-    if (!dq && !dk) continue;
-    /* dP = g·vᵀ, then dS = scale · P ∘ (dP − rowsum(dP ∘ P)), rounded into pb */
-    st = relora_gemm_bf16_batched(0, 1, T, T, D, 1.0f, gh + head, D, vh + head, D, 0.0f, dP, T, &scores);
+    /* dP = g·vᵀ */
+    if (need_ds) st = relora_gemm_bf16_batched(0, 1, T, T, D, 1.0f, gh + head, D, vh + head, D, 0.0f, dP, T, &scores);
     if (st) break;
+    /* One pass over P: its bf16 copy, and dS = scale · P ∘ (dP − rowsum(dP ∘ P)) rounded to bf16 */
 #pragma omp parallel for if (rows * T >= RELORA_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
+      if (dv) relora_to_bf16_span((const uint32_t *)(P + r * T), pb + r * T, T);
+      if (!need_ds) continue;
       relora_causal_softmax_grad_row(dP + r * T, P + r * T, r % T, T, scale);
-      relora_to_bf16_span((const uint32_t *)(dP + r * T), pb + r * T, T);
+      relora_to_bf16_span((const uint32_t *)(dP + r * T), dsb + r * T, T);
     }
-    /* dq += bf16(dS)·k ;  dk += bf16(dS)ᵀ·q */
-    if (dq) st = relora_gemm_bf16_batched(0, 0, T, D, T, 1.0f, pb, T, kh + head, D, 1.0f, dq + act, HD, &to_grad);
-    if (!st && dk) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, pb, T, qh + head, D, 1.0f, dk + act, HD, &to_grad);
+    /* dv += bf16(P)ᵀ·g ;  dq += bf16(dS)·k ;  dk += bf16(dS)ᵀ·q */
+    if (dv) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, pb, T, gh + head, D, 1.0f, dv + act, HD, &to_grad);
+    if (!st && dq) st = relora_gemm_bf16_batched(0, 0, T, D, T, 1.0f, dsb, T, kh + head, D, 1.0f, dq + act, HD, &to_grad);
+    if (!st && dk) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, dsb, T, qh + head, D, 1.0f, dk + act, HD, &to_grad);
   }
   return st;
 }
