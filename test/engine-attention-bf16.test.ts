@@ -1,7 +1,8 @@
 /**
  * Attention in bf16 mixed precision (Kernels.attentionForwardBf16 / attentionBackwardBf16): the js
  * kernels equal a plain per-element evaluation of the contract (q, k, v, P, the upstream gradient
- * and dS rounded to bf16 where they enter a product, softmax and its gradient in fp32); native
+ * and dS rounded to bf16 where they enter a product, softmax and its gradient in fp32; the
+ * backward's P computed again from each row's stats, which hold the row's max and 1/sum); native
  * (oneDNN on AMX / AVX512-BF16, or its emulation) agrees with js far closer than bf16 differs from
  * fp32; `saved` holds toBf16's rounding of q, k, v head-major; bad sizes are refused by name.
  */
@@ -32,7 +33,7 @@ function bf(x: number): number {
 function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32Array, B: number, T: number, H: number, D: number) {
   const scale = 1 / Math.sqrt(D), at = (b: number, t: number, h: number) => ((b * T + t) * H + h) * D;
   const n = B * T * H * D, out = new Float64Array(n), dq = new Float64Array(n), dk = new Float64Array(n), dv = new Float64Array(n);
-  const probs = new Float64Array(B * H * T * T);
+  const probs = new Float64Array(B * H * T * T), stats = new Float64Array(B * H * T * 2);
   for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
     const P = (t: number, s: number) => probs[((b * H + h) * T + t) * T + s];
     for (let t = 0; t < T; t++) {
@@ -43,6 +44,7 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32
         z.push(Math.fround(dot * scale));
       }
       const max = Math.max(...z), e = z.map((x) => Math.exp(x - max)), sum = e.reduce((a, c) => a + c, 0);
+      stats.set([max, 1 / sum], ((b * H + h) * T + t) * 2);
       e.forEach((x, s) => (probs[((b * H + h) * T + t) * T + s] = Math.fround(x / sum)));
       for (let d = 0; d < D; d++) {
         let acc = 0;
@@ -68,18 +70,18 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, g: Float32
       }
     }
   }
-  return { out, probs, dq, dk, dv };
+  return { out, stats, dq, dk, dv };
 }
 
 function run(kern: Kernels, q: Float32Array, k: Float32Array, v: Float32Array, g: Float32Array, B: number, T: number, H: number, D: number, want = [true, true, true]) {
-  const n = B * T * H * D, out = new Float32Array(n), probs = new Float32Array(B * H * T * T), saved = new Float32Array(Math.ceil((3 * n) / 2));
-  kern.attentionForwardBf16(q, k, v, out, probs, saved, B, T, H, D, 1 / Math.sqrt(D));
+  const n = B * T * H * D, out = new Float32Array(n), stats = new Float32Array(B * H * T * 2), saved = new Float32Array(Math.ceil((3 * n) / 2));
+  kern.attentionForwardBf16(q, k, v, out, stats, saved, B, T, H, D, 1 / Math.sqrt(D));
   // Gradients start non-zero: the kernel accumulates.
   const [dq, dk, dv] = want.map((w, i) => (w ? rand(n, 90 + i, 0.01) : null));
   const before = [dq, dk, dv].map((a) => a && Float32Array.from(a));
-  kern.attentionBackwardBf16(g, saved, probs, dq, dk, dv, B, T, H, D, 1 / Math.sqrt(D));
+  kern.attentionBackwardBf16(g, saved, stats, dq, dk, dv, B, T, H, D, 1 / Math.sqrt(D));
   const added = [dq, dk, dv].map((a, i) => a && a.map((x, j) => x - before[i]![j]));
-  return { out, probs, saved, dq: added[0], dk: added[1], dv: added[2] };
+  return { out, stats, saved, dq: added[0], dk: added[1], dv: added[2] };
 }
 
 const SHAPES: [number, number, number, number][] = [[2, 5, 2, 4], [1, 3, 1, 3], [1, 1, 1, 2], [2, 17, 3, 8]];
@@ -89,7 +91,7 @@ test('js bf16 attention equals the contract evaluated element by element', () =>
     const n = B * T * H * D, q = rand(n, 1), k = rand(n, 2), v = rand(n, 3), g = rand(n, 4);
     const got = run(js, q, k, v, g, B, T, H, D), want = reference(q, k, v, g, B, T, H, D);
     const label = `[${B}, ${T}, ${H}, ${D}]`;
-    for (const name of ['out', 'probs', 'dq', 'dk', 'dv'] as const) {
+    for (const name of ['out', 'stats', 'dq', 'dk', 'dv'] as const) {
       const diff = maxRelDiff(got[name]!, Float32Array.from(want[name]));
       assert.ok(diff < 1e-5, `${name} ${label}: ${diff}`);
     }
@@ -115,7 +117,7 @@ test('native bf16 attention agrees with js, and both differ from fp32 by more', 
     for (const want of [[true, true, true], [false, true, false], [true, false, false], [false, false, true]]) {
       const a = run(nat, q, k, v, g, B, T, H, D, want), e = run(js, q, k, v, g, B, T, H, D, want);
       assert.deepEqual(new Uint16Array(a.saved.buffer, 0, 3 * n), new Uint16Array(e.saved.buffer, 0, 3 * n), `saved ${label}`);
-      for (const name of ['out', 'probs'] as const) assert.ok(maxRelDiff(a[name], e[name]) < 1e-5, `${name} ${label}: ${maxRelDiff(a[name], e[name])}`);
+      for (const name of ['out', 'stats'] as const) assert.ok(maxRelDiff(a[name], e[name]) < 1e-5, `${name} ${label}: ${maxRelDiff(a[name], e[name])}`);
       (['dq', 'dk', 'dv'] as const).forEach((name, i) => {
         assert.equal(a[name] === null, !want[i], `${name} ${label}: computed only when asked for`);
         // A product's operand that lands next to a bf16 rounding boundary may round one step apart.
@@ -140,11 +142,11 @@ test('native bf16 attention agrees with js, and both differ from fp32 by more', 
 test('bf16 attention refuses arrays that are too small, naming them', () => {
   const kernels = [js, loadNativeKernels()].filter((k): k is Kernels => k !== null);
   assert.equal(kernels.length, 2, `native addon not available: ${nativeLoadError()}`);
-  const n = 2 * 3 * 1 * 4, q = rand(n, 1), p = new Float32Array(18);
+  const n = 2 * 3 * 1 * 4, q = rand(n, 1), p = new Float32Array(12);
   for (const k of kernels) {
     assert.throws(() => k.attentionForwardBf16(q, q, q, new Float32Array(n), p, new Float32Array(17), 2, 3, 1, 4, 0.5), /attentionForwardBf16: saved has 17 .*36/);
     assert.throws(() => k.attentionForwardBf16(q, q.subarray(1), q, new Float32Array(n), p, new Float32Array(36), 2, 3, 1, 4, 0.5), /attentionForwardBf16: k has 23/);
-    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p.subarray(1), null, null, q, 2, 3, 1, 4, 0.5), /attentionBackwardBf16: probs has 17/);
+    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p.subarray(1), null, null, q, 2, 3, 1, 4, 0.5), /attentionBackwardBf16: stats has 11/);
     assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p, new Float32Array(3), null, null, 2, 3, 1, 4, 0.5), /attentionBackwardBf16: dq has 3/);
   }
 });

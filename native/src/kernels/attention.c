@@ -61,14 +61,22 @@ RELORA_CLONES static void row_softmax_grad(float *ds, const float *p, int64_t n,
   for (int64_t s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * scale;
 }
 
-/* Softmax over s <= t of each row in [t0, t1) of the scaled scores P (row stride T), zeroing s > t. */
-void relora_causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1) {
-  for (int64_t t = t0; t < t1; t++) {
-    float *row = P + t * T;
-    row_exp_minus(row, t + 1, row_max(row, t + 1));
-    row_scale(row, t + 1, (float)(1.0 / row_sum(row, t + 1)));
-    memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
-  }
+/* Causal softmax of score row t (row[0..t]; row[t+1..T) zeroed), in place: row = exp(row − max) · inv.
+ * stats, when given, gets {max, inv}, from which relora_causal_softmax_replay makes the row again. */
+void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats) {
+  float max = row_max(row, t + 1);
+  row_exp_minus(row, t + 1, max);
+  float inv = (float)(1.0 / row_sum(row, t + 1));
+  row_scale(row, t + 1, inv);
+  memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+  if (stats) stats[0] = max, stats[1] = inv;
+}
+
+/* The same row again from the same scores and its stats, bit for bit. */
+void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats) {
+  row_exp_minus(row, t + 1, stats[0]);
+  row_scale(row, t + 1, stats[1]);
+  memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
 }
 
 /* Softmax's backward for query row t: ds[s] = scale · p[s] · (ds[s] − Σ_s' ds[s']·p[s']) over s <= t,
@@ -90,7 +98,7 @@ int relora_attention_forward(const float *q, const float *k, const float *v, flo
     for (int64_t t0 = 0; t0 < T; t0 += ROW_BLOCK) {
       int64_t t1 = t0 + ROW_BLOCK < T ? t0 + ROW_BLOCK : T, rows = t1 - t0;
       int st = relora_sgemm(0, 1, rows, t1, D, scale, qb + t0 * HD, HD, kb, HD, 0.0f, P + t0 * T, T);
-      relora_causal_softmax_rows(P, T, t0, t1);
+      for (int64_t t = t0; t < t1; t++) relora_causal_softmax_row(P + t * T, t, T, NULL);
       st |= relora_sgemm(0, 0, rows, D, t1, 1.0f, P + t0 * T, T, vb, HD, 0.0f, ob + t0 * HD, HD);
       if (st) {
 #pragma omp atomic write

@@ -126,15 +126,18 @@ int relora_attention_forward(const float *q, const float *k, const float *v, flo
 int relora_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *probs,
                               float *dq, float *dk, float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
 
-/* Shared by both attention kernels: the causal softmax of score rows [t0, t1) of one head (row
- * stride T), in place; and its backward for row t (ds = dP in, scale·dS out, zeroed on (t, end)). */
-void relora_causal_softmax_rows(float *P, int64_t T, int64_t t0, int64_t t1);
+/* Shared by both attention kernels (attention.c): the causal softmax of score row t of one head, in
+ * place, optionally keeping {max, 1/sum} in stats; its replay from those stats; and its backward
+ * for row t (ds = dP in, scale·dS out, zeroed on (t, end)). */
+void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats);
+void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats);
 void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_t end, float scale);
 
-/* ---- attention_bf16.c: bf16 mixed precision, saved = q, k, v as bf16 [3][B][H][T][D] ---- */
-int relora_attention_forward_bf16(const float *q, const float *k, const float *v, float *out, float *probs,
+/* ---- attention_bf16.c: bf16 mixed precision; saved = q, k, v as bf16 [3][B][H][T][D], stats = each
+ * query row's softmax {max, 1/sum} [B][H][T][2] (backward recomputes P from them) ---- */
+int relora_attention_forward_bf16(const float *q, const float *k, const float *v, float *out, float *stats,
                                   uint16_t *saved, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
-int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, const float *probs, float *dq, float *dk,
+int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, const float *stats, float *dq, float *dk,
                                    float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
 
 /* ---- activations.c ---- */

@@ -203,10 +203,13 @@ napi_value napi_attention_backward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* bf16 (attention_bf16.c): `saved` holds q, k, v rounded to bf16, packed two per float. */
-static int saved_len(napi_env env, const char *k, size_t len, const attn_dims *d) {
-  int64_t values;
-  return mul_size(env, k, d->n, 3, &values) && require_len(env, k, "saved", len, (values + 1) / 2, "ceil(3*B*T*H*D / 2)");
+/* bf16 (attention_bf16.c): `saved` holds q, k, v rounded to bf16, packed two per float; `stats` two
+ * floats per query row. */
+static int bf16_lens(napi_env env, const char *k, size_t saved, size_t stats, const attn_dims *d) {
+  int64_t values, rows;
+  return mul_size(env, k, d->n, 3, &values) && require_len(env, k, "saved", saved, (values + 1) / 2, "ceil(3*B*T*H*D / 2)") &&
+         mul_size(env, k, d->B, d->H, &rows) && mul_size(env, k, rows, d->T, &rows) && mul_size(env, k, rows, 2, &rows) &&
+         require_len(env, k, "stats", stats, rows, "B*H*T*2");
 }
 
 static void attention_bf16_status(napi_env env, const char *k, int status) {
@@ -218,17 +221,16 @@ static void attention_bf16_status(napi_env env, const char *k, int status) {
 napi_value napi_attention_forward_bf16(napi_env env, napi_callback_info info) {
   const char *k = "attentionForwardBf16";
   napi_value a[11];
-  float *q, *kk, *v, *out, *probs, *saved;
-  size_t nq, nk, nv, nout, nprobs, nsaved;
+  float *q, *kk, *v, *out, *stats, *saved;
+  size_t nq, nk, nv, nout, nstats, nsaved;
   attn_dims d;
   if (args_get(env, info, k, 11, a) && arg_f32(env, a[0], k, "q", &q, &nq) && arg_f32(env, a[1], k, "k", &kk, &nk) &&
       arg_f32(env, a[2], k, "v", &v, &nv) && arg_f32(env, a[3], k, "out", &out, &nout) &&
-      arg_f32(env, a[4], k, "probs", &probs, &nprobs) && arg_f32(env, a[5], k, "saved", &saved, &nsaved) &&
+      arg_f32(env, a[4], k, "stats", &stats, &nstats) && arg_f32(env, a[5], k, "saved", &saved, &nsaved) &&
       attention_dims(env, a, k, 6, &d) && require_len(env, k, "q", nq, d.n, "B*T*H*D") &&
       require_len(env, k, "k", nk, d.n, "B*T*H*D") && require_len(env, k, "v", nv, d.n, "B*T*H*D") &&
-      require_len(env, k, "out", nout, d.n, "B*T*H*D") && require_len(env, k, "probs", nprobs, d.probs, "B*H*T*T") &&
-      saved_len(env, k, nsaved, &d)) {
-    attention_bf16_status(env, k, relora_attention_forward_bf16(q, kk, v, out, probs, (uint16_t *)saved, d.B, d.T, d.H, d.D, d.scale));
+      require_len(env, k, "out", nout, d.n, "B*T*H*D") && bf16_lens(env, k, nsaved, nstats, &d)) {
+    attention_bf16_status(env, k, relora_attention_forward_bf16(q, kk, v, out, stats, (uint16_t *)saved, d.B, d.T, d.H, d.D, d.scale));
   }
   return NULL;
 }
@@ -236,19 +238,18 @@ napi_value napi_attention_forward_bf16(napi_env env, napi_callback_info info) {
 napi_value napi_attention_backward_bf16(napi_env env, napi_callback_info info) {
   const char *k = "attentionBackwardBf16";
   napi_value a[11];
-  float *dout, *saved, *probs, *dq, *dk, *dv;
-  size_t ndout, nsaved, nprobs, ndq, ndk, ndv;
+  float *dout, *saved, *stats, *dq, *dk, *dv;
+  size_t ndout, nsaved, nstats, ndq, ndk, ndv;
   attn_dims d;
   if (args_get(env, info, k, 11, a) && arg_f32(env, a[0], k, "dout", &dout, &ndout) &&
-      arg_f32(env, a[1], k, "saved", &saved, &nsaved) && arg_f32(env, a[2], k, "probs", &probs, &nprobs) &&
+      arg_f32(env, a[1], k, "saved", &saved, &nsaved) && arg_f32(env, a[2], k, "stats", &stats, &nstats) &&
       arg_f32_or_null(env, a[3], k, "dq", &dq, &ndq) && arg_f32_or_null(env, a[4], k, "dk", &dk, &ndk) &&
       arg_f32_or_null(env, a[5], k, "dv", &dv, &ndv) && attention_dims(env, a, k, 6, &d) &&
-      require_len(env, k, "dout", ndout, d.n, "B*T*H*D") && saved_len(env, k, nsaved, &d) &&
-      require_len(env, k, "probs", nprobs, d.probs, "B*H*T*T") &&
+      require_len(env, k, "dout", ndout, d.n, "B*T*H*D") && bf16_lens(env, k, nsaved, nstats, &d) &&
       (!dq || require_len(env, k, "dq", ndq, d.n, "B*T*H*D")) &&
       (!dk || require_len(env, k, "dk", ndk, d.n, "B*T*H*D")) &&
       (!dv || require_len(env, k, "dv", ndv, d.n, "B*T*H*D"))) {
-    attention_bf16_status(env, k, relora_attention_backward_bf16(dout, (const uint16_t *)saved, probs, dq, dk, dv, d.B, d.T, d.H, d.D, d.scale));
+    attention_bf16_status(env, k, relora_attention_backward_bf16(dout, (const uint16_t *)saved, stats, dq, dk, dv, d.B, d.T, d.H, d.D, d.scale));
   }
   return NULL;
 }

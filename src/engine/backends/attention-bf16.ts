@@ -2,7 +2,7 @@
  * Kernels.attentionForwardBf16 and attentionBackwardBf16 through an fp32 `gemm`: every operand
  * rounded to bf16 (and held as the exact fp32 value it stands for), each product over a head's
  * whole T×T square (the zeros above the diagonal add nothing), the softmax and its gradient in
- * TypeScript. The js backend's kernels, and the native backend's where oneDNN cannot run bf16
+ * TypeScript; the backward computes the scores again and replays the softmax from its stats. The js backend's kernels, and the native backend's where oneDNN cannot run bf16
  * matmuls: the same roundings at the same points as native/src/kernels/attention_bf16.c, so the
  * two agree up to summation order.
  */
@@ -37,61 +37,72 @@ function addActivations(src: Float32Array, dst: Float32Array, B: number, T: numb
   }
 }
 
+/**
+ * P for every head into `P` from the head-major q and k: the scaled scores, then each row's causal
+ * softmax — computed, with {max, 1/sum} written to stats, or replayed from stats, the same
+ * operations in the same order, so the same bits.
+ */
+function probabilities(gemm: Kernels['gemm'], qh: Float32Array, kh: Float32Array, P: Float32Array, stats: Float32Array, replay: boolean, BH: number, T: number, D: number, scale: number): void {
+  gemm(false, true, T, T, D, scale, qh, D, T * D, kh, D, T * D, 0, P, T, T * T, BH);
+  for (let r = 0; r < BH * T; r++) {
+    const t = r % T, row = P.subarray(r * T, (r + 1) * T);
+    const max = replay ? stats[2 * r] : row.subarray(0, t + 1).reduce((m, x) => Math.max(m, x), -Infinity);
+    let denom = 0;
+    for (let s = 0; s <= t; s++) {
+      row[s] = Math.exp(row[s] - max);
+      denom += row[s];
+    }
+    const inv = replay ? stats[2 * r + 1] : Math.fround(1 / denom);
+    for (let s = 0; s <= t; s++) row[s] *= inv;
+    row.fill(0, t + 1);
+    stats[2 * r] = max;
+    stats[2 * r + 1] = inv;
+  }
+}
+
 export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
   return {
-    attentionForwardBf16(q, k, v, out, probs, saved, B, T, H, D, scale) {
+    attentionForwardBf16(q, k, v, out, stats, saved, B, T, H, D, scale) {
       const n = B * T * H * D, rows = B * H * T, TD = T * D, TT = T * T;
-      check('attentionForwardBf16', B, T, H, D, [['q', q, n], ['k', k, n], ['v', v, n], ['out', out, n], ['probs', probs, rows * T], ['saved', saved, Math.ceil((3 * n) / 2)]]);
+      check('attentionForwardBf16', B, T, H, D, [['q', q, n], ['k', k, n], ['v', v, n], ['out', out, n], ['stats', stats, 2 * rows], ['saved', saved, Math.ceil((3 * n) / 2)]]);
       if (n === 0) return;
-      const qkv = acquire(3 * n, false), pb = acquire(rows * T, false);
+      const qkv = acquire(3 * n, false), P = acquire(rows * T, false);
       try {
         [q, k, v].forEach((x, i) => toHeadMajor(x, qkv.subarray(i * n, (i + 1) * n), B, T, H, D));
         roundBf16(qkv, qkv, 3 * n);
         toBf16Packed(qkv, saved, 3 * n);
         const [qh, kh, vh] = [0, 1, 2].map((i) => qkv.subarray(i * n, (i + 1) * n));
-        gemm(false, true, T, T, D, scale, qh, D, TD, kh, D, TD, 0, probs, T, TT, B * H);
-        for (let r = 0; r < rows; r++) {
-          const t = r % T, row = probs.subarray(r * T, (r + 1) * T);
-          let max = -Infinity;
-          for (let s = 0; s <= t; s++) max = Math.max(max, row[s]);
-          let denom = 0;
-          for (let s = 0; s <= t; s++) {
-            row[s] = Math.exp(row[s] - max);
-            denom += row[s];
-          }
-          const inv = Math.fround(1 / denom);
-          for (let s = 0; s <= t; s++) row[s] *= inv;
-          row.fill(0, t + 1);
-        }
-        roundBf16(probs, pb, rows * T);
+        probabilities(gemm, qh, kh, P, stats, false, B * H, T, D, scale);
+        roundBf16(P, P, rows * T);
         for (let b = 0; b < B; b++) {
-          gemm(false, false, T, D, T, 1, pb.subarray(b * H * TT), T, TT, vh.subarray(b * H * TD), D, TD, 0, out.subarray(b * T * H * D), H * D, D, H);
+          gemm(false, false, T, D, T, 1, P.subarray(b * H * TT), T, TT, vh.subarray(b * H * TD), D, TD, 0, out.subarray(b * T * H * D), H * D, D, H);
         }
       } finally {
         release(qkv);
-        release(pb);
+        release(P);
       }
     },
 
-    attentionBackwardBf16(dout, saved, probs, dq, dk, dv, B, T, H, D, scale) {
+    attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale) {
       const n = B * T * H * D, rows = B * H * T, TD = T * D, TT = T * T, BH = B * H;
-      check('attentionBackwardBf16', B, T, H, D, [['dout', dout, n], ['saved', saved, Math.ceil((3 * n) / 2)], ['probs', probs, rows * T], ['dq', dq, n], ['dk', dk, n], ['dv', dv, n]]);
+      check('attentionBackwardBf16', B, T, H, D, [['dout', dout, n], ['saved', saved, Math.ceil((3 * n) / 2)], ['stats', stats, 2 * rows], ['dq', dq, n], ['dk', dk, n], ['dv', dv, n]]);
       if (n === 0 || (!dq && !dk && !dv)) return;
-      const qkv = acquire(3 * n, false), g = acquire(n, false), grad = acquire(n, false), sq = acquire(rows * T, false);
+      const qkv = acquire(3 * n, false), g = acquire(n, false), grad = acquire(n, false), P = acquire(rows * T, false), sq = acquire(rows * T, false);
       try {
         widenBf16(saved, qkv, 3 * n);
         const [qh, kh, vh] = [0, 1, 2].map((i) => qkv.subarray(i * n, (i + 1) * n));
         toHeadMajor(dout, g, B, T, H, D);
         roundBf16(g, g, n);
+        probabilities(gemm, qh, kh, P, stats, true, BH, T, D, scale);
         if (dv) {
-          roundBf16(probs, sq, rows * T);
+          roundBf16(P, sq, rows * T);
           gemm(true, false, T, D, T, 1, sq, T, TT, g, D, TD, 0, grad, D, TD, BH);
           addActivations(grad, dv, B, T, H, D);
         }
         if (!dq && !dk) return;
         gemm(false, true, T, T, D, 1, g, D, TD, vh, D, TD, 0, sq, T, TT, BH);
         for (let r = 0; r < rows; r++) {
-          const t = r % T, ds = sq.subarray(r * T, (r + 1) * T), p = probs.subarray(r * T, (r + 1) * T);
+          const t = r % T, ds = sq.subarray(r * T, (r + 1) * T), p = P.subarray(r * T, (r + 1) * T);
           let dot = 0;
           for (let s = 0; s <= t; s++) dot += ds[s] * p[s];
           const fdot = Math.fround(dot);
@@ -108,7 +119,7 @@ export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
           addActivations(grad, dk, B, T, H, D);
         }
       } finally {
-        for (const a of [qkv, g, grad, sq]) release(a);
+        for (const a of [qkv, g, grad, P, sq]) release(a);
       }
     },
   };

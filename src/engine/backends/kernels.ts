@@ -108,21 +108,22 @@ export interface Kernels {
 
   /**
    * attentionForward in bf16 mixed precision, as autocast runs it: P = softmax(scale · bf16(q)·bf16(k)ᵀ)
-   * with fp32 accumulation and an fp32 softmax (probs, as attentionForward writes them), then
-   * out = bf16(P)·bf16(v). Writes `saved` for the backward: q, k, v rounded to bf16 (toBf16's
-   * rounding), packed, head-major [3, B, H, T, D] — ceil(3·B·T·H·D / 2) floats.
+   * with fp32 accumulation and an fp32 softmax, out = bf16(P)·bf16(v). P itself is not kept:
+   * `stats` [B, H, T, 2] gets each query row's softmax max and 1/sum, from which the backward
+   * computes P again bit for bit (as flash attention does), and `saved` q, k, v rounded to bf16
+   * (toBf16's rounding), packed, head-major [3, B, H, T, D] — ceil(3·B·T·H·D / 2) floats.
    */
   attentionForwardBf16(
-    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, probs: Float32Array, saved: Float32Array,
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, stats: Float32Array, saved: Float32Array,
     B: number, T: number, H: number, D: number, scale: number,
   ): void;
   /**
-   * Its backward, from `saved` and probs, accumulating into dq, dk, dv (each may be null), with the
-   * products' operands rounded to bf16: g = bf16(dout); dv += bf16(P)ᵀ·g; dP = g·bf16(v)ᵀ;
+   * Its backward, from `saved` and `stats`, accumulating into dq, dk, dv (each may be null), with
+   * the products' operands rounded to bf16: g = bf16(dout); dv += bf16(P)ᵀ·g; dP = g·bf16(v)ᵀ;
    * dS = scale · P ∘ (dP − rowsum(dP ∘ P)) in fp32; dq += bf16(dS)·bf16(k); dk += bf16(dS)ᵀ·bf16(q).
    */
   attentionBackwardBf16(
-    dout: Float32Array, saved: Float32Array, probs: Float32Array,
+    dout: Float32Array, saved: Float32Array, stats: Float32Array,
     dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
     B: number, T: number, H: number, D: number, scale: number,
   ): void;

@@ -22,9 +22,10 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
   const D = HD / heads;
   const scale = 1 / Math.sqrt(D);
   const out = Tensor.empty(q.shape, false);
-  const probs = Tensor.empty([B, heads, T, T], false);
   const bf16 = matmulPrecision() === 'bf16';
-  // q, k, v as bf16, packed two per float (Kernels.attentionForwardBf16's `saved`).
+  // fp32 keeps P for the backward; bf16 each row's softmax stats (P is computed again) and q, k, v
+  // as bf16, packed two per float.
+  const probs = bf16 ? Tensor.empty([B, heads, T, 2], false) : Tensor.empty([B, heads, T, T], false);
   const saved = bf16 ? Tensor.empty([Math.ceil((3 * q.size) / 2)], false) : null;
   if (saved) K().attentionForwardBf16(q.buf, k.buf, v.buf, out.buf, probs.buf, saved.buf, B, T, heads, D, scale);
   else K().attentionForward(q.buf, k.buf, v.buf, out.buf, probs.buf, B, T, heads, D, scale);

@@ -280,15 +280,15 @@ export function loadWebGpuKernels(): Kernels {
       emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     },
     hasBf16Gemm: () => false,
-    attentionForwardBf16: (q, kk, v, out, probs, saved, B, T, H, D, scale) => {
+    attentionForwardBf16: (q, kk, v, out, stats, saved, B, T, H, D, scale) => {
       b.mirror.toHostMany([q, kk, v]);
-      for (const w of [out, probs, saved]) b.mirror.toHostForOverwrite(w);
-      hostAttention.attentionForwardBf16(q, kk, v, out, probs, saved, B, T, H, D, scale);
+      for (const w of [out, stats, saved]) b.mirror.toHostForOverwrite(w);
+      hostAttention.attentionForwardBf16(q, kk, v, out, stats, saved, B, T, H, D, scale);
     },
-    attentionBackwardBf16: (dout, saved, probs, dq, dk, dv, B, T, H, D, scale) => {
-      b.mirror.toHostMany([dout, saved, probs]);
+    attentionBackwardBf16: (dout, saved, stats, dq, dk, dv, B, T, H, D, scale) => {
+      b.mirror.toHostMany([dout, saved, stats]);
       for (const w of [dq, dk, dv]) if (w) b.mirror.toHost(w, true);
-      hostAttention.attentionBackwardBf16(dout, saved, probs, dq, dk, dv, B, T, H, D, scale);
+      hostAttention.attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale);
     },
     crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels)(...args),
     deviceMirror: b.mirror,
