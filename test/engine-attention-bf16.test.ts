@@ -9,12 +9,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { setBackend } from '../src/engine/backend.ts';
 import { toBf16Packed } from '../src/engine/backends/bf16.ts';
 import { jsKernels as js } from '../src/engine/backends/js.ts';
 import type { Kernels } from '../src/engine/backends/kernels.ts';
 import { loadNativeKernels, nativeLoadError } from '../src/engine/backends/native.ts';
+import * as ops from '../src/engine/ops/index.ts';
+import { withPrecision } from '../src/engine/ops/precision.ts';
 import { RandomStream } from '../src/engine/rng.ts';
-import { maxRelDiff } from './engine-helpers.ts';
+import { scope, type Tensor } from '../src/engine/tensor.ts';
+import { maxRelDiff, param } from './engine-helpers.ts';
 
 function rand(n: number, seed: number, scale = 1): Float32Array {
   const out = new Float32Array(n);
@@ -79,8 +83,14 @@ function run(kern: Kernels, q: Float32Array, k: Float32Array, v: Float32Array, g
   // Gradients start non-zero: the kernel accumulates.
   const [dq, dk, dv] = want.map((w, i) => (w ? rand(n, 90 + i, 0.01) : null));
   const before = [dq, dk, dv].map((a) => a && Float32Array.from(a));
-  kern.attentionBackwardBf16(g, saved, stats, dq, dk, dv, B, T, H, D, 1 / Math.sqrt(D));
+  kern.attentionBackwardBf16(g, saved, stats, dq, dk, dv, B, T, H, D, 1 / Math.sqrt(D), true);
   const added = [dq, dk, dv].map((a, i) => a && a.map((x, j) => x - before[i]![j]));
+  // Written instead: whatever the buffers held (NaN here) is gone, and the values are the ones added.
+  const written = want.map((w) => (w ? new Float32Array(n).fill(NaN) : null));
+  kern.attentionBackwardBf16(g, saved, stats, written[0], written[1], written[2], B, T, H, D, 1 / Math.sqrt(D), false);
+  written.forEach((w, i) => {
+    if (w) assert.ok(maxRelDiff(w, added[i]!) < 1e-5 && w.every(Number.isFinite), `${kern.name}: written ${['dq', 'dk', 'dv'][i]} ${maxRelDiff(w, added[i]!)} from the added one`);
+  });
   return { out, stats, saved, dq: added[0], dk: added[1], dv: added[2] };
 }
 
@@ -146,7 +156,27 @@ test('bf16 attention refuses arrays that are too small, naming them', () => {
   for (const k of kernels) {
     assert.throws(() => k.attentionForwardBf16(q, q, q, new Float32Array(n), p, new Float32Array(17), 2, 3, 1, 4, 0.5), /attentionForwardBf16: saved has 17 .*36/);
     assert.throws(() => k.attentionForwardBf16(q, q.subarray(1), q, new Float32Array(n), p, new Float32Array(36), 2, 3, 1, 4, 0.5), /attentionForwardBf16: k has 23/);
-    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p.subarray(1), null, null, q, 2, 3, 1, 4, 0.5), /attentionBackwardBf16: stats has 11/);
-    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p, new Float32Array(3), null, null, 2, 3, 1, 4, 0.5), /attentionBackwardBf16: dq has 3/);
+    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p.subarray(1), null, null, q, 2, 3, 1, 4, 0.5, true), /attentionBackwardBf16: stats has 11/);
+    assert.throws(() => k.attentionBackwardBf16(q, new Float32Array(36), p, new Float32Array(3), null, null, 2, 3, 1, 4, 0.5, false), /attentionBackwardBf16: dq has 3/);
   }
+});
+
+test('bf16 attention op: fresh gradients are written, and a tensor used as q, k and v gets their sum', () => {
+  for (const backend of ['js', 'native'] as const) {
+    setBackend(backend);
+    const [B, T, H, D] = [2, 9, 2, 4];
+    const x = param([B, T, H * D], 31);
+    const gradsOf = (inputs: Tensor[]) => withPrecision('bf16', () => {
+      scope(() => ops.sum(ops.mul(ops.causalAttention(inputs[0], inputs[1], inputs[2], H), param([B, T, H * D], 32, false))).backward());
+      return inputs.map((t) => Float32Array.from(t.grad!.data));
+    });
+    const copies = [0, 1, 2].map(() => param([B, T, H * D], 31));
+    const separate = gradsOf(copies);
+    const [shared] = gradsOf([x, x, x]);
+    const sum = separate[0].map((v, i) => v + separate[1][i] + separate[2][i]);
+    assert.ok(maxRelDiff(shared, sum) < 1e-6, `${backend}: gradient of a tensor used three times ${maxRelDiff(shared, sum)} from the sum of the three`);
+    assert.ok(separate.every((g) => g.every(Number.isFinite) && g.some((v) => v !== 0)), `${backend}: written gradients`);
+    for (const t of [x, ...copies]) t.dispose();
+  }
+  setBackend('native');
 });

@@ -100,7 +100,8 @@ int relora_attention_forward_bf16(const float *q, const float *k, const float *v
 }
 
 int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, const float *stats, float *dq, float *dk,
-                                   float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale) {
+                                   float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale, int accumulate) {
+  const float beta = accumulate ? 1.0f : 0.0f;
   const int64_t n = B * T * H * D, HD = H * D, TT = T * T, rows = H * T;
   if (n == 0 || (!dq && !dk && !dv)) return 0;
   const uint16_t *qh = saved, *kh = saved + n, *vh = saved + 2 * n;
@@ -128,10 +129,10 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
         }
       }
     }
-    /* dv += bf16(P)ᵀ·g ;  dq += bf16(dS)·k ;  dk += bf16(dS)ᵀ·q */
-    if (!st && dv) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, pb, T, gh + head, D, 1.0f, dv + act, HD, &to_grad);
-    if (!st && dq) st = relora_gemm_bf16_batched(0, 0, T, D, T, 1.0f, dsb, T, kh + head, D, 1.0f, dq + act, HD, &to_grad);
-    if (!st && dk) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, dsb, T, qh + head, D, 1.0f, dk + act, HD, &to_grad);
+    /* dv (+)= bf16(P)ᵀ·g ;  dq (+)= bf16(dS)·k ;  dk (+)= bf16(dS)ᵀ·q */
+    if (!st && dv) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, pb, T, gh + head, D, beta, dv + act, HD, &to_grad);
+    if (!st && dq) st = relora_gemm_bf16_batched(0, 0, T, D, T, 1.0f, dsb, T, kh + head, D, beta, dq + act, HD, &to_grad);
+    if (!st && dk) st = relora_gemm_bf16_batched(1, 0, T, D, T, 1.0f, dsb, T, qh + head, D, beta, dk + act, HD, &to_grad);
   }
   return st;
 }

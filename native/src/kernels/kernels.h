@@ -138,7 +138,7 @@ void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_
 int relora_attention_forward_bf16(const float *q, const float *k, const float *v, float *out, float *stats,
                                   uint16_t *saved, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
 int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, const float *stats, float *dq, float *dk,
-                                   float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
+                                   float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale, int accumulate);
 
 /* ---- activations.c ---- */
 void relora_silu_forward(const float *x, float *out, int64_t n);

@@ -237,19 +237,20 @@ napi_value napi_attention_forward_bf16(napi_env env, napi_callback_info info) {
 
 napi_value napi_attention_backward_bf16(napi_env env, napi_callback_info info) {
   const char *k = "attentionBackwardBf16";
-  napi_value a[11];
+  napi_value a[12];
+  int accumulate;
   float *dout, *saved, *stats, *dq, *dk, *dv;
   size_t ndout, nsaved, nstats, ndq, ndk, ndv;
   attn_dims d;
-  if (args_get(env, info, k, 11, a) && arg_f32(env, a[0], k, "dout", &dout, &ndout) &&
+  if (args_get(env, info, k, 12, a) && arg_f32(env, a[0], k, "dout", &dout, &ndout) &&
       arg_f32(env, a[1], k, "saved", &saved, &nsaved) && arg_f32(env, a[2], k, "stats", &stats, &nstats) &&
       arg_f32_or_null(env, a[3], k, "dq", &dq, &ndq) && arg_f32_or_null(env, a[4], k, "dk", &dk, &ndk) &&
       arg_f32_or_null(env, a[5], k, "dv", &dv, &ndv) && attention_dims(env, a, k, 6, &d) &&
       require_len(env, k, "dout", ndout, d.n, "B*T*H*D") && bf16_lens(env, k, nsaved, nstats, &d) &&
       (!dq || require_len(env, k, "dq", ndq, d.n, "B*T*H*D")) &&
       (!dk || require_len(env, k, "dk", ndk, d.n, "B*T*H*D")) &&
-      (!dv || require_len(env, k, "dv", ndv, d.n, "B*T*H*D"))) {
-    attention_bf16_status(env, k, relora_attention_backward_bf16(dout, (const uint16_t *)saved, stats, dq, dk, dv, d.B, d.T, d.H, d.D, d.scale));
+      (!dv || require_len(env, k, "dv", ndv, d.n, "B*T*H*D")) && arg_bool(env, a[11], k, "accumulate", &accumulate)) {
+    attention_bf16_status(env, k, relora_attention_backward_bf16(dout, (const uint16_t *)saved, stats, dq, dk, dv, d.B, d.T, d.H, d.D, d.scale, accumulate));
   }
   return NULL;
 }

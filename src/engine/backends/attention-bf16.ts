@@ -29,11 +29,12 @@ function toHeadMajor(src: Float32Array, dst: Float32Array, B: number, T: number,
   }
 }
 
-/** dst[b][t][h][:] += src[b][h][t][:] (a head-major gradient into activations). */
-function addActivations(src: Float32Array, dst: Float32Array, B: number, T: number, H: number, D: number): void {
+/** dst[b][t][h][:] (+)= src[b][h][t][:] (a head-major gradient into activations). */
+function toActivations(src: Float32Array, dst: Float32Array, B: number, T: number, H: number, D: number, accumulate: boolean): void {
   for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) {
     const to = ((b * T + t) * H + h) * D, from = ((b * H + h) * T + t) * D;
-    for (let d = 0; d < D; d++) dst[to + d] += src[from + d];
+    if (accumulate) for (let d = 0; d < D; d++) dst[to + d] += src[from + d];
+    else dst.set(src.subarray(from, from + D), to);
   }
 }
 
@@ -83,7 +84,7 @@ export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
       }
     },
 
-    attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale) {
+    attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale, accumulate) {
       const n = B * T * H * D, rows = B * H * T, TD = T * D, TT = T * T, BH = B * H;
       check('attentionBackwardBf16', B, T, H, D, [['dout', dout, n], ['saved', saved, Math.ceil((3 * n) / 2)], ['stats', stats, 2 * rows], ['dq', dq, n], ['dk', dk, n], ['dv', dv, n]]);
       if (n === 0 || (!dq && !dk && !dv)) return;
@@ -97,7 +98,7 @@ export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
         if (dv) {
           roundBf16(P, sq, rows * T);
           gemm(true, false, T, D, T, 1, sq, T, TT, g, D, TD, 0, grad, D, TD, BH);
-          addActivations(grad, dv, B, T, H, D);
+          toActivations(grad, dv, B, T, H, D, accumulate);
         }
         if (!dq && !dk) return;
         gemm(false, true, T, T, D, 1, g, D, TD, vh, D, TD, 0, sq, T, TT, BH);
@@ -112,11 +113,11 @@ export function emulatedAttentionBf16(gemm: Kernels['gemm']): AttentionBf16 {
         roundBf16(sq, sq, rows * T);
         if (dq) {
           gemm(false, false, T, D, T, 1, sq, T, TT, kh, D, TD, 0, grad, D, TD, BH);
-          addActivations(grad, dq, B, T, H, D);
+          toActivations(grad, dq, B, T, H, D, accumulate);
         }
         if (dk) {
           gemm(true, false, T, D, T, 1, sq, T, TT, qh, D, TD, 0, grad, D, TD, BH);
-          addActivations(grad, dk, B, T, H, D);
+          toActivations(grad, dk, B, T, H, D, accumulate);
         }
       } finally {
         for (const a of [qkv, g, grad, P, sq]) release(a);

@@ -118,14 +118,15 @@ export interface Kernels {
     B: number, T: number, H: number, D: number, scale: number,
   ): void;
   /**
-   * Its backward, from `saved` and `stats`, accumulating into dq, dk, dv (each may be null), with
-   * the products' operands rounded to bf16: g = bf16(dout); dv += bf16(P)ᵀ·g; dP = g·bf16(v)ᵀ;
+   * Its backward, from `saved` and `stats`, into dq, dk, dv (each may be null) — added to them, or
+   * with `accumulate` false written over them (no clearing pass for fresh gradients) — with the
+   * products' operands rounded to bf16: g = bf16(dout); dv += bf16(P)ᵀ·g; dP = g·bf16(v)ᵀ;
    * dS = scale · P ∘ (dP − rowsum(dP ∘ P)) in fp32; dq += bf16(dS)·bf16(k); dk += bf16(dS)ᵀ·bf16(q).
    */
   attentionBackwardBf16(
     dout: Float32Array, saved: Float32Array, stats: Float32Array,
     dq: Float32Array | null, dk: Float32Array | null, dv: Float32Array | null,
-    B: number, T: number, H: number, D: number, scale: number,
+    B: number, T: number, H: number, D: number, scale: number, accumulate: boolean,
   ): void;
 
   /** out = silu(x) = x * sigmoid(x). */

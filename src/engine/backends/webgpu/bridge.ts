@@ -285,10 +285,13 @@ export function loadWebGpuKernels(): Kernels {
       for (const w of [out, stats, saved]) b.mirror.toHostForOverwrite(w);
       hostAttention.attentionForwardBf16(q, kk, v, out, stats, saved, B, T, H, D, scale);
     },
-    attentionBackwardBf16: (dout, saved, stats, dq, dk, dv, B, T, H, D, scale) => {
+    attentionBackwardBf16: (dout, saved, stats, dq, dk, dv, B, T, H, D, scale, accumulate) => {
       b.mirror.toHostMany([dout, saved, stats]);
-      for (const w of [dq, dk, dv]) if (w) b.mirror.toHost(w, true);
-      hostAttention.attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale);
+      for (const w of [dq, dk, dv]) {
+        if (w && accumulate) b.mirror.toHost(w, true);
+        else if (w) b.mirror.toHostForOverwrite(w);
+      }
+      hostAttention.attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale, accumulate);
     },
     crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels)(...args),
     deviceMirror: b.mirror,
