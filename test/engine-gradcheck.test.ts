@@ -103,7 +103,7 @@ const cases: KernelCase[] = [
     inputs: { g: 7, u: 7 },
     outSize: 7,
     forward: (x, out) => k.swigluForward(x.g, x.u, out, 7),
-    backward: (x, dout, g) => k.swigluBackward(dout, x.g, x.u, g.g, g.u, 7),
+    backward: (x, dout, g) => k.swigluBackward(dout, x.g, x.u, g.g, g.u, 7, true),
   },
   {
     name: 'add / mul / scale',

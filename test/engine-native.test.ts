@@ -455,17 +455,26 @@ describe('native activations', () => {
     for (const [wantGate, wantUp] of [[true, true], [true, false], [false, true], [false, false]]) {
       const ge = wantGate ? g0.slice() : null, gg = wantGate ? g0.slice() : null;
       const ue = wantUp ? u0.slice() : null, ug = wantUp ? u0.slice() : null;
-      js.swigluBackward(dout, x, up, ge, ue, n);
-      nat().swigluBackward(dout, x, up, gg, ug, n);
+      js.swigluBackward(dout, x, up, ge, ue, n, true);
+      nat().swigluBackward(dout, x, up, gg, ug, n, true);
       if (ge && gg) assertClose(gg, ge, ELEM_RTOL, ELEM_ATOL, 'swiglu dGate');
       if (ue && ug) assertClose(ug, ue, ELEM_RTOL, ELEM_ATOL, 'swiglu dUp');
+      // Written instead of added: what the buffers held (NaN) is gone; the value is 0 + the same term.
+      for (const k of [js, nat()]) {
+        const [gw, uw] = [wantGate, wantUp].map((w) => (w ? new Float32Array(n).fill(NaN) : null));
+        const [gz, uz] = [wantGate, wantUp].map((w) => (w ? new Float32Array(n) : null));
+        k.swigluBackward(dout, x, up, gw, uw, n, false);
+        k.swigluBackward(dout, x, up, gz, uz, n, true);
+        if (gw) assert.deepEqual(gw, gz, `${k.name} swiglu dGate written`);
+        if (uw) assert.deepEqual(uw, uz, `${k.name} swiglu dUp written`);
+      }
     }
   });
 
   it('throws on short buffers', () => {
     const k = nat();
     assert.throws(() => k.siluForward(rand(3), new Float32Array(2), 3), /siluForward: out has 2/);
-    assert.throws(() => k.swigluBackward(rand(3), rand(3), rand(3), null, new Float32Array(2), 3), /swigluBackward: dUp has 2/);
+    assert.throws(() => k.swigluBackward(rand(3), rand(3), rand(3), null, new Float32Array(2), 3, true), /swigluBackward: dUp has 2/);
   });
 });
 

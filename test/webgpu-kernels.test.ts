@@ -209,11 +209,13 @@ describe('WebGPU kernels agree with the js backend', () => {
     gk.swigluForward(gx, gu, gout, n);
     close('swiglu', await down(gout), out, 1e-5);
     for (const [wg, wu] of [[true, true], [true, false], [false, true]]) {
-      const dg = d0.slice(), du = d1.slice(), gdg = up(d0), gdu = up(d1);
-      js.swigluBackward(g, x, u, wg ? dg : null, wu ? du : null, n);
-      gk.swigluBackward(gg, gx, gu, wg ? gdg : null, wu ? gdu : null, n);
-      close('swigluBackward dGate', await down(gdg), dg, 1e-5);
-      close('swigluBackward dUp', await down(gdu), du, 1e-5);
+      for (const accumulate of [true, false]) {
+        const dg = d0.slice(), du = d1.slice(), gdg = up(d0), gdu = up(d1);
+        js.swigluBackward(g, x, u, wg ? dg : null, wu ? du : null, n, accumulate);
+        gk.swigluBackward(gg, gx, gu, wg ? gdg : null, wu ? gdu : null, n, accumulate);
+        close(`swigluBackward dGate (accumulate ${accumulate})`, await down(gdg), dg, 1e-5);
+        close(`swigluBackward dUp (accumulate ${accumulate})`, await down(gdu), du, 1e-5);
+      }
     }
   });
 

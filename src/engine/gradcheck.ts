@@ -59,6 +59,8 @@ export const gradcheckCases: Case[] = [
   },
   { op: 'silu', inputs: { x: [9] }, build: (x) => weightedSum(ops.silu(x.x), 13) },
   { op: 'swiglu', inputs: { g: [9], u: [9] }, build: (x) => weightedSum(ops.swiglu(x.g, x.u), 14) },
+  // One tensor as both inputs: the second gradient adds to the first instead of being written.
+  { op: 'swiglu(x, x)', inputs: { x: [9] }, build: (x) => weightedSum(ops.swiglu(x.x, x.x), 18) },
   // Same key for every evaluation (fresh stream per build), so the mask is fixed across L(x±εu).
   { op: 'dropout', inputs: { x: [20] }, build: (x) => weightedSum(ops.dropout(x.x, 0.3, new RandomStream(99), true), 15) },
   {

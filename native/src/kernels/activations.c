@@ -31,21 +31,22 @@ RELORA_CLONES static void swiglu_span(const float *gate, const float *up, float 
 }
 
 /* Either gradient may be null; one loop per combination keeps each branch-free. */
+/* acc = 0 writes the gradients instead of adding to them: 0 + the same term, without reading them. */
 RELORA_CLONES static void swiglu_backward_span(const float *g, const float *gate, const float *up, float *dgate,
-                                               float *dup, int64_t n) {
+                                               float *dup, int64_t n, int acc) {
   if (dgate && dup) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
       float x = gate[i], s = sigmoidf(x);
-      dgate[i] += g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
-      dup[i] += g[i] * (x * s);
+      dgate[i] = (acc ? dgate[i] : 0.0f) + g[i] * up[i] * (s * (1.0f + x * (1.0f - s)));
+      dup[i] = (acc ? dup[i] : 0.0f) + g[i] * (x * s);
     }
   } else if (dgate) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dgate[i] += g[i] * up[i] * silu_gradf(gate[i]);
+    for (int64_t i = 0; i < n; i++) dgate[i] = (acc ? dgate[i] : 0.0f) + g[i] * up[i] * silu_gradf(gate[i]);
   } else if (dup) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dup[i] += g[i] * siluf(gate[i]);
+    for (int64_t i = 0; i < n; i++) dup[i] = (acc ? dup[i] : 0.0f) + g[i] * siluf(gate[i]);
   }
 }
 
@@ -79,14 +80,15 @@ void relora_swiglu_forward(const float *gate, const float *up, float *out, int64
   for (int64_t b = 0; b < n; b += RELORA_SPAN) swiglu_span(gate + b, up + b, out + b, SPAN_LEN(b));
 }
 
-void relora_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, int64_t n) {
+void relora_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, int64_t n,
+                            int accumulate) {
   if (!dgate && !dup) return;
   if (n < RELORA_PAR_MIN) {
-    swiglu_backward_span(dout, gate, up, dgate, dup, n);
+    swiglu_backward_span(dout, gate, up, dgate, dup, n, accumulate);
     return;
   }
 #pragma omp parallel for
   for (int64_t b = 0; b < n; b += RELORA_SPAN) {
-    swiglu_backward_span(dout + b, gate + b, up + b, dgate ? dgate + b : NULL, dup ? dup + b : NULL, SPAN_LEN(b));
+    swiglu_backward_span(dout + b, gate + b, up + b, dgate ? dgate + b : NULL, dup ? dup + b : NULL, SPAN_LEN(b), accumulate);
   }
 }

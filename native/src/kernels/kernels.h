@@ -144,7 +144,9 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
 void relora_silu_forward(const float *x, float *out, int64_t n);
 void relora_silu_backward(const float *dout, const float *x, float *dx, int64_t n);
 void relora_swiglu_forward(const float *gate, const float *up, float *out, int64_t n);
-void relora_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, int64_t n);
+/* accumulate = 0 writes dgate and dup instead of adding to them. */
+void relora_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, int64_t n,
+                            int accumulate);
 
 /* ---- dropout.c: mask[i] = hash32(key, i) >= threshold ? scale : 0 (threshold compared as a double) ---- */
 void relora_dropout_mask(float *mask, int64_t n, uint32_t key, double threshold, float scale);

@@ -299,8 +299,11 @@ napi_value napi_swiglu_backward(napi_env env, napi_callback_info info) {
   static const char *const names[] = {"dout", "gate", "up", "dGate", "dUp"};
   float *p[5];
   int64_t n;
-  if (act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n)) {
-    relora_swiglu_backward(p[0], p[1], p[2], p[3], p[4], n);
+  napi_value a[7];
+  int accumulate;
+  if (act_args(env, info, "swigluBackward", 5, names, (1u << 3) | (1u << 4), p, &n) &&
+      args_get(env, info, "swigluBackward", 7, a) && arg_bool(env, a[6], "swigluBackward", "accumulate", &accumulate)) {
+    relora_swiglu_backward(p[0], p[1], p[2], p[3], p[4], n, accumulate);
   }
   return NULL;
 }

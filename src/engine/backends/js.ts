@@ -272,13 +272,13 @@ export const jsKernels: Kernels = {
     need('swiglu', 'gate', gate, n); need('swiglu', 'up', up, n); need('swiglu', 'out', out, n);
     for (let i = 0; i < n; i++) out[i] = silu(gate[i]) * up[i];
   },
-  swigluBackward(dout, gate, up, dGate, dUp, n) {
+  swigluBackward(dout, gate, up, dGate, dUp, n, accumulate) {
     need('swigluBackward', 'dout', dout, n); need('swigluBackward', 'gate', gate, n); need('swigluBackward', 'up', up, n);
     if (dGate) need('swigluBackward', 'dGate', dGate, n);
     if (dUp) need('swigluBackward', 'dUp', dUp, n);
     for (let i = 0; i < n; i++) {
-      if (dGate) dGate[i] += dout[i] * up[i] * siluGrad(gate[i]);
-      if (dUp) dUp[i] += dout[i] * silu(gate[i]);
+      if (dGate) dGate[i] = (accumulate ? dGate[i] : 0) + dout[i] * up[i] * siluGrad(gate[i]);
+      if (dUp) dUp[i] = (accumulate ? dUp[i] : 0) + dout[i] * silu(gate[i]);
     }
   },
 

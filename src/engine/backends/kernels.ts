@@ -135,8 +135,12 @@ export interface Kernels {
   siluBackward(dout: Float32Array, x: Float32Array, dx: Float32Array, n: number): void;
   /** SwiGLU product: out = silu(gate) * up. */
   swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
-  /** dGate += dout * up * silu'(gate); dUp += dout * silu(gate). Either may be null. */
-  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null, n: number): void;
+  /**
+   * dGate += dout * up * silu'(gate); dUp += dout * silu(gate). Either may be null. With
+   * `accumulate` false both are written instead (0 + the same term), so fresh gradients need no
+   * clearing pass.
+   */
+  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null, n: number, accumulate: boolean): void;
 
   /**
    * Dropout mask from the counter-based generator (see ../rng.ts `hash32`):

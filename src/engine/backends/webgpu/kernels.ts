@@ -212,13 +212,13 @@ export class WebGpuKernels<T extends DeviceTensor = GpuTensor, D extends Command
   swigluForward(gate: T, up: T, out: T, n: number): void {
     this.binary('swiglu', 'swigluForward', ['gate', 'up', 'out'], gate, up, out, n);
   }
-  swigluBackward(dout: T, gate: T, up: T, dGate: T | null, dUp: T | null, n: number): void {
+  swigluBackward(dout: T, gate: T, up: T, dGate: T | null, dUp: T | null, n: number, accumulate: boolean): void {
     need('swigluBackward', 'dout', dout, n); need('swigluBackward', 'gate', gate, n); need('swigluBackward', 'up', up, n);
     if (dGate) need('swigluBackward', 'dGate', dGate, n);
     if (dUp) need('swigluBackward', 'dUp', dUp, n);
     const want = (dGate ? 1 : 0) | (dUp ? 2 : 0);
     if (!want) return;
-    this.gpu.dispatch1d('swigluBackward', [r(dout), r(gate), r(up), w(dGate ?? this.gpu.none), w(dUp ?? this.gpu.none)], [['u', want]], n);
+    this.gpu.dispatch1d('swigluBackward', [r(dout), r(gate), r(up), w(dGate ?? this.gpu.none), w(dUp ?? this.gpu.none)], [['u', want | (accumulate ? 0 : 4)]], n);
   }
 
   /** The counter-based masks of ../../rng.ts: element i kept iff hash32(key, i) >= threshold. */

@@ -64,10 +64,11 @@ export const WGSL = {
   siluForward: elementwise('pad: u32', [R(0, 'x'), W(1, 'o'), U(2)].join('\n'), 'o[i] = silu(x[i]);', SILU),
   siluBackward: elementwise('pad: u32', [R(0, 'g'), R(1, 'x'), W(2, 'dx'), U(3)].join('\n'), 'dx[i] = dx[i] + g[i] * siluGrad(x[i]);', SILU),
   swigluForward: elementwise('pad: u32', [R(0, 'gate'), R(1, 'up'), W(2, 'o'), U(3)].join('\n'), 'o[i] = silu(gate[i]) * up[i];', SILU),
-  /** want = 1: dGate only, 2: dUp only, 3: both (an absent one is bound to a 1-float dummy). */
+  /** want bit 1: dGate, bit 2: dUp (an absent one is bound to a 1-float dummy); bit 4: write, not add. */
   swigluBackward: elementwise('want: u32', [R(0, 'g'), R(1, 'gate'), R(2, 'up'), W(3, 'dGate'), W(4, 'dUp'), U(5)].join('\n'), `
-  if ((p.want & 1u) != 0u) { dGate[i] = dGate[i] + g[i] * up[i] * siluGrad(gate[i]); }
-  if ((p.want & 2u) != 0u) { dUp[i] = dUp[i] + g[i] * silu(gate[i]); }`, SILU),
+  let add = (p.want & 4u) == 0u;
+  if ((p.want & 1u) != 0u) { dGate[i] = select(0.0, dGate[i], add) + g[i] * up[i] * siluGrad(gate[i]); }
+  if ((p.want & 2u) != 0u) { dUp[i] = select(0.0, dUp[i], add) + g[i] * silu(gate[i]); }`, SILU),
 
   dropoutMask: elementwise('key: u32, threshold: u32, s: f32', [W(0, 'mask'), U(1)].join('\n'),
     'mask[i] = select(0.0, p.s, hash32(p.key, i) >= p.threshold);', HASH),
