@@ -11,8 +11,9 @@
  *
  * Unlike the fp32 kernel (attention.c), which skips the causal upper triangle in row blocks, each
  * product covers a head's whole T×T square (P and dS are zero above the diagonal) in one batched
- * call over every (batch, head): oneDNN's AMX kernels want dense batched matrices, and at T = 256
- * they do the square several times faster than SGEMM does the triangle. q, k, v and the gradient
+ * call per batch element: oneDNN's AMX kernels take dense batches only (row blocks of a head fell
+ * back to a 5× slower kernel), and twice the FLOPs on AMX still cost less than the triangle in fp32
+ * SGEMM (BENCHMARKS.md, "Attention's products on AMX"). q, k, v and the gradient
  * are repacked head-major [B, H, T, D] while they are rounded, so every operand's batch is dense;
  * outputs and gradients land straight in the [B, T, H, D] activations through strides.
  *
@@ -59,19 +60,20 @@ static void pack_head_major(const float *src, uint16_t *dst, int64_t B, int64_t 
 #define ACTIVATIONS(T, H, D) {(T) * (H) * (D), (D)}
 #define SCORES(T, H) {(H) * (T) * (T), (T) * (T)}
 
-/* P of batch element b into S (H·T·T): S = scale · q·kᵀ, then each row's softmax — computed and
- * kept in stats (forward), or replayed from stats (backward) — and, when pb is given, bf16(P). */
-static int probabilities(const uint16_t *qh, const uint16_t *kh, float *stats, int replay, float *S, uint16_t *pb,
-                         int64_t b, int64_t T, int64_t H, int64_t D, float scale) {
+/* P of batch element b into S (H·T·T): S = scale · q·kᵀ, then each row's softmax — computed with
+ * its stats written to `keep` (forward), or replayed from `replay` (backward); one of the two is
+ * given — and, when pb is given, bf16(P). */
+static int probabilities(const uint16_t *qh, const uint16_t *kh, float *keep, const float *replay, float *S,
+                         uint16_t *pb, int64_t b, int64_t T, int64_t H, int64_t D, float scale) {
   const int64_t head = b * H * T * D, rows = H * T;
   relora_bf16_batch scores = {1, H, HEAD_MAJOR(T, H, D), HEAD_MAJOR(T, H, D), SCORES(T, H)};
   int st = relora_gemm_bf16_batched(0, 1, T, T, D, scale, qh + head, D, kh + head, D, 0.0f, S, T, &scores);
   if (st) return st;
-  float *row_stats = stats + b * rows * 2;
+  const int64_t first = b * rows * 2; /* this batch element's first row's stats */
 #pragma omp parallel for if (rows * T >= RELORA_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    if (replay) relora_causal_softmax_replay(S + r * T, r % T, T, row_stats + 2 * r);
-    else relora_causal_softmax_row(S + r * T, r % T, T, row_stats + 2 * r);
+    if (replay) relora_causal_softmax_replay(S + r * T, r % T, T, replay + first + 2 * r);
+    else relora_causal_softmax_row(S + r * T, r % T, T, keep + first + 2 * r);
     if (pb) relora_to_bf16_span((const uint32_t *)(S + r * T), pb + r * T, T);
   }
   return 0;
@@ -92,7 +94,7 @@ int relora_attention_forward_bf16(const float *q, const float *k, const float *v
   relora_bf16_batch values = {1, H, SCORES(T, H), HEAD_MAJOR(T, H, D), ACTIVATIONS(T, H, D)};
   int st = 0;
   for (int64_t b = 0; b < B && !st; b++) {
-    st = probabilities(qh, kh, stats, 0, S, pb, b, T, H, D, scale);
+    st = probabilities(qh, kh, stats, NULL, S, pb, b, T, H, D, scale);
     /* out = bf16(P)·v */
     if (!st) st = relora_gemm_bf16_batched(0, 0, T, D, T, 1.0f, pb, T, vh + b * H * T * D, D, 0.0f, out + b * T * HD, HD, &values);
   }
@@ -117,7 +119,7 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
   int st = 0;
   for (int64_t b = 0; b < B && !st; b++) {
     const int64_t head = b * H * T * D, act = b * T * HD;
-    st = probabilities(qh, kh, (float *)stats, 1, P, dv ? pb : NULL, b, T, H, D, scale);
+    st = probabilities(qh, kh, NULL, stats, P, dv ? pb : NULL, b, T, H, D, scale);
     /* dP = g·vᵀ, then dS = scale · P ∘ (dP − rowsum(dP ∘ P)), rounded to bf16 */
     if (!st && need_ds) {
       st = relora_gemm_bf16_batched(0, 1, T, T, D, 1.0f, gh + head, D, vh + head, D, 0.0f, dP, T, &scores);

@@ -1,7 +1,7 @@
 /** SiLU and the SwiGLU product silu(gate)·up. */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { gradSlot, gradZeroed } from './grad.ts';
+import { gradSlots, gradZeroed } from './grad.ts';
 
 export function silu(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape, false);
@@ -32,11 +32,8 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
       op: 'swiglu',
       inputs: [gate, up],
       backward(g) {
-        // Fresh gradients (gate and up feed nothing else in a LLaMA MLP) are written, not cleared and added to.
-        const [dGate, dUp] = [gradSlot(gate), gradSlot(up)];
-        const write = (!dGate || dGate.fresh) && (!dUp || dUp.fresh);
-        if (!write) for (const [s, t] of [[dGate, gate], [dUp, up]] as const) if (s?.fresh) K().fill(s.data, 0, t.size);
-        K().swigluBackward(g, gate.buf, up.buf, dGate?.data ?? null, dUp?.data ?? null, gate.size, !write);
+        const { grads: [dGate, dUp], accumulate } = gradSlots([gate, up]);
+        K().swigluBackward(g, gate.buf, up.buf, dGate, dUp, gate.size, accumulate);
       },
     };
   }

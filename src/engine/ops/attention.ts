@@ -6,7 +6,7 @@
  */
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { gradSlot, gradZeroed } from './grad.ts';
+import { gradSlots, gradZeroed } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
 /** q, k, v: [B, T, H*D] -> [B, T, H*D]. */
@@ -39,12 +39,8 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor, heads: number):
       ...(saved ? { reads: [] } : {}),
       backward(g) {
         if (saved) {
-          // Fresh gradients (the usual case: q, k and v feed nothing else) are written, not cleared and added to.
-          const slots = [gradSlot(q), gradSlot(k), gradSlot(v)];
-          const write = slots.every((s) => !s || s.fresh);
-          if (!write) for (const [i, s] of slots.entries()) if (s?.fresh) K().fill(s.data, 0, [q, k, v][i].size);
-          const [dq, dk, dv] = slots.map((s) => s?.data ?? null);
-          K().attentionBackwardBf16(g, saved.buf, probs.buf, dq, dk, dv, B, T, heads, D, scale, !write);
+          const { grads: [dq, dk, dv], accumulate } = gradSlots([q, k, v]);
+          K().attentionBackwardBf16(g, saved.buf, probs.buf, dq, dk, dv, B, T, heads, D, scale, accumulate);
           saved.dispose();
         } else {
           K().attentionBackward(g, q.buf, k.buf, v.buf, probs.buf, gradZeroed(q), gradZeroed(k), gradZeroed(v), B, T, heads, D, scale);

@@ -33,6 +33,19 @@ export function betaFor(slot: GradSlot): number {
   return slot.fresh ? 0 : 1;
 }
 
+/**
+ * The gradient buffers of several inputs for a kernel that either writes all of them or adds to
+ * all of them: it writes (`accumulate` false) when every one is fresh — the usual case, the inputs
+ * feeding nothing else — and otherwise the fresh ones are cleared and it adds. Null for an input
+ * that needs no gradient.
+ */
+export function gradSlots(inputs: readonly Tensor[]): { grads: (Float32Array | null)[]; accumulate: boolean } {
+  const slots = inputs.map(gradSlot);
+  const accumulate = slots.some((s) => s && !s.fresh);
+  if (accumulate) slots.forEach((s, i) => s?.fresh && K().fill(s.data, 0, inputs[i].size));
+  return { grads: slots.map((s) => s?.data ?? null), accumulate };
+}
+
 /** A gradient buffer to accumulate into: like gradBuffer, but a fresh one is cleared by the
  * backend's (threaded) fill. For kernels that can only accumulate. */
 export function gradZeroed(t: Tensor): Float32Array | null {
