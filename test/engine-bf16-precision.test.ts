@@ -14,7 +14,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { K, setBackend } from '../src/engine/backend.ts';
+import { setBackend } from '../src/engine/backend.ts';
+import { roundBf16 } from '../src/engine/backends/bf16.ts';
 import { loadNativeKernels, nativeBf16Isa } from '../src/engine/backends/native.ts';
 import { bf16Support } from '../src/engine/ops/bf16.ts';
 import * as ops from '../src/engine/ops/index.ts';
@@ -95,7 +96,7 @@ for (const backend of backends) {
     const exact = scope(() => Float32Array.from(ops.matmul(a, b, { transB: true }).data));
     const rounded = (t: Tensor) => {
       const r = new Float32Array(t.size);
-      K().roundBf16(t.data, r, t.size);
+      roundBf16(t.data, r, t.size);
       return Tensor.from(r, t.shape);
     };
     const ar = rounded(a), br = rounded(b);

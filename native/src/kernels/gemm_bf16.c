@@ -177,22 +177,6 @@ void relora_to_bf16(const float *src, uint16_t *dst, int64_t n) {
   for (int64_t b = 0; b < n; b += RELORA_SPAN) relora_to_bf16_span(bits + b, dst + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
 }
 
-RELORA_CLONES static void round_bf16_span(const uint32_t *src, uint32_t *dst, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; i++) dst[i] = (uint32_t)relora_bf16_round(src[i]) << 16;
-}
-
-void relora_round_bf16(const float *src, float *dst, int64_t n) {
-  const uint32_t *s = (const uint32_t *)src;
-  uint32_t *d = (uint32_t *)dst;
-  if (n < RELORA_PAR_MIN) {
-    round_bf16_span(s, d, n);
-    return;
-  }
-#pragma omp parallel for
-  for (int64_t b = 0; b < n; b += RELORA_SPAN) round_bf16_span(s + b, d + b, n - b < RELORA_SPAN ? n - b : RELORA_SPAN);
-}
-
 /* The bf16 hardware oneDNN dispatches to, from its run-time CPU detection (never assumed): AMX
  * tiles, AVX512-BF16 dot products, or none (oneDNN would then emulate bf16 on AVX-512, slower
  * than our own fp32 emulation, so relora_bf16_available reports no). */

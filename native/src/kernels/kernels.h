@@ -69,8 +69,6 @@ static inline uint16_t relora_bf16_round(uint32_t u) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-/* dst = src rounded to bf16 (as relora_to_bf16 rounds), kept as fp32 values; dst may be src. */
-void relora_round_bf16(const float *src, float *dst, int64_t n);
 /* relora_to_bf16 of one span on the calling thread. */
 void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n);
 /* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */

@@ -132,7 +132,6 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("crossEntropyBackwardWrite", napi_cross_entropy_backward_write),
       FN("crossEntropyFused", napi_cross_entropy_fused),
       FN("toBf16", napi_to_bf16),
-      FN("roundBf16", napi_round_bf16),
       FN("bf16Available", napi_bf16_available),
       FN("bf16Isa", napi_bf16_isa),
       FN("mpiInit", napi_mpi_init),

@@ -140,29 +140,18 @@ napi_value napi_gemm_bf16(napi_env env, napi_callback_info info) {
 }
 
 /* (src, dst, n) of the two rounding kernels: src holds n floats, dst packed ? ceil(n/2) : n. */
-static int rounding_args(napi_env env, napi_callback_info info, const char *k, int packed, float **src, float **dst,
-                         int64_t *n) {
-  napi_value a[3];
-  size_t ns, nd;
-  return args_get(env, info, k, 3, a) && arg_f32(env, a[0], k, "src", src, &ns) &&
-         arg_f32(env, a[1], k, "dst", dst, &nd) && arg_size(env, a[2], k, "n", n) &&
-         require_len(env, k, "src", ns, *n, "n") &&
-         require_len(env, k, "dst", nd, packed ? (*n + 1) / 2 : *n, packed ? "ceil(n/2)" : "n");
-}
-
 /* toBf16(src, dst, n): dst (packed, ceil(n/2) floats) = bf16(src[0..n)). */
 napi_value napi_to_bf16(napi_env env, napi_callback_info info) {
+  const char *k = "toBf16";
+  napi_value a[3];
   float *src, *dst;
+  size_t ns, nd;
   int64_t n;
-  if (rounding_args(env, info, "toBf16", 1, &src, &dst, &n)) relora_to_bf16(src, (uint16_t *)dst, n);
-  return NULL;
-}
-
-/* roundBf16(src, dst, n): dst[0..n) = src rounded to bf16, as fp32 values (dst may be src). */
-napi_value napi_round_bf16(napi_env env, napi_callback_info info) {
-  float *src, *dst;
-  int64_t n;
-  if (rounding_args(env, info, "roundBf16", 0, &src, &dst, &n)) relora_round_bf16(src, dst, n);
+  if (args_get(env, info, k, 3, a) && arg_f32(env, a[0], k, "src", &src, &ns) && arg_f32(env, a[1], k, "dst", &dst, &nd) &&
+      arg_size(env, a[2], k, "n", &n) && require_len(env, k, "src", ns, n, "n") &&
+      require_len(env, k, "dst", nd, (n + 1) / 2, "ceil(n/2)")) {
+    relora_to_bf16(src, (uint16_t *)dst, n);
+  }
   return NULL;
 }
 

@@ -2,23 +2,21 @@
  * Kernels.attentionForwardBf16 and attentionBackwardBf16 through an fp32 `gemm`: every operand
  * rounded to bf16 (and held as the exact fp32 value it stands for), each product over a head's
  * whole T×T square (the zeros above the diagonal add nothing), the softmax and its gradient in
- * TypeScript; the backward computes the scores again and replays the softmax from its stats. The js backend's kernels, and the native backend's where oneDNN cannot run bf16
- * matmuls: the same roundings at the same points as native/src/kernels/attention_bf16.c, so the
- * two agree up to summation order.
+ * TypeScript; the backward computes the scores again and replays the softmax from its stats.
+ * The js backend's kernels, and the native backend's where oneDNN cannot run bf16 matmuls: the
+ * same roundings at the same points as native/src/kernels/attention_bf16.c, so the two agree up
+ * to summation order.
  */
 import { acquire, release } from '../pool.ts';
 import { roundBf16, toBf16Packed, widenBf16 } from './bf16.ts';
+import { need, positiveInts } from './checks.ts';
 import type { Kernels } from './kernels.ts';
 
 type AttentionBf16 = Pick<Kernels, 'attentionForwardBf16' | 'attentionBackwardBf16'>;
 
 function check(kernel: string, B: number, T: number, H: number, D: number, arrays: [string, Float32Array | null, number][]): void {
-  for (const [name, v] of Object.entries({ B, T, H, D })) {
-    if (!Number.isInteger(v) || v < 0) throw new Error(`${kernel}: ${name} must be a non-negative integer, got ${v}`);
-  }
-  for (const [name, a, n] of arrays) {
-    if (a && a.length < n) throw new Error(`${kernel}: ${name} has ${a.length} elements, needs at least ${n}`);
-  }
+  positiveInts(kernel, { B, T, H, D });
+  for (const [name, a, n] of arrays) if (a) need(kernel, name, a, n);
 }
 
 /** dst[b][h][t][:] = src[b][t][h][:] (activations to head-major). */
@@ -56,8 +54,7 @@ function probabilities(gemm: Kernels['gemm'], qh: Float32Array, kh: Float32Array
     const inv = replay ? stats[2 * r + 1] : Math.fround(1 / denom);
     for (let s = 0; s <= t; s++) row[s] *= inv;
     row.fill(0, t + 1);
-    stats[2 * r] = max;
-    stats[2 * r + 1] = inv;
+    if (!replay) stats.set([max, inv], 2 * r);
   }
 }
 

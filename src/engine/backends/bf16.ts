@@ -19,7 +19,7 @@ export function toBf16Packed(src: Float32Array, dst: Float32Array, n: number): v
   }
 }
 
-/** Kernels.roundBf16 bit for bit: toBf16Packed's rounding, the result kept as fp32 (dst may be src). */
+/** toBf16Packed's rounding with the result kept as fp32 (dst may be src): the value a bf16 operand stands for. */
 export function roundBf16(src: Float32Array, dst: Float32Array, n: number): void {
   if (src.length < n || dst.length < n) throw new Error(`roundBf16: src has ${src.length} elements and dst ${dst.length}; n = ${n} needs ${n} in each`);
   const s = new Uint32Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);

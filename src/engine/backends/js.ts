@@ -6,21 +6,10 @@
 import { acquire, release } from '../pool.ts';
 import { hash32 } from '../rng.ts';
 import { emulatedAttentionBf16 } from './attention-bf16.ts';
-import { emulatedGemmBf16, roundBf16, toBf16Packed } from './bf16.ts';
+import { emulatedGemmBf16, toBf16Packed } from './bf16.ts';
+import { need, positiveInts } from './checks.ts';
 import { composedCrossEntropyFused } from './composed.ts';
 import type { Kernels } from './kernels.ts';
-
-function need(kernel: string, what: string, arr: ArrayLike<number>, n: number): void {
-  if (arr.length < n) {
-    throw new Error(`${kernel}: ${what} has ${arr.length} elements, needs at least ${n}`);
-  }
-}
-
-function positiveInts(kernel: string, dims: Record<string, number>): void {
-  for (const [k, v] of Object.entries(dims)) {
-    if (!Number.isInteger(v) || v < 0) throw new Error(`${kernel}: ${k} must be a non-negative integer, got ${v}`);
-  }
-}
 
 function gemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
@@ -359,7 +348,6 @@ export const jsKernels: Kernels = {
   crossEntropyFused: (...args) => composedCrossEntropyFused(jsKernels)(...args),
 
   toBf16: toBf16Packed,
-  roundBf16,
   gemmBf16: emulatedGemmBf16(gemm),
   hasBf16Gemm: () => false,
   ...emulatedAttentionBf16(gemm),

@@ -183,8 +183,6 @@ export interface Kernels {
    * dst = bf16(src[0..n)), rounded to nearest even; NaN stays NaN.
    */
   toBf16(src: Float32Array, dst: Float32Array, n: number): void;
-  /** dst[0..n) = src rounded to bf16 as toBf16 rounds, kept as fp32 values (dst may be src). */
-  roundBf16(src: Float32Array, dst: Float32Array, n: number): void;
   /**
    * C = alpha·op(A)·op(B) + beta·C for one matrix (gemm's conventions, no batch) with A and B
    * packed bf16 (as toBf16 writes them; leading dimensions count bf16 values), C fp32, fp32

@@ -134,7 +134,6 @@ export function loadNativeKernels(): Kernels | null {
     crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
     crossEntropyFused: a.crossEntropyFused,
     toBf16: a.toBf16,
-    roundBf16: a.roundBf16,
     gemmBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16 : emulated)(...args),
     hasBf16Gemm,
     adamwStep: a.adamwStep,

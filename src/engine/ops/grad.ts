@@ -42,7 +42,7 @@ export function betaFor(slot: GradSlot): number {
 export function gradSlots(inputs: readonly Tensor[]): { grads: (Float32Array | null)[]; accumulate: boolean } {
   const slots = inputs.map(gradSlot);
   const accumulate = slots.some((s) => s && !s.fresh);
-  if (accumulate) slots.forEach((s, i) => s?.fresh && K().fill(s.data, 0, inputs[i].size));
+  if (accumulate) for (const [i, s] of slots.entries()) if (s?.fresh) K().fill(s.data, 0, inputs[i].size);
   return { grads: slots.map((s) => s?.data ?? null), accumulate };
 }
 

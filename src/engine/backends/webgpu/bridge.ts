@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 
 import { emulatedAttentionBf16 } from '../attention-bf16.ts';
-import { emulatedGemmBf16, roundBf16, toBf16Packed } from '../bf16.ts';
+import { emulatedGemmBf16, toBf16Packed } from '../bf16.ts';
 import { composedCrossEntropyFused } from '../composed.ts';
 import { jsKernels } from '../js.ts';
 import type { Kernels } from '../kernels.ts';
@@ -268,11 +268,6 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHost(src, false);
       b.mirror.toHost(dst, true);
       toBf16Packed(src, dst, n);
-    },
-    roundBf16: (src: Float32Array, dst: Float32Array, n: number) => {
-      b.mirror.toHost(src, false);
-      b.mirror.toHost(dst, true);
-      roundBf16(src, dst, n);
     },
     gemmBf16: (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
       b.mirror.toHost(A, false);
