@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
-import { roundBf16 } from '../src/engine/backends/bf16.ts';
+import { roundBf16, widenBf16 } from '../src/engine/backends/bf16.ts';
 import { jsKernels as js } from '../src/engine/backends/js.ts';
 import type { Kernels } from '../src/engine/backends/kernels.ts';
 import { benchGemmDirect, loadNativeKernels, nativeBuiltinGemm, nativeLoadError } from '../src/engine/backends/native.ts';
@@ -603,32 +603,44 @@ describe('kernels the js backend composes from others', () => {
     for (const [rows, V] of [[1, 1], [3, 5], [40, 1001], [7, 40_000]]) {
       const logits = rand(rows * V, -6, 6), targets = randIds(rows, V), ignore = -100;
       if (rows > 2) targets[1] = ignore;
+      // bf16: packed logits (as gemmBf16ToBf16 writes them); their fp32 values are exact.
+      const n = rows * V, packedLogits = new Float32Array((n + 1) >> 1), widened = new Float32Array(n);
+      js.toBf16(logits, packedLogits, n);
+      widenBf16(packedLogits, widened, n);
       for (const k of [js, nat()]) {
-        const losses = new Float32Array(rows), lse = new Float32Array(rows);
-        const count = k.crossEntropyForward(logits, targets, losses, lse, rows, V, ignore);
-        const grad = new Float32Array(rows * V);
-        k.crossEntropyBackwardWrite(logits, targets, lse, grad, rows, V, ignore, 0.37 / count);
-        const gradBf16 = new Float32Array((rows * V + 1) >> 1);
-        k.toBf16(grad, gradBf16, rows * V);
-
+        const reference = (x: Float32Array) => {
+          const losses = new Float32Array(rows), lse = new Float32Array(rows);
+          const count = k.crossEntropyForward(x, targets, losses, lse, rows, V, ignore);
+          const grad = new Float32Array(n);
+          k.crossEntropyBackwardWrite(x, targets, lse, grad, rows, V, ignore, 0.37 / count);
+          return { count, losses, lse, grad };
+        };
+        const want = reference(logits), count = want.count;
         const fLosses = rand(rows, 9, 10), fLse = rand(rows, 9, 10), inPlace = logits.slice();
         assert.equal(k.crossEntropyFused(inPlace, targets, fLosses, fLse, inPlace, rows, V, ignore, 0.37 / count, false), count);
-        assertClose(fLosses, losses, 0, 0, `${k.name} fp32 losses ${rows}x${V}`);
-        assertClose(fLse, lse, 0, 0, `${k.name} fp32 lse ${rows}x${V}`);
-        assertClose(inPlace, grad, 0, 0, `${k.name} fp32 gradient in place ${rows}x${V}`);
+        assertClose(fLosses, want.losses, 0, 0, `${k.name} fp32 losses ${rows}x${V}`);
+        assertClose(fLse, want.lse, 0, 0, `${k.name} fp32 lse ${rows}x${V}`);
+        assertClose(inPlace, want.grad, 0, 0, `${k.name} fp32 gradient in place ${rows}x${V}`);
 
-        const packed = rand((rows * V + 1) >> 1, 50, 60);
-        assert.equal(k.crossEntropyFused(logits, targets, fLosses.fill(7), fLse.fill(7), packed, rows, V, ignore, 0.37 / count, true), count);
-        assertClose(fLosses, losses, 0, 0, `${k.name} bf16 losses ${rows}x${V}`);
-        assert.deepEqual(new Uint16Array(packed.buffer, 0, rows * V), new Uint16Array(gradBf16.buffer, 0, rows * V), `${k.name} bf16 gradient ${rows}x${V}`);
+        const wantBf16 = reference(widened), gradBf16 = new Float32Array((n + 1) >> 1);
+        k.toBf16(wantBf16.grad, gradBf16, n);
+        const bits = (x: Float32Array) => new Uint16Array(x.buffer, 0, n);
+        for (const where of ['apart', 'in place']) {
+          const logitsIn = packedLogits.slice(), out = where === 'in place' ? logitsIn : rand((n + 1) >> 1, 50, 60);
+          assert.equal(k.crossEntropyFused(logitsIn, targets, fLosses.fill(7), fLse.fill(7), out, rows, V, ignore, 0.37 / count, true), count);
+          assertClose(fLosses, wantBf16.losses, 0, 0, `${k.name} bf16 losses ${rows}x${V} ${where}`);
+          assertClose(fLse, wantBf16.lse, 0, 0, `${k.name} bf16 lse ${rows}x${V} ${where}`);
+          assert.deepEqual(bits(out), bits(gradBf16), `${k.name} bf16 gradient ${rows}x${V} ${where}`);
+        }
       }
     }
     for (const k of [js, nat()]) {
       assert.throws(() => k.crossEntropyFused(rand(6), Int32Array.of(0, 3), rand(2), rand(2), new Float32Array(6), 2, 3, -100, 1, false), /target 3 at row 1/);
-      assert.throws(() => k.crossEntropyFused(rand(6), Int32Array.of(0, 1), rand(2), rand(2), new Float32Array(2), 2, 3, -100, 1, true), /dLogits/);
+      assert.throws(() => k.crossEntropyFused(rand(3), Int32Array.of(0, 1), rand(2), rand(2), new Float32Array(2), 2, 3, -100, 1, true), /dLogits/);
+      assert.throws(() => k.crossEntropyFused(rand(2), Int32Array.of(0, 1), rand(2), rand(2), new Float32Array(3), 2, 3, -100, 1, true), /logits/);
     }
     const shared = rand(8);
-    assert.throws(() => nat().crossEntropyFused(shared, Int32Array.of(0, 1), rand(2), rand(2), shared, 2, 4, -100, 1, true), /must not overlap/);
+    assert.throws(() => nat().crossEntropyFused(shared.subarray(1), Int32Array.of(0, 1), rand(2), rand(2), shared, 2, 4, -100, 1, true), /must be the logits themselves or not overlap/);
   });
 
   it('toBf16 rounds to nearest even and keeps NaN, bit-identically on both backends', () => {
@@ -691,5 +703,44 @@ describe('kernels the js backend composes from others', () => {
       }
     }
     assert.throws(() => native.gemmBf16(false, false, 4, 4, 4, 1, new Float32Array(2), 4, new Float32Array(8), 4, 0, new Float32Array(16), 4), /gemmBf16: A \(2 floats\)|gemmBf16: A has/);
+  });
+
+  it('gemmBf16ToBf16 writes the product rounded to bf16, leaving the gaps between C\'s rows alone', () => {
+    const pack = (x: Float32Array): Float32Array => {
+      const p = new Float32Array((x.length + 1) >> 1);
+      js.toBf16(x, p, x.length);
+      return p;
+    };
+    const native = nat();
+    for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 17, 40], [64, 300, 96]]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const lda = (transA ? M : K) + 2, ldb = (transB ? K : N) + 1, ldc = N + 3;
+          const A = pack(rand((transA ? K : M) * lda, -3, 3)), B = pack(rand((transB ? N : K) * ldb, -3, 3));
+          for (const k of [js, native]) {
+            // The reference: the same backend's fp32 product, rounded.
+            const full = new Float32Array(M * ldc);
+            k.gemmBf16(transA, transB, M, N, K, 0.75, A, lda, B, ldb, 0, full, ldc);
+            const want = new Float32Array((M * ldc + 1) >> 1);
+            k.toBf16(full, want, M * ldc);
+            const C = rand((M * ldc + 1) >> 1, 50, 60), before = new Uint16Array(C.slice().buffer);
+            k.gemmBf16ToBf16(transA, transB, M, N, K, 0.75, A, lda, B, ldb, C, ldc);
+            const got = new Uint16Array(C.buffer), wanted = new Uint16Array(want.buffer);
+            const label = `${k.name} gemmBf16ToBf16 ${M}x${N}x${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+            for (let r = 0; r < M; r++) {
+              for (let j = 0; j < ldc; j++) {
+                const i = r * ldc + j;
+                assert.equal(got[i], j < N ? wanted[i] : before[i], `${label} at ${r},${j}`);
+              }
+            }
+          }
+        }
+      }
+    }
+    const zero = new Float32Array(8).fill(1);
+    native.gemmBf16ToBf16(false, false, 4, 4, 0, 1, new Float32Array(0), 1, new Float32Array(0), 4, zero, 4);
+    assert.deepEqual([...zero], new Array(8).fill(0), 'K = 0 writes zeros');
+    assert.throws(() => native.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
+    assert.throws(() => js.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
   });
 });

@@ -44,7 +44,7 @@ function wrapAll(target: Record<string, unknown>, table: Map<string, KernelTime>
     const fn = value as AnyFn;
     restore.push(() => { target[name] = fn; });
     target[name] = (...args: unknown[]): unknown => {
-      const label = name === 'gemm' || name === 'gemmBf16'
+      const label = name === 'gemm' || name === 'gemmBf16' || name === 'gemmBf16ToBf16'
         ? `${name} ${args[0] ? 'T' : 'N'}${args[1] ? 'T' : 'N'} ${args[2]}×${args[3]}×${args[4]}${(args[16] as number) > 1 ? ` ×${args[16]}` : ''}`
         : name;
       const t0 = process.hrtime.bigint();

@@ -75,14 +75,14 @@ void relora_cross_entropy_backward_write(const float *logits, const int32_t *tar
   backward_rows(logits, targets, lse, dlogits, rows, V, ignore_index, grad_scale, 1);
 }
 
-int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
+int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
                                    int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16) {
   int64_t count = 0;
   int failed = 0;
 #pragma omp parallel reduction(+ : count) if (rows * V >= RELORA_PAR_MIN)
   {
-    /* bf16: each row's fp32 gradient goes through a scratch row (in cache) and is rounded from it,
-     * exactly the values backward_write then relora_to_bf16 would give. */
+    /* bf16: each row is widened into a scratch row (in cache), its fp32 gradient written over it
+     * and rounded from there: the values widen, forward, backward_write, relora_to_bf16 would give. */
     float *row = bf16 ? malloc((size_t)V * sizeof(float)) : NULL;
     if (bf16 && !row) {
 #pragma omp atomic write
@@ -90,7 +90,9 @@ int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, 
     }
 #pragma omp for
     for (int64_t r = 0; r < rows; r++) {
-      const float *x = logits + r * V;
+      if (bf16 && !row) continue;
+      const float *x = bf16 ? row : (const float *)logits + r * V;
+      if (bf16) relora_widen_bf16_span((const uint16_t *)logits + r * V, (uint32_t *)row, V);
       double l = row_logsumexp(x, V);
       float lf = (float)l;
       lse[r] = lf;
@@ -99,7 +101,6 @@ int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, 
       losses[r] = ignored ? 0.0f : (float)(l - (double)x[t]);
       count += !ignored;
       float *d = bf16 ? row : (float *)dlogits + r * V;
-      if (!d) continue;
       if (ignored) {
         for (int64_t j = 0; j < V; j++) d[j] = 0.0f;
       } else {

@@ -24,7 +24,7 @@
 
 typedef struct {
   int used;
-  int transA, transB;
+  int transA, transB, c_bf16;
   int64_t M, N, K, lda, ldb, ldc;
   float alpha, beta;
   relora_bf16_batch batch; /* all zeros for a single matrix */
@@ -71,7 +71,7 @@ static dnnl_status_t build(bf16_entry *e) {
   const relora_bf16_batch *bt = &e->batch;
   if ((st = matrix_desc(&a, e->M, e->K, e->lda, e->transA, dnnl_bf16, bt, bt->a)) != dnnl_success ||
       (st = matrix_desc(&b, e->K, e->N, e->ldb, e->transB, dnnl_bf16, bt, bt->b)) != dnnl_success ||
-      (st = matrix_desc(&c, e->M, e->N, e->ldc, 0, dnnl_f32, bt, bt->c)) != dnnl_success) {
+      (st = matrix_desc(&c, e->M, e->N, e->ldc, 0, e->c_bf16 ? dnnl_bf16 : dnnl_f32, bt, bt->c)) != dnnl_success) {
     return st;
   }
   dnnl_matmul_desc_t desc;
@@ -103,12 +103,13 @@ static dnnl_status_t build(bf16_entry *e) {
   return dnnl_success;
 }
 
+/* C is fp32, or with c_bf16 packed bf16: the fp32 sums rounded to nearest even as relora_to_bf16 rounds. */
 static int onednn_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A, int64_t lda,
-                     const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc, const relora_bf16_batch *batch) {
+                     const uint16_t *B, int64_t ldb, float beta, void *C, int c_bf16, int64_t ldc, const relora_bf16_batch *batch) {
   bf16_entry *e = NULL;
   for (int i = 0; i < CACHE_SIZE && !e; i++) {
     bf16_entry *c = &cache[i];
-    if (c->used && c->transA == transA && c->transB == transB && c->M == M && c->N == N && c->K == K &&
+    if (c->used && c->transA == transA && c->transB == transB && c->c_bf16 == c_bf16 && c->M == M && c->N == N && c->K == K &&
         c->lda == lda && c->ldb == ldb && c->ldc == ldc && c->alpha == alpha && c->beta == beta &&
         memcmp(&c->batch, batch, sizeof *batch) == 0) {
       e = c;
@@ -118,7 +119,7 @@ static int onednn_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_
     e = &cache[next_victim];
     next_victim = (next_victim + 1) % CACHE_SIZE;
     release(e);
-    *e = (bf16_entry){0, transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, *batch, NULL, NULL, NULL, NULL};
+    *e = (bf16_entry){0, transA, transB, c_bf16, M, N, K, lda, ldb, ldc, alpha, beta, *batch, NULL, NULL, NULL, NULL};
     dnnl_status_t st = build(e);
     if (st != dnnl_success) {
       release(e);
@@ -143,9 +144,24 @@ int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 #ifdef RELORA_USE_ONEDNN
   /* No product: a zero-sized primitive is an error in oneDNN, and SGEMM handles beta alone. */
   if (K == 0 || alpha == 0.0f) return relora_sgemm(transA, transB, M, N, 0, 1.0f, NULL, 1, NULL, 1, beta, C, ldc);
-  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &single);
+  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, 0, ldc, &single);
 #else
   (void)transA, (void)transB, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+  return RELORA_ENOBF16;
+#endif
+}
+
+int relora_gemm_bf16_to_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                             int64_t lda, const uint16_t *B, int64_t ldb, uint16_t *C, int64_t ldc) {
+  if (M == 0 || N == 0) return 0;
+#ifdef RELORA_USE_ONEDNN
+  if (K == 0 || alpha == 0.0f) {
+    for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+    return 0;
+  }
+  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, 1, ldc, &single);
+#else
+  (void)transA, (void)transB, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
   return RELORA_ENOBF16;
 #endif
 }
@@ -155,7 +171,7 @@ int relora_gemm_bf16_batched(int transA, int transB, int64_t M, int64_t N, int64
                              const relora_bf16_batch *batch) {
   if (M == 0 || N == 0 || batch->outer == 0 || batch->inner == 0) return 0;
 #ifdef RELORA_USE_ONEDNN
-  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch);
+  return onednn_gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, 0, ldc, batch);
 #else
   (void)transA, (void)transB, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
   return RELORA_ENOBF16;
@@ -165,6 +181,11 @@ int relora_gemm_bf16_batched(int transA, int transB, int64_t M, int64_t N, int64
 RELORA_CLONES void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) dst[i] = relora_bf16_round(src[i]);
+}
+
+RELORA_CLONES void relora_widen_bf16_span(const uint16_t *src, uint32_t *dst, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) dst[i] = (uint32_t)src[i] << 16;
 }
 
 void relora_to_bf16(const float *src, uint16_t *dst, int64_t n) {
@@ -195,7 +216,7 @@ int relora_bf16_available(void) {
   if (known < 0) {
     static uint16_t a[16 * 16], b[16 * 16];
     static float c[16 * 16];
-    known = relora_bf16_isa() != RELORA_BF16_NONE && onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 16, &single) == 0;
+    known = relora_bf16_isa() != RELORA_BF16_NONE && onednn_gemm_bf16(0, 0, 16, 16, 16, 1.0f, a, 16, b, 16, 0.0f, c, 0, 16, &single) == 0;
   }
   return known;
 #else

@@ -71,9 +71,15 @@ static inline uint16_t relora_bf16_round(uint32_t u) {
 }
 /* relora_to_bf16 of one span on the calling thread. */
 void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n);
+/* The fp32 bits of n bf16 values (exact), on the calling thread. */
+void relora_widen_bf16_span(const uint16_t *src, uint32_t *dst, int64_t n);
 /* relora_sgemm's contract with bf16 A and B and fp32 accumulation; RELORA_ENOBF16 without oneDNN. */
 int relora_gemm_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                      const uint16_t *A, int64_t lda, const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* relora_gemm_bf16 with beta = 0 and C packed bf16: the fp32 sums rounded as relora_to_bf16 rounds
+ * (half the bytes to write, and to read back, for a product only ever used rounded). */
+int relora_gemm_bf16_to_bf16(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                             int64_t lda, const uint16_t *B, int64_t ldb, uint16_t *C, int64_t ldc);
 /* A grid of outer × inner matrices: matrix (i, j) of A starts at A + i·a[0] + j·a[1] (elements), so
  * one call covers [B, H] heads whatever the layout. */
 typedef struct {
@@ -161,9 +167,10 @@ void relora_cross_entropy_backward(const float *logits, const int32_t *targets, 
 void relora_cross_entropy_backward_write(const float *logits, const int32_t *targets, const float *lse, float *dlogits,
                                          int64_t rows, int64_t V, int64_t ignore_index, float grad_scale);
 /* Forward and backward_write in one visit per row, the row still in cache for the second: losses,
- * lse and dlogits = grad_scale * (softmax - onehot) as the two calls would write them, dlogits
- * either fp32 (may be logits itself) or, with bf16, packed bf16 (rounded as relora_to_bf16 would). */
-int64_t relora_cross_entropy_fused(const float *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
+ * lse and dlogits = grad_scale * (softmax - onehot) as the two calls would write them; logits and
+ * dlogits either fp32 (dlogits may be logits itself) or, with bf16, both packed bf16 (the logits
+ * widened exactly, the gradient rounded as relora_to_bf16 would). */
+int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
                                    int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16);
 
 /* ---- adamw.c ---- */

@@ -129,6 +129,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("dropoutApply", napi_dropout_apply),
       FN("dropoutBackwardAdd", napi_dropout_backward_add),
       FN("gemmBf16", napi_gemm_bf16),
+      FN("gemmBf16ToBf16", napi_gemm_bf16_to_bf16),
       FN("crossEntropyBackwardWrite", napi_cross_entropy_backward_write),
       FN("crossEntropyFused", napi_cross_entropy_fused),
       FN("toBf16", napi_to_bf16),

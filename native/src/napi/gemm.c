@@ -98,22 +98,24 @@ napi_value napi_bench_gemm_direct(napi_env env, napi_callback_info info) {
 }
 
 /* gemmBf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc): A and B packed bf16,
- * two values per float element. */
-napi_value napi_gemm_bf16(napi_env env, napi_callback_info info) {
-  const char *k = "gemmBf16";
+ * two values per float element, C fp32; gemmBf16ToBf16(transA, transB, M, N, K, alpha, A, lda, B,
+ * ldb, C, ldc): the same with beta 0 and C packed bf16. */
+static napi_value gemm_bf16_entry(napi_env env, napi_callback_info info, const char *k, int c_bf16) {
   napi_value a[13];
   int transA, transB;
   int64_t M, N, K, lda, ldb, ldc;
-  double alpha, beta;
+  double alpha, beta = 0.0;
   float *A, *B, *C;
   size_t nA, nB, nC;
-  if (!args_get(env, info, k, 13, a) || !arg_bool(env, a[0], k, "transA", &transA) ||
+  /* Without beta the arguments after ldb sit one place earlier. */
+  const int c = c_bf16 ? 10 : 11;
+  if (!args_get(env, info, k, c_bf16 ? 12 : 13, a) || !arg_bool(env, a[0], k, "transA", &transA) ||
       !arg_bool(env, a[1], k, "transB", &transB) || !arg_size(env, a[2], k, "M", &M) ||
       !arg_size(env, a[3], k, "N", &N) || !arg_size(env, a[4], k, "K", &K) ||
       !arg_double(env, a[5], k, "alpha", &alpha) || !arg_f32(env, a[6], k, "A", &A, &nA) ||
       !arg_size(env, a[7], k, "lda", &lda) || !arg_f32(env, a[8], k, "B", &B, &nB) ||
-      !arg_size(env, a[9], k, "ldb", &ldb) || !arg_double(env, a[10], k, "beta", &beta) ||
-      !arg_f32(env, a[11], k, "C", &C, &nC) || !arg_size(env, a[12], k, "ldc", &ldc)) {
+      !arg_size(env, a[9], k, "ldb", &ldb) || (!c_bf16 && !arg_double(env, a[10], k, "beta", &beta)) ||
+      !arg_f32(env, a[c], k, "C", &C, &nC) || !arg_size(env, a[c + 1], k, "ldc", &ldc)) {
     return NULL;
   }
   if (M == 0 || N == 0) return NULL;
@@ -127,16 +129,26 @@ napi_value napi_gemm_bf16(napi_env env, napi_callback_info info) {
     throw_error(env, k, "A (%zu floats) or B (%zu floats) is too small for its bf16 shape", nA, nB);
     return NULL;
   }
-  if ((double)nC < span(M, N, ldc)) {
-    throw_error(env, k, "C has %zu elements, too few for %lld×%lld with ldc %lld", nC, (long long)M, (long long)N,
-                (long long)ldc);
+  if ((c_bf16 ? 2.0 : 1.0) * (double)nC < span(M, N, ldc)) {
+    throw_error(env, k, "C has %zu floats, too few for %lld×%lld %s values with ldc %lld", nC, (long long)M, (long long)N,
+                c_bf16 ? "packed bf16" : "fp32", (long long)ldc);
     return NULL;
   }
-  int st = relora_gemm_bf16(transA, transB, M, N, K, (float)alpha, (const uint16_t *)A, lda, (const uint16_t *)B, ldb,
-                            (float)beta, C, ldc);
+  int st = c_bf16 ? relora_gemm_bf16_to_bf16(transA, transB, M, N, K, (float)alpha, (const uint16_t *)A, lda,
+                                             (const uint16_t *)B, ldb, (uint16_t *)C, ldc)
+                  : relora_gemm_bf16(transA, transB, M, N, K, (float)alpha, (const uint16_t *)A, lda, (const uint16_t *)B,
+                                     ldb, (float)beta, C, ldc);
   if (st == RELORA_ENOBF16) throw_error(env, k, "this build has no oneDNN; bf16 products are unavailable");
   else if (st) throw_error(env, k, "oneDNN bf16 matmul failed with status %d", st);
   return NULL;
+}
+
+napi_value napi_gemm_bf16(napi_env env, napi_callback_info info) {
+  return gemm_bf16_entry(env, info, "gemmBf16", 0);
+}
+
+napi_value napi_gemm_bf16_to_bf16(napi_env env, napi_callback_info info) {
+  return gemm_bf16_entry(env, info, "gemmBf16ToBf16", 1);
 }
 
 /* (src, dst, n) of the two rounding kernels: src holds n floats, dst packed ? ceil(n/2) : n. */

@@ -56,14 +56,15 @@ napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info) {
 
 /* Parses what both passes share — (logits, targets, ..., rows, V, ignoreIndex) at a[0], a[1],
  * a[at..at+2] (a[4..6] for the separate passes) — and rejects bad targets before anything is written. */
-static int xent_args_at(napi_env env, napi_value *a, int at, const char *k, float **logits, int32_t **targets,
-                        int64_t *rows, int64_t *V, int64_t *ignore) {
+/* logits: rows*V floats, or with packed rows*V packed bf16 values. */
+static int xent_args_at(napi_env env, napi_value *a, int at, const char *k, float **logits, int packed,
+                        int32_t **targets, int64_t *rows, int64_t *V, int64_t *ignore) {
   size_t nl, nt;
   int64_t n;
   if (!arg_f32(env, a[0], k, "logits", logits, &nl) || !arg_i32(env, a[1], k, "targets", targets, &nt) ||
       !arg_size(env, a[at], k, "rows", rows) || !arg_size(env, a[at + 1], k, "V", V) ||
       !arg_int(env, a[at + 2], k, "ignoreIndex", ignore) || !mul_size(env, k, *rows, *V, &n) ||
-      !require_len(env, k, "logits", nl, n, "rows*V") || !require_len(env, k, "targets", nt, *rows, "rows")) {
+      !require_len(env, k, "logits", nl, packed ? (n + 1) / 2 : n, packed ? "ceil(rows*V/2)" : "rows*V") || !require_len(env, k, "targets", nt, *rows, "rows")) {
     return 0;
   }
   for (int64_t r = 0; r < *rows; r++) {
@@ -78,7 +79,7 @@ static int xent_args_at(napi_env env, napi_value *a, int at, const char *k, floa
 
 static int xent_args(napi_env env, napi_value *a, const char *k, float **logits, int32_t **targets, int64_t *rows,
                      int64_t *V, int64_t *ignore) {
-  return xent_args_at(env, a, 4, k, logits, targets, rows, V, ignore);
+  return xent_args_at(env, a, 4, k, logits, 0, targets, rows, V, ignore);
 }
 
 /* crossEntropyForward(logits, targets, losses, lse, rows, V, ignoreIndex) -> non-ignored rows. */
@@ -127,7 +128,7 @@ napi_value napi_cross_entropy_backward_write(napi_env env, napi_callback_info in
 }
 
 /* crossEntropyFused(logits, targets, losses, lse, dLogits, rows, V, ignoreIndex, gradScale, bf16)
- * -> non-ignored rows; dLogits holds rows*V floats, or with bf16 rows*V packed bf16 values. */
+ * -> non-ignored rows; logits and dLogits hold rows*V floats, or with bf16 rows*V packed bf16 values. */
 napi_value napi_cross_entropy_fused(napi_env env, napi_callback_info info) {
   const char *k = "crossEntropyFused";
   napi_value a[10], out;
@@ -137,16 +138,18 @@ napi_value napi_cross_entropy_fused(napi_env env, napi_callback_info info) {
   int64_t rows, V, ignore;
   double grad_scale;
   int bf16;
-  if (!args_get(env, info, k, 10, a) || !xent_args_at(env, a, 5, k, &logits, &targets, &rows, &V, &ignore) ||
+  if (!args_get(env, info, k, 10, a) || !arg_bool(env, a[9], k, "bf16", &bf16) ||
+      !xent_args_at(env, a, 5, k, &logits, bf16, &targets, &rows, &V, &ignore) ||
       !arg_f32(env, a[2], k, "losses", &losses, &nlosses) || !arg_f32(env, a[3], k, "lse", &lse, &nlse) ||
       !arg_f32(env, a[4], k, "dLogits", &dlogits, &nd) || !arg_double(env, a[8], k, "gradScale", &grad_scale) ||
-      !arg_bool(env, a[9], k, "bf16", &bf16) || !require_len(env, k, "losses", nlosses, rows, "rows") ||
+      !require_len(env, k, "losses", nlosses, rows, "rows") ||
       !require_len(env, k, "lse", nlse, rows, "rows") ||
       !require_len(env, k, "dLogits", nd, bf16 ? (rows * V + 1) / 2 : rows * V, bf16 ? "ceil(rows*V/2)" : "rows*V")) {
     return NULL;
   }
-  if (bf16 && (const void *)dlogits < (const void *)(logits + rows * V) && (const void *)logits < (const void *)(dlogits + nd)) {
-    throw_error(env, k, "a bf16 dLogits must not overlap the logits");
+  if (bf16 && dlogits != logits && (const void *)dlogits < (const void *)(logits + (rows * V + 1) / 2) &&
+      (const void *)logits < (const void *)(dlogits + nd)) {
+    throw_error(env, k, "a bf16 dLogits must be the logits themselves or not overlap them");
     return NULL;
   }
   int64_t count = relora_cross_entropy_fused(logits, targets, losses, lse, dlogits, rows, V, ignore, (float)grad_scale, bf16);

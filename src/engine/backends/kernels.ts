@@ -171,9 +171,11 @@ export interface Kernels {
   crossEntropyBackwardWrite(logits: Float32Array, targets: Int32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number): void;
   /**
    * crossEntropyForward then crossEntropyBackwardWrite, each row visited once (it is still in cache
-   * for its gradient): writes losses and lse, returns the non-ignored rows, and writes dLogits —
-   * fp32 (may be `logits` itself) or, with `bf16`, packed bf16 exactly as toBf16 would round the
-   * fp32 gradient (then it must not overlap `logits`). The same values as the three calls.
+   * for its gradient): writes losses and lse, returns the non-ignored rows, and writes dLogits.
+   * Without `bf16`, logits and dLogits are fp32; with it, both are packed bf16 (the logits a
+   * gemmBf16ToBf16 wrote), the loss computed on their exact fp32 values and the gradient rounded
+   * as toBf16 would round it. dLogits may be `logits` itself, or must not overlap it. The same
+   * values as widening, the two calls and toBf16.
    */
   crossEntropyFused(logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number, bf16: boolean): number;
 
@@ -191,6 +193,15 @@ export interface Kernels {
   gemmBf16(
     transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
     A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+  ): void;
+  /**
+   * gemmBf16 with beta = 0 into packed bf16 C (ldc counts bf16 values): the fp32 sums rounded as
+   * toBf16 rounds them (oneDNN may flush fp32 subnormals to zero first), for a product only ever
+   * used rounded — half the bytes to write and to read back.
+   */
+  gemmBf16ToBf16(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, C: Float32Array, ldc: number,
   ): void;
   /**
    * Whether gemmBf16 runs on bf16 matrix hardware (oneDNN on AMX or AVX512-BF16). When false it

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { emulatedAttentionBf16 } from './attention-bf16.ts';
-import { emulatedGemmBf16 } from './bf16.ts';
+import { emulatedGemmBf16, emulatedGemmBf16ToBf16 } from './bf16.ts';
 import type { Kernels } from './kernels.ts';
 
 /** What the compiled addon exports (see native/src/napi/addon.c). */
@@ -97,6 +97,7 @@ export function loadNativeKernels(): Kernels | null {
   let bf16: boolean | null = null;
   const hasBf16Gemm = (): boolean => (bf16 ??= a.bf16Available());
   const emulated = emulatedGemmBf16(a.gemm);
+  const emulatedToBf16 = emulatedGemmBf16ToBf16(emulated);
   const emulatedAttention = emulatedAttentionBf16(a.gemm);
   const k: Kernels = {
     name: 'native',
@@ -135,6 +136,7 @@ export function loadNativeKernels(): Kernels | null {
     crossEntropyFused: a.crossEntropyFused,
     toBf16: a.toBf16,
     gemmBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16 : emulated)(...args),
+    gemmBf16ToBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16ToBf16 : emulatedToBf16)(...args),
     hasBf16Gemm,
     adamwStep: a.adamwStep,
   };

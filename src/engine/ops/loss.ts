@@ -84,33 +84,44 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
 
   const k = K();
   const needX = recording(x), needW = recording(weight);
+  const training = needX || needW;
+  // In bf16 precision the head's products take bf16 operands (W rounded once for all chunks) and,
+  // when training, write the logits in bf16 as autocast's lm_head does; the loss and its gradient
+  // are computed in fp32 from them. Evaluation keeps fp32 logits (forward only, nothing to save).
+  const bf16 = matmulPrecision() === 'bf16';
+  const bf16Logits = bf16 && training;
   const losses = Tensor.empty([rows], false), lse = Tensor.empty([chunk], false);
-  const logits = Tensor.empty([chunk * V], false);
+  const logits = bf16Logits ? bf16Scratch(chunk * V).packed : Tensor.empty([chunk * V], false);
   const dx = needX ? Tensor.empty(x.shape, false) : null;
   const dW = needW ? Tensor.empty(weight.shape, false) : null;
   const X = x.buf;
-  // In bf16 precision the head's products take bf16 operands (W rounded once for all chunks);
-  // the logits, the loss and its gradient stay fp32.
-  const bf16 = matmulPrecision() === 'bf16';
   const W = frozenOperand(weight.buf, bf16);
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const c = Math.min(chunk, rows - r0);
     const tc = t.subarray(r0, r0 + c), xc = X.subarray(r0 * d, (r0 + c) * d);
     const xo = frozenOperand(xc, bf16);
-    mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, logits.buf, V);
-    const lossesC = losses.buf.subarray(r0, r0 + c), lg = logits.buf.subarray(0, c * V);
-    if (!dx && !dW) {
+    const lossesC = losses.buf.subarray(r0, r0 + c);
+    if (!training) {
+      const lg = logits.buf.subarray(0, c * V);
+      mixedGemm(bf16, false, true, c, V, d, 1, xo, d, W, d, 0, lg, V);
       k.crossEntropyForward(lg, tc, lossesC, lse.buf, c, V, ignoreIndex);
       releaseOperand(xo);
       continue;
     }
-    // The loss and its gradient in one pass: in fp32 the gradient overwrites the logits it comes
-    // from; in bf16 it is written straight into the products' bf16 operand.
-    const dl: Operand = bf16 ? bf16Scratch(c * V) : lg;
-    k.crossEntropyFused(lg, tc, lossesC, lse.buf, bf16 ? (dl as Bf16Matrix).packed.buf : lg, c, V, ignoreIndex, 1 / count, bf16);
+    // The loss and its gradient in one pass, the gradient written over the logits it comes from:
+    // in bf16 it is then the products' bf16 operand as it is.
+    let dl: Operand;
+    if (bf16Logits) {
+      dl = { packed: logits };
+      k.gemmBf16ToBf16(false, true, c, V, d, 1, (xo as Bf16Matrix).packed.buf, d, (W as Bf16Matrix).packed.buf, d, logits.buf, V);
+    } else {
+      dl = logits.buf.subarray(0, c * V);
+      mixedGemm(false, false, true, c, V, d, 1, xo, d, W, d, 0, dl, V);
+    }
+    const lg = bf16Logits ? logits.buf.subarray(0, (c * V + 1) >> 1) : (dl as Float32Array);
+    k.crossEntropyFused(lg, tc, lossesC, lse.buf, lg, c, V, ignoreIndex, 1 / count, bf16Logits);
     if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.buf.subarray(r0 * d, (r0 + c) * d), d);
     if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.buf, d);
-    releaseOperand(dl);
     releaseOperand(xo);
   }
   releaseOperand(W);

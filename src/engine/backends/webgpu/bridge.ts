@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 
 import { emulatedAttentionBf16 } from '../attention-bf16.ts';
-import { emulatedGemmBf16, toBf16Packed } from '../bf16.ts';
+import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, widenBf16 } from '../bf16.ts';
 import { composedCrossEntropyFused } from '../composed.ts';
 import { jsKernels } from '../js.ts';
 import type { Kernels } from '../kernels.ts';
@@ -274,6 +274,12 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHost(B, false);
       emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     },
+    // The product on the device (as gemmBf16), read back and rounded on the host.
+    gemmBf16ToBf16: emulatedGemmBf16ToBf16((transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
+      b.mirror.toHostMany([A, B]);
+      emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      b.mirror.toHost(C, false);
+    }, (C) => b.mirror.toHostForOverwrite(C)),
     hasBf16Gemm: () => false,
     attentionForwardBf16: (q, kk, v, out, stats, saved, B, T, H, D, scale) => {
       b.mirror.toHostMany([q, kk, v]);
@@ -288,7 +294,11 @@ export function loadWebGpuKernels(): Kernels {
       }
       hostAttention.attentionBackwardBf16(dout, saved, stats, dq, dk, dv, B, T, H, D, scale, accumulate);
     },
-    crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels)(...args),
+    crossEntropyFused: (...args: Parameters<Kernels['crossEntropyFused']>) => composedCrossEntropyFused(k as Kernels, (src, dst, n) => {
+      b.mirror.toHost(src, false);
+      b.mirror.toHostForOverwrite(dst);
+      widenBf16(src, dst, n);
+    })(...args),
     deviceMirror: b.mirror,
   };
   for (const name of Object.keys(OUTPUTS)) if (!(name in k)) k[name] = via(name);
