@@ -543,8 +543,9 @@ describe('native adamw', () => {
       for (let step = 1; step <= 3; step++) {
         const grad = rand(n);
         const bc1 = 1 - b1 ** step, bc2 = 1 - b2 ** step;
-        js.adamwStep(pe, grad, me, ve, n, lr, b1, b2, eps, wd, bc1, bc2);
-        nat().adamwStep(pg, grad, mg, vg, n, lr, b1, b2, eps, wd, bc1, bc2);
+        const gradScale = step === 2 ? 0.37 : 1;
+        js.adamwStep(pe, grad, me, ve, n, lr, b1, b2, eps, wd, bc1, bc2, gradScale);
+        nat().adamwStep(pg, grad, mg, vg, n, lr, b1, b2, eps, wd, bc1, bc2, gradScale);
       }
       assertClose(pg, pe, ELEM_RTOL, ELEM_ATOL, `param n=${n}`);
       assertClose(mg, me, ELEM_RTOL, ELEM_ATOL, `m n=${n}`);
@@ -552,8 +553,25 @@ describe('native adamw', () => {
     }
   });
 
+  it('with a gradient scale, takes exactly the step of the gradient scaled first (clipping folded in)', () => {
+    const n = 70_001, scale = Math.fround(1 / 2.9);
+    for (const k of [js, nat()]) {
+      const p = rand(n), m = rand(n, -0.1, 0.1), v = rand(n, 0, 0.01), grad = rand(n, -5, 5);
+      const [p2, m2, v2] = [p.slice(), m.slice(), v.slice()], scaled = new Float32Array(n);
+      const args = [n, 1e-3, 0.9, 0.999, 1e-8, 0.1, 1 - 0.9 ** 4, 1 - 0.999 ** 4] as const;
+      k.scale(grad, scale, scaled, n);
+      k.adamwStep(p, scaled, m, v, ...args, 1);
+      const before = grad.slice();
+      k.adamwStep(p2, grad, m2, v2, ...args, scale);
+      assertClose(p2, p, 0, 0, `${k.name} param`);
+      assertClose(m2, m, 0, 0, `${k.name} m`);
+      assertClose(v2, v, 0, 0, `${k.name} v`);
+      assert.deepEqual(grad, before, `${k.name} leaves the gradient as it is`);
+    }
+  });
+
   it('throws on short state', () => {
-    assert.throws(() => nat().adamwStep(rand(4), rand(4), new Float32Array(4), new Float32Array(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001), /adamwStep: v has 3/);
+    assert.throws(() => nat().adamwStep(rand(4), rand(4), new Float32Array(4), new Float32Array(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001, 1), /adamwStep: v has 3/);
   });
 });
 

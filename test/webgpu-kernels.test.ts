@@ -263,7 +263,7 @@ describe('WebGPU kernels agree with the js backend', () => {
   it('AdamW step, gradient clipping on the device and the reset pruning', async () => {
     const n = 333;
     const p = rand(n), g = rand(n), m = rand(n, -0.1, 0.1), v = rand(n, 0, 0.01);
-    const args = [1e-3, 0.9, 0.999, 1e-8, 0.1, 1 - 0.9 ** 3, 1 - 0.999 ** 3] as const;
+    const args = [1e-3, 0.9, 0.999, 1e-8, 0.1, 1 - 0.9 ** 3, 1 - 0.999 ** 3, 0.6] as const;
     const gp = up(p), gm = up(m), gv = up(v);
     js.adamwStep(p, g, m, v, n, ...args);
     gk.adamwStep(gp, up(g), gm, gv, n, ...args);

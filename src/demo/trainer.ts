@@ -8,7 +8,7 @@
 import { RandomStream } from '../engine/rng.ts';
 import { noGrad, scope, Tensor, toHostAll } from '../engine/tensor.ts';
 import { LlamaForCausalLM } from '../nn/llama.ts';
-import { AdamW, startClipGradNorm } from '../optim/adamw.ts';
+import { AdamW, clipScale, startGradNorm } from '../optim/adamw.ts';
 import { makeSchedule } from '../optim/schedule.ts';
 import type { LoraLinear } from '../relora/lora-linear.ts';
 import { updateRank } from '../relora/rank.ts';
@@ -88,12 +88,12 @@ export class DemoTrainer {
       return out;
     });
     // On WebGPU the loss and the gradients' sums of squares come back in one readback.
-    const pending = startClipGradNorm(this.optimizer.params.map(([, t]) => t));
+    const pending = startGradNorm(this.optimizer.params.map(([, t]) => t));
     toHostAll(pending.deviceSums ? [l, pending.deviceSums] : [l]);
-    pending.clip(1.0);
+    const norm = pending.norm();
     const loss = l.item();
     l.dispose();
-    this.optimizer.step(lr);
+    this.optimizer.step(lr, clipScale(norm, 1.0));
     for (const [, t] of this.optimizer.params) {
       t.grad?.dispose();
       t.grad = null;

@@ -57,8 +57,12 @@ export class AdamW {
     });
   }
 
-  /** One update with learning rate `lr` (the schedule's lr·λ). Parameters without a gradient, or kept by another process, are skipped. */
-  step(lr = this.lr): void {
+  /**
+   * One update with learning rate `lr` (the schedule's lr·λ), each gradient taken as
+   * grad · gradScale — clipScale's factor: clipping folded into the update, the gradients left as
+   * they are. Parameters without a gradient, or kept by another process, are skipped.
+   */
+  step(lr = this.lr, gradScale = 1): void {
     this.stepCount++;
     const bc1 = 1 - Math.pow(this.beta1, this.stepCount);
     const bc2 = 1 - Math.pow(this.beta2, this.stepCount);
@@ -66,7 +70,7 @@ export class AdamW {
     for (const [name, p] of this.params) {
       const s = this.state.get(name);
       if (!p.grad || !s) continue;
-      k.adamwStep(p.buf, p.grad.buf, s.m.buf, s.v.buf, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+      k.adamwStep(p.buf, p.grad.buf, s.m.buf, s.v.buf, p.size, lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2, gradScale);
     }
   }
 
@@ -101,42 +105,57 @@ export class AdamW {
 
 /** Global L2 norm of the gradients; if above maxNorm, scale them by maxNorm / (norm + 1e-6) (PyTorch clip_grad_norm_). */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number {
-  return startClipGradNorm(params).clip(maxNorm);
+  const norm = startGradNorm(params).norm();
+  scaleGradients(params, clipScale(norm, maxNorm));
+  return norm;
 }
 
-/** clipGradNorm in two halves (startClipGradNorm): the sums of squares, then the clipping. */
-export interface PendingClip {
+/**
+ * The factor clip_grad_norm_ multiplies the gradients by: maxNorm / (norm + 1e-6) when that is
+ * below 1, else 1 (also when maxNorm ≤ 0 turns clipping off, or the norm is not finite).
+ */
+export function clipScale(norm: number, maxNorm: number): number {
+  if (!(maxNorm > 0) || !Number.isFinite(norm)) return 1;
+  return Math.min(1, maxNorm / (norm + 1e-6));
+}
+
+/** Multiplies every gradient of `params` present by `scale` (nothing to do for 1). */
+export function scaleGradients(params: readonly Tensor[], scale: number): void {
+  if (scale === 1) return;
+  const k = K();
+  for (const p of params) if (p.grad) k.scale(p.grad.buf, scale, p.grad.buf, p.size);
+}
+
+/** The global gradient norm in two halves (startGradNorm): the sums of squares, then the norm. */
+export interface PendingNorm {
   /**
    * On a device backend, the tensor holding every gradient's sum of squares, still on the device:
    * a caller that reads it back together with its other values (toHostAll) saves a readback.
    * Null on a host backend, where the sums are already computed.
    */
   readonly deviceSums: Tensor | null;
-  /** Clips as clipGradNorm does (reading deviceSums back if the caller has not) and returns the norm. */
-  clip(maxNorm: number): number;
+  /** The global L2 norm (reading deviceSums back if the caller has not). */
+  norm(): number;
 }
 
 /**
  * Computes every gradient's sum of squares now (on a device backend, into a device tensor
- * without reading it back); `clip` finishes clipGradNorm with them. The gradients must not change
- * in between.
+ * without reading it back); `norm` adds them up. The gradients must not change in between.
  */
-export function startClipGradNorm(params: readonly Tensor[]): PendingClip {
+export function startGradNorm(params: readonly Tensor[]): PendingNorm {
   const k = K();
   if (!k.sumSquaresEachInto) {
     const each = params.map((p) => (p.grad ? k.sumSquares(p.grad.buf, p.size) : 0));
-    return { deviceSums: null, clip: (maxNorm) => clipToGlobalNorm(params, each, maxNorm) };
+    return { deviceSums: null, norm: () => globalNorm(each) };
   }
   const grads = params.flatMap((p) => (p.grad ? [p.grad] : []));
   const sums = Tensor.empty([Math.max(1, grads.length)], false);
   k.sumSquaresEachInto(grads.map((g) => g.buf), grads.map((g) => g.size), sums.buf);
   return {
     deviceSums: sums,
-    clip: (maxNorm) => {
+    norm: () => {
       try {
-        const each = sums.data;
-        let j = 0;
-        return clipToGlobalNorm(params, params.map((p) => (p.grad ? each[j++] : 0)), maxNorm);
+        return globalNorm(sums.data.subarray(0, grads.length));
       } finally {
         sums.dispose();
       }
@@ -145,18 +164,11 @@ export function startClipGradNorm(params: readonly Tensor[]): PendingClip {
 }
 
 /**
- * clipGradNorm given every gradient's sum of squares, in parameter order (summed in that order,
- * so processes that each computed some of them get the norm bit for bit); scales the gradients
- * of `params` present (a sharded optimizer's process: its own).
+ * The global L2 norm from every gradient's sum of squares, in parameter order (summed in that
+ * order, so processes that each computed some of them get the norm bit for bit).
  */
-export function clipToGlobalNorm(params: readonly Tensor[], sumsOfSquares: ArrayLike<number>, maxNorm: number): number {
+export function globalNorm(sumsOfSquares: ArrayLike<number>): number {
   let ss = 0;
   for (let i = 0; i < sumsOfSquares.length; i++) ss += sumsOfSquares[i];
-  const norm = Math.sqrt(ss);
-  if (maxNorm > 0 && Number.isFinite(norm)) {
-    const k = K();
-    const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) for (const p of params) if (p.grad) k.scale(p.grad.buf, coef, p.grad.buf, p.size);
-  }
-  return norm;
+  return Math.sqrt(ss);
 }

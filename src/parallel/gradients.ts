@@ -9,7 +9,7 @@
  */
 import { K } from '../engine/backend.ts';
 import { Tensor } from '../engine/tensor.ts';
-import { clipGradNorm, type AdamW, type AdamWState } from '../optim/adamw.ts';
+import { startGradNorm, type AdamW, type AdamWState } from '../optim/adamw.ts';
 import { BUCKET_ELEMENTS, gradValues, pack, planBuckets, planFits, unpack, type BucketPlan } from './buckets.ts';
 import type { Communicator, PendingReduction } from './communicator.ts';
 
@@ -38,8 +38,8 @@ export interface GradientSync {
    * hold their mean over the ranks. Every rank passes the same parameters in the same order.
    */
   average(params: readonly Tensor[], loss: number): number;
-  /** The global gradient norm (PyTorch clip_grad_norm_); the gradients this rank updates are clipped to `maxNorm`. */
-  clip(params: readonly Tensor[], maxNorm: number): number;
+  /** The global gradient norm, the same on every rank (the optimizer step applies the clipping, clipScale). */
+  norm(params: readonly Tensor[]): number;
   /** After the optimizer step: every rank gets the weights other ranks updated. */
   shareWeights(params: readonly Tensor[]): void;
   /** The moments of every parameter, on rank 0 (for a checkpoint); every rank calls it. */
@@ -78,8 +78,8 @@ export class GradientAverager implements GradientSync {
     return scalar[0] * inv;
   }
 
-  clip(params: readonly Tensor[], maxNorm: number): number {
-    return clipGradNorm(params, maxNorm);
+  norm(params: readonly Tensor[]): number {
+    return startGradNorm(params).norm();
   }
 
   /** Every rank took the same step: nothing to share. */

@@ -11,7 +11,7 @@
  */
 import { K } from '../engine/backend.ts';
 import { parameter, Tensor } from '../engine/tensor.ts';
-import { clipToGlobalNorm, type AdamW, type AdamWState } from '../optim/adamw.ts';
+import { globalNorm, type AdamW, type AdamWState } from '../optim/adamw.ts';
 import { partitionParameters } from '../optim/partition.ts';
 import { BUCKET_ELEMENTS, gradValues, pack, planBuckets, planFits, unpack, weightValues, type BucketPlan } from './buckets.ts';
 import type { Communicator } from './communicator.ts';
@@ -50,18 +50,16 @@ export class ShardedGradients implements GradientSync {
     return scalar[0] * inv;
   }
 
-  clip(params: readonly Tensor[], maxNorm: number): number {
+  norm(params: readonly Tensor[]): number {
     const started = performance.now();
     const k = K();
     const squares = new Float64Array(params.length);
-    const mine = params.filter((p, i) => {
-      if (this.owners[i] !== this.comm.rank) return false;
-      squares[i] = k.sumSquares(p.grad!.data, p.size);
-      return true;
+    params.forEach((p, i) => {
+      if (this.owners[i] === this.comm.rank) squares[i] = k.sumSquares(p.grad!.data, p.size);
     });
     // Each entry is non-zero on its owner only: the sum is exact.
     this.comm.allReduceF64(squares, 'sum');
-    const norm = clipToGlobalNorm(mine, squares, maxNorm);
+    const norm = globalNorm(squares);
     this.last.seconds += (performance.now() - started) / 1000;
     return norm;
   }

@@ -5,7 +5,7 @@
  */
 import { scope, toHostAll, type Tensor } from '../engine/tensor.ts';
 import type { LlamaForCausalLM } from '../nn/llama.ts';
-import { startClipGradNorm, type AdamW } from '../optim/adamw.ts';
+import { clipScale, startGradNorm, type AdamW } from '../optim/adamw.ts';
 import type { GradientSync } from '../parallel/gradients.ts';
 
 export interface StepResult {
@@ -48,8 +48,8 @@ export function trainStep(
   // In one process the gradients are final now, so on a device backend their sums of squares are
   // computed there and come back together with the micro-batches' losses: one readback per update.
   // Data parallel averages the gradients first, so the norm is read back on its own.
-  const pendingClip = gradients ? null : startClipGradNorm(params);
-  toHostAll(pendingClip?.deviceSums ? [...losses, pendingClip.deviceSums] : losses);
+  const pendingNorm = gradients ? null : startGradNorm(params);
+  toHostAll(pendingNorm?.deviceSums ? [...losses, pendingNorm.deviceSums] : losses);
   let loss = 0;
   for (const l of losses) {
     loss += l.item();
@@ -58,10 +58,11 @@ export function trainStep(
   loss /= n;
   if (gradients) loss = gradients.average(params, loss);
   // A non-finite element anywhere makes the sum of squares, and so the norm, non-finite.
-  const gradNorm = gradients ? gradients.clip(params, clipNorm) : pendingClip!.clip(clipNorm);
+  const gradNorm = gradients ? gradients.norm(params) : pendingNorm!.norm();
   beforeUpdate?.();
   if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) return { loss, gradNorm, applied: false };
-  optimizer.step(lr);
+  // Clipping is the update's gradient factor: the same values as scaling the gradients first.
+  optimizer.step(lr, clipScale(gradNorm, clipNorm));
   gradients?.shareWeights(params);
   return { loss, gradNorm, applied: true };
 }

@@ -173,9 +173,9 @@ void relora_cross_entropy_backward_write(const float *logits, const int32_t *tar
 int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
                                    int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16);
 
-/* ---- adamw.c ---- */
+/* ---- adamw.c: the gradient taken as grad[i] * grad_scale (a clipping factor), rounded to float ---- */
 void relora_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, double lr, double beta1,
-                       double beta2, double eps, double weight_decay, double bc1, double bc2);
+                       double beta2, double eps, double weight_decay, double bc1, double bc2, float grad_scale);
 
 /* ---- linalg.c: singular values through LAPACK, opened at run time ---- */
 int relora_lapack_available(void);

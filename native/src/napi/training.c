@@ -163,23 +163,24 @@ napi_value napi_cross_entropy_fused(napi_env env, napi_callback_info info) {
 
 /* ---- AdamW ---- */
 
-/* adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2) */
+/* adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale) */
 napi_value napi_adamw_step(napi_env env, napi_callback_info info) {
   const char *k = "adamwStep";
-  napi_value a[12];
+  napi_value a[13];
   float *p, *g, *m, *v;
   size_t np, ng, nm, nv;
   int64_t n;
-  double lr, b1, b2, eps, wd, bc1, bc2;
-  if (args_get(env, info, k, 12, a) && arg_f32(env, a[0], k, "param", &p, &np) &&
+  double lr, b1, b2, eps, wd, bc1, bc2, gs;
+  if (args_get(env, info, k, 13, a) && arg_f32(env, a[0], k, "param", &p, &np) &&
       arg_f32(env, a[1], k, "grad", &g, &ng) && arg_f32(env, a[2], k, "m", &m, &nm) &&
       arg_f32(env, a[3], k, "v", &v, &nv) && arg_size(env, a[4], k, "n", &n) && arg_double(env, a[5], k, "lr", &lr) &&
       arg_double(env, a[6], k, "beta1", &b1) && arg_double(env, a[7], k, "beta2", &b2) &&
       arg_double(env, a[8], k, "eps", &eps) && arg_double(env, a[9], k, "weightDecay", &wd) &&
       arg_double(env, a[10], k, "bc1", &bc1) && arg_double(env, a[11], k, "bc2", &bc2) &&
+      arg_double(env, a[12], k, "gradScale", &gs) &&
       require_len(env, k, "param", np, n, "n") && require_len(env, k, "grad", ng, n, "n") &&
       require_len(env, k, "m", nm, n, "n") && require_len(env, k, "v", nv, n, "n")) {
-    relora_adamw_step(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+    relora_adamw_step(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, (float)gs);
   }
   return NULL;
 }

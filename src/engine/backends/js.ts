@@ -353,13 +353,13 @@ export const jsKernels: Kernels = {
   hasBf16Gemm: () => false,
   ...emulatedAttentionBf16(gemm),
 
-  adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2) {
+  adamwStep(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale) {
     need('adamw', 'param', param, n); need('adamw', 'grad', grad, n); need('adamw', 'm', m, n); need('adamw', 'v', v, n);
     const decay = 1 - lr * weightDecay;
     const stepSize = lr / bc1;
     const bc2Sqrt = Math.sqrt(bc2);
     for (let i = 0; i < n; i++) {
-      const g = grad[i];
+      const g = Math.fround(grad[i] * gradScale);
       m[i] = beta1 * m[i] + (1 - beta1) * g;
       v[i] = beta2 * v[i] + (1 - beta2) * g * g;
       const denom = Math.sqrt(v[i]) / bc2Sqrt + eps;

@@ -211,7 +211,9 @@ export interface Kernels {
   hasBf16Gemm(): boolean;
 
   /**
-   * One AdamW step in place (PyTorch semantics):
+   * One AdamW step in place (PyTorch semantics), with g = fp32(grad · gradScale) — gradScale is the
+   * factor clip_grad_norm_ would have multiplied the gradient by (1 when not clipping), so clipping
+   * costs no pass of its own and gives the same values:
    *   p *= (1 - lr*weightDecay); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
    *   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps)
    * with bc1 = 1 - b1^step, bc2 = 1 - b2^step passed in by the caller.
@@ -219,7 +221,7 @@ export interface Kernels {
    */
   adamwStep(
     param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
   ): void;
 
   // A backend whose arrays live in device memory (webgpu) has these too; callers use them when

@@ -251,11 +251,11 @@ export class WebGpuKernels<T extends DeviceTensor = GpuTensor, D extends Command
 
   adamwStep(
     param: T, grad: T, m: T, v: T, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number, gradScale: number,
   ): void {
     need('adamw', 'param', param, n); need('adamw', 'grad', grad, n); need('adamw', 'm', m, n); need('adamw', 'v', v, n);
     this.gpu.dispatch1d('adamwStep', [w(param), r(grad), w(m), w(v)], [
-      ['f', lr], ['f', beta1], ['f', beta2], ['f', eps], ['f', 1 - lr * weightDecay], ['f', lr / bc1], ['f', Math.sqrt(bc2)],
+      ['f', lr], ['f', beta1], ['f', beta2], ['f', eps], ['f', 1 - lr * weightDecay], ['f', lr / bc1], ['f', Math.sqrt(bc2)], ['f', gradScale],
     ], n);
   }
 

@@ -80,9 +80,9 @@ export const WGSL = {
   pruneRandom: elementwise('key: u32, keepAbove: u32', [W(0, 'x'), U(1)].join('\n'),
     'if ((hash32(p.key, i) >> 8u) <= p.keepAbove) { x[i] = 0.0; }', HASH),
 
-  adamwStep: elementwise('lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, stepSize: f32, bc2Sqrt: f32',
+  adamwStep: elementwise('lr: f32, beta1: f32, beta2: f32, eps: f32, decay: f32, stepSize: f32, bc2Sqrt: f32, gradScale: f32',
     [W(0, 'param'), R(1, 'grad'), W(2, 'm'), W(3, 'v'), U(4)].join('\n'), `
-  let g = grad[i];
+  let g = grad[i] * p.gradScale;
   let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
   let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
   m[i] = mi;
