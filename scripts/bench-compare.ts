@@ -12,6 +12,7 @@ import { ratioCommand, runBench } from '../src/bench/child.ts';
 import { parseRowMode, runSetupCompare, SETUPS, setupTable, summarizeRow, type RowSpec } from '../src/bench/compare-setups.ts';
 import type { StepRatioRecord } from '../src/bench/step-ratio.ts';
 import { parseIntOption, scriptOptions } from '../src/cli/errors.ts';
+import { setOpenMpWaitPolicy } from '../src/engine/backends/native.ts';
 
 const { values: v } = scriptOptions(() => parseArgs({
   options: {
@@ -34,9 +35,9 @@ const { values: v } = scriptOptions(() => parseArgs({
   },
 }));
 
-// Both sides' OpenMP threads spin as relora's do (src/engine/backends/native.ts): on a shared
-// machine PyTorch's default spinning otherwise costs it far more than it would quiet.
-if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '1000';
+// Both sides' OpenMP threads spin as relora's do (src/engine/backends/native.ts): the children
+// inherit this process's GOMP_SPINCOUNT, so PyTorch runs with the same wait policy.
+setOpenMpWaitPolicy();
 
 const int = (name: string, s: string | undefined, min = 1): number => scriptOptions(() => parseIntOption(`--${name}`, min)(String(s)));
 const wanted = v.setups!.split(',');

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { roundBf16, widenBf16 } from '../src/engine/backends/bf16.ts';
 import { jsKernels as js } from '../src/engine/backends/js.ts';
 import type { Kernels } from '../src/engine/backends/kernels.ts';
-import { benchGemmDirect, loadNativeKernels, nativeBuiltinGemm, nativeLoadError } from '../src/engine/backends/native.ts';
+import { benchGemmDirect, loadNativeKernels, nativeBuiltinGemm, nativeLoadError, OPENMP_SPIN_COUNT, setOpenMpWaitPolicy } from '../src/engine/backends/native.ts';
 import { dropThreshold, hash32, RandomStream } from '../src/engine/rng.ts';
 
 const loaded = loadNativeKernels();
@@ -760,5 +760,28 @@ describe('kernels the js backend composes from others', () => {
     assert.deepEqual([...zero], new Array(8).fill(0), 'K = 0 writes zeros');
     assert.throws(() => native.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
     assert.throws(() => js.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
+  });
+});
+
+describe('OpenMP wait policy', () => {
+  it('sets GOMP_SPINCOUNT before the addon loads unless the user chose a wait policy', () => {
+    const saved = { policy: process.env.OMP_WAIT_POLICY, spin: process.env.GOMP_SPINCOUNT };
+    const restore = (name: 'OMP_WAIT_POLICY' | 'GOMP_SPINCOUNT', v: string | undefined) => {
+      if (v === undefined) delete process.env[name];
+      else process.env[name] = v;
+    };
+    try {
+      for (const [policy, spin, want] of [
+        [undefined, undefined, OPENMP_SPIN_COUNT], ['passive', undefined, undefined], [undefined, '7', '7'],
+      ] as const) {
+        restore('OMP_WAIT_POLICY', policy);
+        restore('GOMP_SPINCOUNT', spin);
+        setOpenMpWaitPolicy();
+        assert.equal(process.env.GOMP_SPINCOUNT, want, `OMP_WAIT_POLICY=${policy} GOMP_SPINCOUNT=${spin}`);
+      }
+    } finally {
+      restore('OMP_WAIT_POLICY', saved.policy);
+      restore('GOMP_SPINCOUNT', saved.spin);
+    }
   });
 });

@@ -58,15 +58,21 @@ function packageRoot(): string {
 }
 
 /**
- * libgomp reads its wait policy once, when the addon loads it. By default an idle OpenMP thread
- * spins for about 300,000 iterations before sleeping; on a 2-core machine with any other busy
- * process, the spinning thread takes the core its partner needs, and steps ran 1.4–3× slower
- * (llama_9m: 312 ms vs 222 ms per step with one competing process). A spin of 1,000 iterations
- * cost nothing measurable on a quiet machine (111 vs 115 ms) and sleeps soon under contention.
- * An explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT from the user wins.
+ * How many iterations an idle OpenMP thread spins before it sleeps (GOMP_SPINCOUNT; libgomp's own
+ * default is 300,000), a trade measured on this project's 2-core machines (BENCHMARKS.md, "OpenMP
+ * wait policy"). Too short, the workers sleep between most kernels of a step: at 1,000, llama_60m
+ * full-rank bf16 made ~1,900 more context switches per step than at 30,000 and its steps took
+ * 6–17 % longer. Too long, a spinning worker takes the core its partner needs when another process
+ * competes: llama_9m steps took +10–20 % at 30,000 against 1,000, but +55–65 % at 300,000.
  */
-function setOpenMpWaitPolicy(): void {
-  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '1000';
+export const OPENMP_SPIN_COUNT = '30000';
+
+/**
+ * libgomp reads its wait policy once, when the addon loads it: set OPENMP_SPIN_COUNT first. An
+ * explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT from the user wins.
+ */
+export function setOpenMpWaitPolicy(): void {
+  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = OPENMP_SPIN_COUNT;
 }
 
 function loadAddon(): NativeAddon | null {
