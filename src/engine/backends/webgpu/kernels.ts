@@ -260,15 +260,6 @@ export class WebGpuKernels<T extends DeviceTensor = GpuTensor, D extends Command
   }
 
   /**
-   * Gradient-norm clipping without a readback: x *= min(1, maxNorm / (‖g‖ + 1e-6)) where ‖g‖² is
-   * the sum of partials[0..parts) (sumSquaresInto, one slot per tensor).
-   */
-  clipByNorm(x: T, n: number, partials: T, parts: number, maxNorm: number): void {
-    need('clipByNorm', 'x', x, n); need('clipByNorm', 'partials', partials, parts);
-    this.gpu.dispatch1d('clipByNorm', [w(x), r(partials)], [['u', parts], ['f', maxNorm]], n);
-  }
-
-  /**
    * The optimizer reset's random pruning (src/relora/prune.ts): entry i is zeroed unless the
    * uniform draw u_i = (hash32(key, i) >> 8)·2^-24 of RandomStream.uniform is above p.
    */

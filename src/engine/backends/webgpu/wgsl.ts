@@ -90,13 +90,6 @@ export const WGSL = {
   let denom = sqrt(vi) / p.bc2Sqrt + p.eps;
   param[i] = param[i] * p.decay - p.stepSize * (mi / denom);`),
 
-  /** Gradient clipping: x *= min(1, maxNorm / (sqrt(sum of partials) + 1e-6)), the norm never leaving the device. */
-  clipByNorm: elementwise('parts: u32, maxNorm: f32', [W(0, 'x'), R(1, 'partials'), U(2)].join('\n'), `
-  var ss = 0.0;
-  for (var k = 0u; k < p.parts; k = k + 1u) { ss = ss + partials[k]; }
-  let c = min(1.0, p.maxNorm / (sqrt(ss) + 1e-6));
-  x[i] = x[i] * c;`),
-
   /** sum (squares = 0) or sum of squares (squares = 1) of x[0..n) into out[slot], one workgroup. */
   reduce: /* wgsl */ `
 struct P { n: u32, squares: u32, slot: u32 }
