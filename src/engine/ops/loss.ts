@@ -89,9 +89,8 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
   // when training, write the logits in bf16 as autocast's lm_head does; the loss and its gradient
   // are computed in fp32 from them. Evaluation keeps fp32 logits (forward only, nothing to save).
   const bf16 = matmulPrecision() === 'bf16';
-  const bf16Logits = bf16 && training;
   const losses = Tensor.empty([rows], false), lse = Tensor.empty([chunk], false);
-  const logits = bf16Logits ? bf16Scratch(chunk * V).packed : Tensor.empty([chunk * V], false);
+  const logits = bf16 && training ? bf16Scratch(chunk * V).packed : Tensor.empty([chunk * V], false);
   const dx = needX ? Tensor.empty(x.shape, false) : null;
   const dW = needW ? Tensor.empty(weight.shape, false) : null;
   const X = x.buf;
@@ -108,18 +107,19 @@ export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor, o
       releaseOperand(xo);
       continue;
     }
-    // The loss and its gradient in one pass, the gradient written over the logits it comes from:
-    // in bf16 it is then the products' bf16 operand as it is.
-    let dl: Operand;
-    if (bf16Logits) {
+    // The loss and its gradient in one pass, the gradient written over the logits it comes from
+    // (in bf16 it is then the products' bf16 operand as it is).
+    let lg: Float32Array, dl: Operand;
+    if (bf16) {
+      lg = logits.buf.subarray(0, (c * V + 1) >> 1);
+      k.gemmBf16ToBf16(false, true, c, V, d, 1, (xo as Bf16Matrix).packed.buf, d, (W as Bf16Matrix).packed.buf, d, lg, V);
       dl = { packed: logits };
-      k.gemmBf16ToBf16(false, true, c, V, d, 1, (xo as Bf16Matrix).packed.buf, d, (W as Bf16Matrix).packed.buf, d, logits.buf, V);
     } else {
-      dl = logits.buf.subarray(0, c * V);
-      mixedGemm(false, false, true, c, V, d, 1, xo, d, W, d, 0, dl, V);
+      lg = logits.buf.subarray(0, c * V);
+      mixedGemm(false, false, true, c, V, d, 1, xo, d, W, d, 0, lg, V);
+      dl = lg;
     }
-    const lg = bf16Logits ? logits.buf.subarray(0, (c * V + 1) >> 1) : (dl as Float32Array);
-    k.crossEntropyFused(lg, tc, lossesC, lse.buf, lg, c, V, ignoreIndex, 1 / count, bf16Logits);
+    k.crossEntropyFused(lg, tc, lossesC, lse.buf, lg, c, V, ignoreIndex, 1 / count, bf16);
     if (dx) mixedGemm(bf16, false, false, c, d, V, 1, dl, V, W, d, 0, dx.buf.subarray(r0 * d, (r0 + c) * d), d);
     if (dW) mixedGemm(bf16, true, false, V, d, c, 1, dl, V, xo, d, r0 === 0 ? 0 : 1, dW.buf, d);
     releaseOperand(xo);
