@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { setBackend } from '../../src/engine/backend.ts';
+import { K, setBackend } from '../../src/engine/backend.ts';
+import { jsKernels } from '../../src/engine/backends/js.ts';
 import { SWIFTSHADER_ICD } from '../../src/engine/backends/webgpu/gpu.ts';
 import { withPrecision, type Precision } from '../../src/engine/ops/precision.ts';
 import { RandomStream } from '../../src/engine/rng.ts';
@@ -57,4 +58,33 @@ test('webgpu bf16 training matches native bf16: losses and gradient norms over 4
   assert.ok(lossGap <= 2e-4, `losses: webgpu ${gpu.losses.join(', ')}, native ${native.losses.join(', ')}`);
   assert.ok(normGap <= 2e-3, `gradient norms: webgpu ${gpu.norms.join(', ')}, native ${native.norms.join(', ')}`);
   assert.ok(normGap < fp32Gap / 4, `webgpu vs native ${normGap}, bf16 vs fp32 ${fp32Gap}: the webgpu run is not in bf16`);
+});
+
+test('webgpu gemmBf16ToBf16 writes what js writes and keeps the values the device holds between C\'s rows', () => {
+  const [M, N, Kd, ldc] = [5, 6, 8, 9];
+  const values = (n: number, seed: number) => {
+    const x = new Float32Array(n);
+    new RandomStream(seed).uniform(x, -2, 2);
+    return x;
+  };
+  const pack = (x: Float32Array) => {
+    const p = new Float32Array((x.length + 1) >> 1);
+    jsKernels.toBf16(x, p, x.length);
+    return p;
+  };
+  const A = pack(values(M * Kd, 1)), B = pack(values(N * Kd, 2)), C0 = values((M * ldc + 1) >> 1, 3);
+  const want = C0.slice();
+  jsKernels.gemmBf16ToBf16(false, true, M, N, Kd, 1, A, Kd, B, Kd, want, ldc);
+  for (const whole of [true, false]) {
+    setBackend('webgpu');
+    const k = K();
+    // C's current values made by a device kernel, so only the device holds them.
+    const c = Tensor.empty([C0.length + (whole ? 0 : 2)], false), cIn = Tensor.from(C0);
+    k.scale(cIn.buf, 1, c.buf, C0.length);
+    const view = whole ? c.buf : c.buf.subarray(0, C0.length);
+    k.gemmBf16ToBf16(false, true, M, N, Kd, 1, Tensor.from(A).buf, Kd, Tensor.from(B).buf, Kd, view, ldc);
+    const got = new Uint16Array(Float32Array.from(c.data.subarray(0, C0.length)).buffer);
+    setBackend('native');
+    assert.deepEqual(got, new Uint16Array(want.buffer), `${whole ? 'whole buffer' : 'a view'}: product and gaps`);
+  }
 });

@@ -55,14 +55,17 @@ export function emulatedGemmBf16(gemm: Kernels['gemm']): Kernels['gemmBf16'] {
 /**
  * Kernels.gemmBf16ToBf16 through an emulated gemmBf16: the fp32 product in a scratch matrix of
  * C's layout, then rounded into C (on the host: a device backend passes a gemmBf16 that leaves its
- * result readable there, and `beforeWrite` to claim C's host copy).
+ * result readable there, and `beforeWrite` to claim C's host copy, told whether every value of C
+ * is about to be written).
  */
-export function emulatedGemmBf16ToBf16(gemmBf16: Kernels['gemmBf16'], beforeWrite?: (C: Float32Array) => void): Kernels['gemmBf16ToBf16'] {
+export function emulatedGemmBf16ToBf16(
+  gemmBf16: Kernels['gemmBf16'], beforeWrite?: (C: Float32Array, writesAll: boolean) => void,
+): Kernels['gemmBf16ToBf16'] {
   return (transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc) => {
     if (M === 0 || N === 0) return;
     const n = (M - 1) * ldc + N;
     if (!(ldc >= N) || 2 * C.length < n) throw new Error(`gemmBf16ToBf16: C has ${C.length} floats, too few for ${M}×${N} packed bf16 values with ldc ${ldc}`);
-    beforeWrite?.(C);
+    beforeWrite?.(C, ldc === N && n === 2 * C.length);
     const c = acquire(n, false);
     try {
       gemmBf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, 0, c, ldc);

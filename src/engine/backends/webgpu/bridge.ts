@@ -245,6 +245,11 @@ export function loadWebGpuKernels(): Kernels {
   const via = (name: string) => (...args: unknown[]) => b.call(name, args);
   const gemm = via('gemm') as Kernels['gemm'];
   const emulated = emulatedGemmBf16(gemm);
+  const gemmBf16: Kernels['gemmBf16'] = (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
+    b.mirror.toHost(A, false);
+    b.mirror.toHost(B, false);
+    emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  };
   const hostAttention = emulatedAttentionBf16(jsKernels.gemm);
   const k: Partial<Kernels> & Record<string, unknown> = {
     name: 'webgpu',
@@ -269,17 +274,16 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHost(dst, true);
       toBf16Packed(src, dst, n);
     },
-    gemmBf16: (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
-      b.mirror.toHost(A, false);
-      b.mirror.toHost(B, false);
-      emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    },
-    // The product on the device (as gemmBf16), read back and rounded on the host.
-    gemmBf16ToBf16: emulatedGemmBf16ToBf16((transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) => {
-      b.mirror.toHostMany([A, B]);
-      emulated(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-      b.mirror.toHost(C, false);
-    }, (C) => b.mirror.toHostForOverwrite(C)),
+    gemmBf16,
+    // The product as gemmBf16 makes it on the device, read back and rounded on the host.
+    gemmBf16ToBf16: emulatedGemmBf16ToBf16((...args) => {
+      gemmBf16(...args);
+      b.mirror.toHost(args[11], false);
+    }, (C, writesAll) => {
+      // The mirror tracks whole buffers: skip the device's copy only if none of it survives.
+      if (writesAll && C.byteOffset === 0 && C.byteLength === C.buffer.byteLength) b.mirror.toHostForOverwrite(C);
+      else b.mirror.toHost(C, true);
+    }),
     hasBf16Gemm: () => false,
     attentionForwardBf16: (q, kk, v, out, stats, saved, B, T, H, D, scale) => {
       b.mirror.toHostMany([q, kk, v]);
