@@ -61,8 +61,58 @@ RELORA_CLONES static void row_softmax_grad(float *ds, const float *p, int64_t n,
   for (int64_t s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * scale;
 }
 
+/* row[s] = exp(row[s] − max) for s < n; returns their sum. */
+RELORA_CLONES static double row_exp_minus_sum(float *row, int64_t n, float max) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t s = 0; s < n; s++) {
+    float e = relora_expf(row[s] - max);
+    row[s] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+static inline uint16_t bf16_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return relora_bf16_round(u);
+}
+
+/* p[s] = bf16(e[s] · inv) for s < n, and 0 on [n, T). */
+RELORA_CLONES static void row_scale_to_bf16(const float *e, int64_t n, int64_t T, float inv, uint16_t *p) {
+#pragma omp simd
+  for (int64_t s = 0; s < n; s++) p[s] = bf16_of(e[s] * inv);
+  memset(p + n, 0, (size_t)(T - n) * sizeof *p);
+}
+
+/* row[s] = exp(row[s] − max) · inv for s < n — the forward's e[s] · inv, bit for bit — and, when pb
+ * is given, pb[s] = bf16 of it, 0 on [n, T). */
+RELORA_CLONES static void row_replay(float *row, int64_t n, int64_t T, float max, float inv, uint16_t *pb) {
+  if (!pb) {
+#pragma omp simd
+    for (int64_t s = 0; s < n; s++) row[s] = relora_expf(row[s] - max) * inv;
+    return;
+  }
+#pragma omp simd
+  for (int64_t s = 0; s < n; s++) {
+    float p = relora_expf(row[s] - max) * inv;
+    row[s] = p;
+    pb[s] = bf16_of(p);
+  }
+  memset(pb + n, 0, (size_t)(T - n) * sizeof *pb);
+}
+
+/* dsb[s] = bf16(p[s] · (dp[s] − dot) · scale) for s < n, 0 on [n, T). */
+RELORA_CLONES static void row_softmax_grad_to_bf16(const float *dp, const float *p, int64_t n, int64_t T, float dot,
+                                                   float scale, uint16_t *dsb) {
+#pragma omp simd
+  for (int64_t s = 0; s < n; s++) dsb[s] = bf16_of(p[s] * (dp[s] - dot) * scale);
+  memset(dsb + n, 0, (size_t)(T - n) * sizeof *dsb);
+}
+
 /* Causal softmax of score row t (row[0..t]; row[t+1..T) zeroed), in place: row = exp(row − max) · inv.
- * stats, when given, gets {max, inv}, from which relora_causal_softmax_replay makes the row again. */
+ * stats, when given, gets {max, inv}. */
 void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats) {
   float max = row_max(row, t + 1);
   row_exp_minus(row, t + 1, max);
@@ -72,11 +122,37 @@ void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats) {
   if (stats) stats[0] = max, stats[1] = inv;
 }
 
-/* The same row again from the same scores and its stats, bit for bit. */
-void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats) {
-  row_exp_minus(row, t + 1, stats[0]);
-  row_scale(row, t + 1, stats[1]);
-  memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+/* The bf16 variants below run their loops over row t's first `width` entries, a whole number of
+ * 16-float vectors past the diagonal, with the scores there set to −∞ (so P is 0 there): a row's
+ * last, partial vector then takes the vector loop rather than a scalar remainder, which cost more
+ * than the rest of the row. */
+static int64_t vector_width(int64_t t, int64_t T) {
+  int64_t w = (t / 16 + 1) * 16;
+  return w < T ? w : T;
+}
+
+static void mask_above_diagonal(float *row, int64_t t, int64_t width) {
+  for (int64_t s = t + 1; s < width; s++) row[s] = -INFINITY;
+}
+
+/* The bf16 kernel's forward softmax of score row t: stats gets {max, inv}, p gets bf16(P) over the
+ * whole row (zero above the diagonal); row is left holding exp(row − max), which P would be after
+ * one more pass that only the rounding needed. */
+void relora_causal_softmax_row_bf16(float *row, int64_t t, int64_t T, float *stats, uint16_t *p) {
+  const int64_t width = vector_width(t, T);
+  mask_above_diagonal(row, t, width);
+  float max = row_max(row, width);
+  float inv = (float)(1.0 / row_exp_minus_sum(row, width, max));
+  row_scale_to_bf16(row, width, T, inv, p);
+  stats[0] = max, stats[1] = inv;
+}
+
+/* P's row t again from the same scores and its stats, bit for bit: row[0..t] = P (0 a little way
+ * past the diagonal, the rest left as it was), and with pb, bf16(P) over the whole row. */
+void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats, uint16_t *pb) {
+  const int64_t width = vector_width(t, T);
+  mask_above_diagonal(row, t, width);
+  row_replay(row, width, T, stats[0], stats[1], pb);
 }
 
 /* Softmax's backward for query row t: ds[s] = scale · p[s] · (ds[s] − Σ_s' ds[s']·p[s']) over s <= t,
@@ -84,6 +160,14 @@ void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float 
 void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_t end, float scale) {
   row_softmax_grad(ds, p, t + 1, (float)row_dot(ds, p, t + 1), scale);
   memset(ds + t + 1, 0, (size_t)(end - t - 1) * sizeof(float));
+}
+
+/* The same backward with the result rounded: dsb = bf16(dS) over the whole row (zero above the
+ * diagonal), from dP and the replay's P of row t. */
+void relora_causal_softmax_grad_row_bf16(const float *dp, const float *p, int64_t t, int64_t T, float scale, uint16_t *dsb) {
+  /* p is replay's row: 0 up to the vector width past the diagonal, where dP is finite (g·vᵀ). */
+  const int64_t width = vector_width(t, T);
+  row_softmax_grad_to_bf16(dp, p, width, T, (float)row_dot(dp, p, width), scale, dsb);
 }
 
 int relora_attention_forward(const float *q, const float *k, const float *v, float *out, float *probs, int64_t B,

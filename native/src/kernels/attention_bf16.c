@@ -60,9 +60,9 @@ static void pack_head_major(const float *src, uint16_t *dst, int64_t B, int64_t 
 #define ACTIVATIONS(T, H, D) {(T) * (H) * (D), (D)}
 #define SCORES(T, H) {(H) * (T) * (T), (T) * (T)}
 
-/* P of batch element b into S (H·T·T): S = scale · q·kᵀ, then each row's softmax — computed with
- * its stats written to `keep` (forward), or replayed from `replay` (backward); one of the two is
- * given — and, when pb is given, bf16(P). */
+/* P of batch element b (H·T·T): S = scale · q·kᵀ, then each row's softmax — in the forward (`keep`
+ * given) its stats written to keep and bf16(P) to pb, S left as scratch; in the backward replayed
+ * from `replay` into S (on and below the diagonal) and, when pb is given, bf16(P) into pb. */
 static int probabilities(const uint16_t *qh, const uint16_t *kh, float *keep, const float *replay, float *S,
                          uint16_t *pb, int64_t b, int64_t T, int64_t H, int64_t D, float scale) {
   const int64_t head = b * H * T * D, rows = H * T;
@@ -72,9 +72,8 @@ static int probabilities(const uint16_t *qh, const uint16_t *kh, float *keep, co
   const int64_t first = b * rows * 2; /* this batch element's first row's stats */
 #pragma omp parallel for if (rows * T >= RELORA_PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    if (replay) relora_causal_softmax_replay(S + r * T, r % T, T, replay + first + 2 * r);
-    else relora_causal_softmax_row(S + r * T, r % T, T, keep + first + 2 * r);
-    if (pb) relora_to_bf16_span((const uint32_t *)(S + r * T), pb + r * T, T);
+    if (replay) relora_causal_softmax_replay(S + r * T, r % T, T, replay + first + 2 * r, pb ? pb + r * T : NULL);
+    else relora_causal_softmax_row_bf16(S + r * T, r % T, T, keep + first + 2 * r, pb + r * T);
   }
   return 0;
 }
@@ -125,10 +124,7 @@ int relora_attention_backward_bf16(const float *dout, const uint16_t *saved, con
       st = relora_gemm_bf16_batched(0, 1, T, T, D, 1.0f, gh + head, D, vh + head, D, 0.0f, dP, T, &scores);
       if (!st) {
 #pragma omp parallel for if (rows * T >= RELORA_PAR_MIN)
-        for (int64_t r = 0; r < rows; r++) {
-          relora_causal_softmax_grad_row(dP + r * T, P + r * T, r % T, T, scale);
-          relora_to_bf16_span((const uint32_t *)(dP + r * T), dsb + r * T, T);
-        }
+        for (int64_t r = 0; r < rows; r++) relora_causal_softmax_grad_row_bf16(dP + r * T, P + r * T, r % T, T, scale, dsb + r * T);
       }
     }
     /* dv (+)= bf16(P)ᵀ·g ;  dq (+)= bf16(dS)·k ;  dk (+)= bf16(dS)ᵀ·q */

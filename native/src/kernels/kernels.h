@@ -130,12 +130,15 @@ int relora_attention_forward(const float *q, const float *k, const float *v, flo
 int relora_attention_backward(const float *dout, const float *q, const float *k, const float *v, const float *probs,
                               float *dq, float *dk, float *dv, int64_t B, int64_t T, int64_t H, int64_t D, float scale);
 
-/* Shared by both attention kernels (attention.c): the causal softmax of score row t of one head, in
- * place, optionally keeping {max, 1/sum} in stats; its replay from those stats; and its backward
- * for row t (ds = dP in, scale·dS out, zeroed on (t, end)). */
+/* The causal softmax of score row t of one head (attention.c), in place, optionally keeping
+ * {max, 1/sum} in stats, and its backward for row t (ds = dP in, scale·dS out, zeroed on (t, end)).
+ * The bf16 kernel's variants write their results rounded to bf16 (zero above the diagonal): the
+ * forward keeping stats, the replay making P again from them bit for bit, the backward's dS. */
 void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats);
-void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats);
 void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_t end, float scale);
+void relora_causal_softmax_row_bf16(float *row, int64_t t, int64_t T, float *stats, uint16_t *p);
+void relora_causal_softmax_replay(float *row, int64_t t, int64_t T, const float *stats, uint16_t *pb);
+void relora_causal_softmax_grad_row_bf16(const float *dp, const float *p, int64_t t, int64_t T, float scale, uint16_t *dsb);
 
 /* ---- attention_bf16.c: bf16 mixed precision; saved = q, k, v as bf16 [3][B][H][T][D], stats = each
  * query row's softmax {max, 1/sum} [B][H][T][2] (backward recomputes P from them) ---- */
