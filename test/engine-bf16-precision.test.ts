@@ -107,6 +107,37 @@ for (const backend of backends) {
   });
 }
 
+for (const backend of backends) {
+  test(`matmul's gradients in bf16 are the products of the rounded operands, a wide gradient copied with padded rows too (${backend})`, () => {
+    setBackend(backend);
+    // N = 100 is copied 128 apart (bf16RowStride); N = 64 as it is.
+    for (const N of [100, 64]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const M = 3, K = 5, label = `${backend} N=${N} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+          const a = param(transA ? [K, M] : [M, K], 31), b = param(transB ? [N, K] : [K, N], 32);
+          const rounded = (t: Tensor) => {
+            const r = param([...t.shape], 0);
+            roundBf16(t.data, r.data, t.size);
+            return r;
+          };
+          // dC = w, already bf16-exact, so its copy rounds nothing.
+          const w = rounded(param([M, N], 33)), ar = rounded(a), br = rounded(b);
+          const grads = (x: Tensor, y: Tensor) => {
+            scope(() => ops.sum(ops.mul(ops.matmul(x, y, { transA, transB }), w)).backward());
+            return [Float32Array.from(x.grad!.data), Float32Array.from(y.grad!.data)];
+          };
+          const [ga, gb] = withPrecision('bf16', () => grads(a, b));
+          const [ea, eb] = grads(ar, br);
+          assert.ok(maxRelDiff(ga, ea) < 1e-6, `${label} dA: ${maxRelDiff(ga, ea)}`);
+          assert.ok(maxRelDiff(gb, eb) < 1e-6, `${label} dB: ${maxRelDiff(gb, eb)}`);
+          for (const t of [a, b, w, ar, br]) t.dispose();
+        }
+      }
+    }
+  });
+}
+
 test('precision: withPrecision restores the previous setting, bad values are refused by name', () => {
   assert.equal(matmulPrecision(), 'fp32');
   assert.throws(() => withPrecision('bf16', () => {

@@ -761,6 +761,31 @@ describe('kernels the js backend composes from others', () => {
     assert.throws(() => native.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
     assert.throws(() => js.gemmBf16ToBf16(false, false, 4, 4, 4, 1, new Float32Array(8), 4, new Float32Array(8), 4, new Float32Array(7), 4), /gemmBf16ToBf16: C has 7 floats, too few for 4×4 packed bf16/);
   });
+
+  it('toBf16Rows rounds each row as toBf16 does, ld bf16 values apart, leaving the values between rows alone', () => {
+    const native = nat();
+    for (const [rows, cols, ld] of [[1, 1, 1], [3, 5, 5], [3, 5, 8], [7, 33, 64], [65, 1376, 1408], [0, 4, 6]]) {
+      const src = rand(rows * cols, -3, 3);
+      src[0] = NaN; // kept NaN, as toBf16 keeps it
+      const want = new Float32Array((rows * cols + 1) >> 1);
+      js.toBf16(src, want, rows * cols);
+      const wanted = new Uint16Array(want.buffer);
+      const span = rows === 0 ? 0 : (rows - 1) * ld + cols;
+      for (const k of [js, native]) {
+        const dst = rand((span + 1) >> 1, 60, 70), before = new Uint16Array(dst.slice().buffer), got = new Uint16Array(dst.buffer);
+        k.toBf16Rows(src, dst, rows, cols, ld);
+        for (let i = 0; i < span; i++) {
+          const r = Math.floor(i / ld), c = i % ld;
+          assert.equal(got[i], c < cols ? wanted[r * cols + c] : before[i], `${k.name} toBf16Rows ${rows}x${cols} ld ${ld} at ${r},${c}`);
+        }
+      }
+    }
+    for (const k of [js, native]) {
+      assert.throws(() => k.toBf16Rows(new Float32Array(8), new Float32Array(8), 2, 4, 3), /toBf16Rows: ld = 3 is less than cols = 4/);
+      assert.throws(() => k.toBf16Rows(new Float32Array(7), new Float32Array(8), 2, 4, 6), /toBf16Rows: src has 7/);
+      assert.throws(() => k.toBf16Rows(new Float32Array(8), new Float32Array(4), 2, 4, 6), /toBf16Rows: dst has 4/);
+    }
+  });
 });
 
 describe('OpenMP wait policy', () => {

@@ -188,6 +188,12 @@ RELORA_CLONES void relora_widen_bf16_span(const uint16_t *src, uint32_t *dst, in
   for (int64_t i = 0; i < n; i++) dst[i] = (uint32_t)src[i] << 16;
 }
 
+void relora_to_bf16_rows(const float *src, uint16_t *dst, int64_t rows, int64_t cols, int64_t ld) {
+  const uint32_t *bits = (const uint32_t *)src;
+#pragma omp parallel for if (rows * cols >= RELORA_PAR_MIN)
+  for (int64_t r = 0; r < rows; r++) relora_to_bf16_span(bits + r * cols, dst + r * ld, cols);
+}
+
 void relora_to_bf16(const float *src, uint16_t *dst, int64_t n) {
   const uint32_t *bits = (const uint32_t *)src;
   if (n < RELORA_PAR_MIN) {

@@ -64,6 +64,8 @@ double relora_bench_gemm_direct(int transA, int transB, int64_t M, int64_t N, in
 
 /* ---- bfloat16 (gemm_bf16.c): bf16 values are uint16_t, round to nearest even ---- */
 void relora_to_bf16(const float *src, uint16_t *dst, int64_t n);
+/* Row r of the rows×cols matrix src into dst + r·ld (ld >= cols); the values between rows are not written. */
+void relora_to_bf16_rows(const float *src, uint16_t *dst, int64_t rows, int64_t cols, int64_t ld);
 /* Round to nearest even, keeping NaNs NaN (a payload in the low bits only would round to Inf). */
 static inline uint16_t relora_bf16_round(uint32_t u) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);

@@ -133,6 +133,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("crossEntropyBackwardWrite", napi_cross_entropy_backward_write),
       FN("crossEntropyFused", napi_cross_entropy_fused),
       FN("toBf16", napi_to_bf16),
+      FN("toBf16Rows", napi_to_bf16_rows),
       FN("bf16Available", napi_bf16_available),
       FN("bf16Isa", napi_bf16_isa),
       FN("mpiInit", napi_mpi_init),

@@ -167,6 +167,29 @@ napi_value napi_to_bf16(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* toBf16Rows(src, dst, rows, cols, ld): dst's bf16 row r, from bf16 value r·ld on = bf16(src row r). */
+napi_value napi_to_bf16_rows(napi_env env, napi_callback_info info) {
+  const char *k = "toBf16Rows";
+  napi_value a[5];
+  float *src, *dst;
+  size_t ns, nd;
+  int64_t rows, cols, ld, n, span;
+  if (!args_get(env, info, k, 5, a) || !arg_f32(env, a[0], k, "src", &src, &ns) || !arg_f32(env, a[1], k, "dst", &dst, &nd) ||
+      !arg_size(env, a[2], k, "rows", &rows) || !arg_size(env, a[3], k, "cols", &cols) || !arg_size(env, a[4], k, "ld", &ld)) {
+    return NULL;
+  }
+  if (ld < cols) {
+    throw_error(env, k, "ld = %lld is less than cols = %lld", (long long)ld, (long long)cols);
+    return NULL;
+  }
+  if (!mul_size(env, k, rows, cols, &n) || !mul_size(env, k, rows > 0 ? rows - 1 : 0, ld, &span)) return NULL;
+  span = rows > 0 ? span + cols : 0;
+  if (require_len(env, k, "src", ns, n, "rows*cols") && require_len(env, k, "dst", nd, (span + 1) / 2, "ceil(((rows-1)*ld+cols)/2)")) {
+    relora_to_bf16_rows(src, (uint16_t *)dst, rows, cols, ld);
+  }
+  return NULL;
+}
+
 /* bf16Available(): whether gemmBf16 works here (oneDNN present and able to run a bf16 matmul). */
 napi_value napi_bf16_available(napi_env env, napi_callback_info info) {
   (void)info;

@@ -15,6 +15,16 @@ export function toBf16Packed(src: Float32Array, dst: Float32Array, n: number): v
   for (let i = 0; i < n; i++) d[i] = bf16Bits(s[i]);
 }
 
+/** Kernels.toBf16Rows: toBf16Packed row by row, ld bf16 values apart. */
+export function toBf16RowsPacked(src: Float32Array, dst: Float32Array, rows: number, cols: number, ld: number): void {
+  if (ld < cols) throw new Error(`toBf16Rows: ld = ${ld} is less than cols = ${cols}`);
+  const span = rows === 0 ? 0 : (rows - 1) * ld + cols;
+  if (src.length < rows * cols) throw new Error(`toBf16Rows: src has ${src.length} elements but rows*cols needs ${rows * cols}`);
+  if (dst.length < (span + 1) >> 1) throw new Error(`toBf16Rows: dst has ${dst.length} elements but ceil(((rows-1)*ld+cols)/2) needs ${(span + 1) >> 1}`);
+  const s = new Uint32Array(src.buffer, src.byteOffset, rows * cols), d = new Uint16Array(dst.buffer, dst.byteOffset, span);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) d[r * ld + c] = bf16Bits(s[r * cols + c]);
+}
+
 /** The bf16 bits of the fp32 value with bits u, rounded to nearest even. */
 function bf16Bits(u: number): number {
   // A NaN whose payload sits in the low bits only would round to Inf: keep the top bits, set quiet.

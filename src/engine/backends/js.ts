@@ -6,7 +6,7 @@
 import { acquire, release } from '../pool.ts';
 import { hash32 } from '../rng.ts';
 import { emulatedAttentionBf16 } from './attention-bf16.ts';
-import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, widenBf16 } from './bf16.ts';
+import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, toBf16RowsPacked, widenBf16 } from './bf16.ts';
 import { need, positiveInts } from './checks.ts';
 import { composedCrossEntropyFused } from './composed.ts';
 import type { Kernels } from './kernels.ts';
@@ -348,6 +348,7 @@ export const jsKernels: Kernels = {
   crossEntropyFused: (...args) => composedCrossEntropyFused(jsKernels, widenBf16)(...args),
 
   toBf16: toBf16Packed,
+  toBf16Rows: toBf16RowsPacked,
   gemmBf16: emulatedGemmBf16(gemm),
   gemmBf16ToBf16: emulatedGemmBf16ToBf16(emulatedGemmBf16(gemm)),
   hasBf16Gemm: () => false,

@@ -186,6 +186,12 @@ export interface Kernels {
    */
   toBf16(src: Float32Array, dst: Float32Array, n: number): void;
   /**
+   * toBf16 of a rows × cols matrix into rows ld bf16 values apart (ld >= cols; dst needs
+   * ceil(((rows − 1)·ld + cols) / 2) floats): a copy whose row stride suits the bf16 products better
+   * than the fp32 one. The values between rows are not written.
+   */
+  toBf16Rows(src: Float32Array, dst: Float32Array, rows: number, cols: number, ld: number): void;
+  /**
    * C = alpha·op(A)·op(B) + beta·C for one matrix (gemm's conventions, no batch) with A and B
    * packed bf16 (as toBf16 writes them; leading dimensions count bf16 values), C fp32, fp32
    * accumulation.

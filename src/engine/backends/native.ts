@@ -141,6 +141,7 @@ export function loadNativeKernels(): Kernels | null {
     crossEntropyBackwardWrite: a.crossEntropyBackwardWrite,
     crossEntropyFused: a.crossEntropyFused,
     toBf16: a.toBf16,
+    toBf16Rows: a.toBf16Rows,
     gemmBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16 : emulated)(...args),
     gemmBf16ToBf16: (...args) => (hasBf16Gemm() ? a.gemmBf16ToBf16 : emulatedToBf16)(...args),
     hasBf16Gemm,

@@ -5,7 +5,7 @@
  * backward products take bf16 operands with fp32 accumulation; outputs and gradients stay fp32.
  */
 import { recording, shapeStr, Tensor } from '../tensor.ts';
-import { Bf16Copies, bf16Copy, gemmIn, mixedGemm } from './bf16.ts';
+import { Bf16Copies, bf16RowsCopy, gemmIn, mixedGemm } from './bf16.ts';
 import { betaFor, gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
 
@@ -77,17 +77,17 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         if (copies) {
           // bf16, one matrix: the saved operands' copies, and one of dC kept out of `copies` (a
           // released operand's array may come back from the pool as dC itself).
-          const g = bf16Copy(dC, M * N);
+          const g = bf16RowsCopy(dC, M, N);
           try {
             const dA = gradSlot(a);
             if (dA) {
-              if (!transA) mixedGemm(true, false, !transB, M, Kd, N, 1, g, N, copies.of(bBuf, true), ldb, betaFor(dA), dA.data, lda);
-              else mixedGemm(true, transB, true, Kd, M, N, 1, copies.of(bBuf, true), ldb, g, N, betaFor(dA), dA.data, lda);
+              if (!transA) mixedGemm(true, false, !transB, M, Kd, N, 1, g, g.ld, copies.of(bBuf, true), ldb, betaFor(dA), dA.data, lda);
+              else mixedGemm(true, transB, true, Kd, M, N, 1, copies.of(bBuf, true), ldb, g, g.ld, betaFor(dA), dA.data, lda);
             }
             const dB = gradSlot(b);
             if (dB) {
-              if (!transB) mixedGemm(true, !transA, false, Kd, N, M, 1, copies.of(aBuf, true), lda, g, N, betaFor(dB), dB.data, ldb);
-              else mixedGemm(true, true, transA, N, Kd, M, 1, g, N, copies.of(aBuf, true), lda, betaFor(dB), dB.data, ldb);
+              if (!transB) mixedGemm(true, !transA, false, Kd, N, M, 1, copies.of(aBuf, true), lda, g, g.ld, betaFor(dB), dB.data, ldb);
+              else mixedGemm(true, true, transA, N, Kd, M, 1, g, g.ld, copies.of(aBuf, true), lda, betaFor(dB), dB.data, ldb);
             }
           } finally {
             g.packed.dispose();

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 
 import { emulatedAttentionBf16 } from '../attention-bf16.ts';
-import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, widenBf16 } from '../bf16.ts';
+import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, toBf16RowsPacked, widenBf16 } from '../bf16.ts';
 import { composedCrossEntropyFused } from '../composed.ts';
 import { jsKernels } from '../js.ts';
 import type { Kernels } from '../kernels.ts';
@@ -273,6 +273,11 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHost(src, false);
       b.mirror.toHost(dst, true);
       toBf16Packed(src, dst, n);
+    },
+    toBf16Rows: (src: Float32Array, dst: Float32Array, rows: number, cols: number, ld: number) => {
+      b.mirror.toHost(src, false);
+      b.mirror.toHost(dst, false); // the values between rows stay as they are
+      toBf16RowsPacked(src, dst, rows, cols, ld);
     },
     gemmBf16,
     // The product as gemmBf16 makes it on the device, read back and rounded on the host.
