@@ -88,3 +88,24 @@ test('webgpu gemmBf16ToBf16 writes what js writes and keeps the values the devic
     assert.deepEqual(got, new Uint16Array(want.buffer), `${whole ? 'whole buffer' : 'a view'}: product and gaps`);
   }
 });
+
+test('webgpu toBf16Rows writes what js writes and keeps the values the device holds between rows', () => {
+  const [rows, cols, ld] = [4, 5, 8];
+  const src = new Float32Array(rows * cols), dst0 = new Float32Array(((rows - 1) * ld + cols + 1) >> 1);
+  new RandomStream(4).uniform(src, -2, 2);
+  new RandomStream(5).uniform(dst0, -2, 2);
+  const want = dst0.slice();
+  jsKernels.toBf16Rows(src, want, rows, cols, ld);
+  setBackend('webgpu');
+  const k = K();
+  // dst's current values made by a device kernel, so only the device holds them.
+  const dst = Tensor.empty([dst0.length], false), dIn = Tensor.from(dst0);
+  k.scale(dIn.buf, 1, dst.buf, dst0.length);
+  k.toBf16Rows(Tensor.from(src).buf, dst.buf, rows, cols, ld);
+  // Read through a device kernel: the device must see what was written.
+  const out = Tensor.empty([dst0.length], false);
+  k.scale(dst.buf, 1, out.buf, dst0.length);
+  const got = new Uint16Array(Float32Array.from(out.data).buffer);
+  setBackend('native');
+  assert.deepEqual(got, new Uint16Array(want.buffer), 'rows and the gaps between them');
+});

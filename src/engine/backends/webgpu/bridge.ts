@@ -276,7 +276,7 @@ export function loadWebGpuKernels(): Kernels {
     },
     toBf16Rows: (src: Float32Array, dst: Float32Array, rows: number, cols: number, ld: number) => {
       b.mirror.toHost(src, false);
-      b.mirror.toHost(dst, false); // the values between rows stay as they are
+      b.mirror.toHost(dst, true);
       toBf16RowsPacked(src, dst, rows, cols, ld);
     },
     gemmBf16,
