@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fast_exp.h"
 #include "kernels.h"
@@ -75,14 +76,51 @@ void relora_cross_entropy_backward_write(const float *logits, const int32_t *tar
   backward_rows(logits, targets, lse, dlogits, rows, V, ignore_index, grad_scale, 1);
 }
 
+/* The bf16 row: x = the widened logits (into the scratch row); returns their max. */
+RELORA_CLONES static float row_widen_max(const uint16_t *src, float *x, int64_t V) {
+  float max = -INFINITY;
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 0; j < V; j++) {
+    uint32_t u = (uint32_t)src[j] << 16;
+    float v;
+    memcpy(&v, &u, sizeof v);
+    x[j] = v;
+    max = v > max ? v : max;
+  }
+  return max;
+}
+
+/* x[j] = exp(x[j] − max), in place; returns their sum (the sum row_logsumexp takes). */
+RELORA_CLONES static double row_exp_sum(float *x, int64_t V, float max) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < V; j++) {
+    float e = relora_expf(x[j] - max);
+    x[j] = e;
+    s += (double)e;
+  }
+  return s;
+}
+
+static inline uint16_t bf16_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return relora_bf16_round(u);
+}
+
+/* d[j] = bf16(e[j] · k). */
+RELORA_CLONES static void row_scale_to_bf16(const float *e, float k, uint16_t *d, int64_t V) {
+#pragma omp simd
+  for (int64_t j = 0; j < V; j++) d[j] = bf16_of(e[j] * k);
+}
+
 int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
                                    int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16) {
   int64_t count = 0;
   int failed = 0;
 #pragma omp parallel reduction(+ : count) if (rows * V >= RELORA_PAR_MIN)
   {
-    /* bf16: each row is widened into a scratch row (in cache), its fp32 gradient written over it
-     * and rounded from there: the values widen, forward, backward_write, relora_to_bf16 would give. */
+    /* bf16: each row is widened into a scratch row (in cache) and holds its exps from there on. */
     float *row = bf16 ? malloc((size_t)V * sizeof(float)) : NULL;
     if (bf16 && !row) {
 #pragma omp atomic write
@@ -90,24 +128,42 @@ int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, f
     }
 #pragma omp for
     for (int64_t r = 0; r < rows; r++) {
-      if (bf16 && !row) continue;
-      const float *x = bf16 ? row : (const float *)logits + r * V;
-      if (bf16) relora_widen_bf16_span((const uint16_t *)logits + r * V, (uint32_t *)row, V);
-      double l = row_logsumexp(x, V);
-      float lf = (float)l;
-      lse[r] = lf;
       int32_t t = targets[r];
       int ignored = t == ignore_index;
-      losses[r] = ignored ? 0.0f : (float)(l - (double)x[t]);
       count += !ignored;
-      float *d = bf16 ? row : (float *)dlogits + r * V;
-      if (ignored) {
-        for (int64_t j = 0; j < V; j++) d[j] = 0.0f;
-      } else {
-        row_softmax_grad_write(x, lf, grad_scale, d, V);
-        d[t] -= grad_scale;
+      if (!bf16) {
+        const float *x = (const float *)logits + r * V;
+        float *d = (float *)dlogits + r * V;
+        double l = row_logsumexp(x, V);
+        float lf = (float)l;
+        lse[r] = lf;
+        losses[r] = ignored ? 0.0f : (float)(l - (double)x[t]);
+        if (ignored) {
+          for (int64_t j = 0; j < V; j++) d[j] = 0.0f;
+        } else {
+          row_softmax_grad_write(x, lf, grad_scale, d, V);
+          d[t] -= grad_scale;
+        }
+        continue;
       }
-      if (bf16) relora_to_bf16_span((const uint32_t *)row, (uint16_t *)dlogits + r * V, V);
+      if (!row) continue;
+      /* The loss and lse as row_logsumexp gives them; the gradient from the sum's own terms,
+       * gs·exp(x − max)/sum, so each exp is computed once (the fp32 path computes it again from
+       * lse, as crossEntropyBackwardWrite does). */
+      uint16_t *d = (uint16_t *)dlogits + r * V;
+      float max = row_widen_max((const uint16_t *)logits + r * V, row, V);
+      float xt = ignored ? 0.0f : row[t];
+      double s = row_exp_sum(row, V, max), l = (double)max + log(s);
+      lse[r] = (float)l;
+      losses[r] = ignored ? 0.0f : (float)(l - (double)xt);
+      if (ignored) {
+        memset(d, 0, (size_t)V * sizeof *d);
+      } else {
+        float k = (float)((double)grad_scale / s);
+        row_scale_to_bf16(row, k, d, V);
+        float pt = row[t] * k;
+        d[t] = bf16_of(pt - grad_scale);
+      }
     }
     free(row);
   }

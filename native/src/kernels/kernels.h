@@ -173,8 +173,10 @@ void relora_cross_entropy_backward_write(const float *logits, const int32_t *tar
                                          int64_t rows, int64_t V, int64_t ignore_index, float grad_scale);
 /* Forward and backward_write in one visit per row, the row still in cache for the second: losses,
  * lse and dlogits = grad_scale * (softmax - onehot) as the two calls would write them; logits and
- * dlogits either fp32 (dlogits may be logits itself) or, with bf16, both packed bf16 (the logits
- * widened exactly, the gradient rounded as relora_to_bf16 would). */
+ * dlogits either fp32 (dlogits may be logits itself) or, with bf16, both packed bf16: the logits
+ * widened exactly, losses and lse as forward gives them, and the gradient from the exps of the
+ * row's sum, bf16(e_j · k − grad_scale·[j = t]) with e_j = exp(x_j − max), k = grad_scale / Σe
+ * (fp32) — each exp computed once. */
 int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
                                    int64_t rows, int64_t V, int64_t ignore_index, float grad_scale, int bf16);
 

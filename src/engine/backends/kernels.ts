@@ -172,10 +172,12 @@ export interface Kernels {
   /**
    * crossEntropyForward then crossEntropyBackwardWrite, each row visited once (it is still in cache
    * for its gradient): writes losses and lse, returns the non-ignored rows, and writes dLogits.
-   * Without `bf16`, logits and dLogits are fp32; with it, both are packed bf16 (the logits a
-   * gemmBf16ToBf16 wrote), the loss computed on their exact fp32 values and the gradient rounded
-   * as toBf16 would round it. dLogits may be `logits` itself, or must not overlap it. The same
-   * values as widening, the two calls and toBf16.
+   * Without `bf16`, logits and dLogits are fp32, the same values as the two calls. With it, both
+   * are packed bf16 (the logits a gemmBf16ToBf16 wrote): losses and lse are crossEntropyForward's
+   * on the logits' exact fp32 values, and the gradient is computed from the terms of the row's sum
+   * — bf16(e_j·k − gradScale·[j = target]) with e_j = exp(x_j − max), k = fp32(gradScale / Σe) — so
+   * each exp is computed once: gradScale·softmax up to fp32 rounding, then rounded as toBf16 rounds.
+   * dLogits may be `logits` itself, or must not overlap it.
    */
   crossEntropyFused(logits: Float32Array, targets: Int32Array, losses: Float32Array, lse: Float32Array, dLogits: Float32Array, rows: number, V: number, ignoreIndex: number, gradScale: number, bf16: boolean): number;
 
