@@ -61,28 +61,21 @@ RELORA_CLONES static void row_softmax_grad(float *ds, const float *p, int64_t n,
   for (int64_t s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * scale;
 }
 
-/* row[s] = exp(row[s] − max) for s < n; returns their sum. */
-RELORA_CLONES static double row_exp_minus_sum(float *row, int64_t n, float max) {
+RELORA_CLONES double relora_exp_minus_sum(float *x, int64_t n, float max) {
   double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t s = 0; s < n; s++) {
-    float e = relora_expf(row[s] - max);
-    row[s] = e;
+    float e = relora_expf(x[s] - max);
+    x[s] = e;
     sum += e;
   }
   return sum;
 }
 
-static inline uint16_t bf16_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return relora_bf16_round(u);
-}
-
 /* p[s] = bf16(e[s] · inv) for s < n, and 0 on [n, T). */
 RELORA_CLONES static void row_scale_to_bf16(const float *e, int64_t n, int64_t T, float inv, uint16_t *p) {
 #pragma omp simd
-  for (int64_t s = 0; s < n; s++) p[s] = bf16_of(e[s] * inv);
+  for (int64_t s = 0; s < n; s++) p[s] = relora_bf16_of(e[s] * inv);
   memset(p + n, 0, (size_t)(T - n) * sizeof *p);
 }
 
@@ -98,7 +91,7 @@ RELORA_CLONES static void row_replay(float *row, int64_t n, int64_t T, float max
   for (int64_t s = 0; s < n; s++) {
     float p = relora_expf(row[s] - max) * inv;
     row[s] = p;
-    pb[s] = bf16_of(p);
+    pb[s] = relora_bf16_of(p);
   }
   memset(pb + n, 0, (size_t)(T - n) * sizeof *pb);
 }
@@ -107,7 +100,7 @@ RELORA_CLONES static void row_replay(float *row, int64_t n, int64_t T, float max
 RELORA_CLONES static void row_softmax_grad_to_bf16(const float *dp, const float *p, int64_t n, int64_t T, float dot,
                                                    float scale, uint16_t *dsb) {
 #pragma omp simd
-  for (int64_t s = 0; s < n; s++) dsb[s] = bf16_of(p[s] * (dp[s] - dot) * scale);
+  for (int64_t s = 0; s < n; s++) dsb[s] = relora_bf16_of(p[s] * (dp[s] - dot) * scale);
   memset(dsb + n, 0, (size_t)(T - n) * sizeof *dsb);
 }
 
@@ -142,7 +135,7 @@ void relora_causal_softmax_row_bf16(float *row, int64_t t, int64_t T, float *sta
   const int64_t width = vector_width(t, T);
   mask_above_diagonal(row, t, width);
   float max = row_max(row, width);
-  float inv = (float)(1.0 / row_exp_minus_sum(row, width, max));
+  float inv = (float)(1.0 / relora_exp_minus_sum(row, width, max));
   row_scale_to_bf16(row, width, T, inv, p);
   stats[0] = max, stats[1] = inv;
 }

@@ -90,28 +90,10 @@ RELORA_CLONES static float row_widen_max(const uint16_t *src, float *x, int64_t 
   return max;
 }
 
-/* x[j] = exp(x[j] − max), in place; returns their sum (the sum row_logsumexp takes). */
-RELORA_CLONES static double row_exp_sum(float *x, int64_t V, float max) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < V; j++) {
-    float e = relora_expf(x[j] - max);
-    x[j] = e;
-    s += (double)e;
-  }
-  return s;
-}
-
-static inline uint16_t bf16_of(float x) {
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  return relora_bf16_round(u);
-}
-
 /* d[j] = bf16(e[j] · k). */
 RELORA_CLONES static void row_scale_to_bf16(const float *e, float k, uint16_t *d, int64_t V) {
 #pragma omp simd
-  for (int64_t j = 0; j < V; j++) d[j] = bf16_of(e[j] * k);
+  for (int64_t j = 0; j < V; j++) d[j] = relora_bf16_of(e[j] * k);
 }
 
 int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, float *losses, float *lse, void *dlogits,
@@ -153,7 +135,7 @@ int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, f
       uint16_t *d = (uint16_t *)dlogits + r * V;
       float max = row_widen_max((const uint16_t *)logits + r * V, row, V);
       float xt = ignored ? 0.0f : row[t];
-      double s = row_exp_sum(row, V, max), l = (double)max + log(s);
+      double s = relora_exp_minus_sum(row, V, max), l = (double)max + log(s);
       lse[r] = (float)l;
       losses[r] = ignored ? 0.0f : (float)(l - (double)xt);
       if (ignored) {
@@ -162,7 +144,7 @@ int64_t relora_cross_entropy_fused(const void *logits, const int32_t *targets, f
         float k = (float)((double)grad_scale / s);
         row_scale_to_bf16(row, k, d, V);
         float pt = row[t] * k;
-        d[t] = bf16_of(pt - grad_scale);
+        d[t] = relora_bf16_of(pt - grad_scale);
       }
     }
     free(row);

@@ -14,6 +14,7 @@
 #define RELORA_KERNELS_H
 
 #include <stdint.h>
+#include <string.h>
 
 /* Far below LAPACK's negative info values (-i: argument i was illegal). */
 #define RELORA_OK 0
@@ -70,6 +71,12 @@ void relora_to_bf16_rows(const float *src, uint16_t *dst, int64_t rows, int64_t 
 static inline uint16_t relora_bf16_round(uint32_t u) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+/* relora_bf16_round of an fp32 value. */
+static inline uint16_t relora_bf16_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return relora_bf16_round(u);
 }
 /* relora_to_bf16 of one span on the calling thread. */
 void relora_to_bf16_span(const uint32_t *src, uint16_t *dst, int64_t n);
@@ -136,6 +143,8 @@ int relora_attention_backward(const float *dout, const float *q, const float *k,
  * {max, 1/sum} in stats, and its backward for row t (ds = dP in, scale·dS out, zeroed on (t, end)).
  * The bf16 kernel's variants write their results rounded to bf16 (zero above the diagonal): the
  * forward keeping stats, the replay making P again from them bit for bit, the backward's dS. */
+/* x[j] = exp(x[j] − max) in place for j < n; returns their sum, in double (softmax's denominator). */
+double relora_exp_minus_sum(float *x, int64_t n, float max);
 void relora_causal_softmax_row(float *row, int64_t t, int64_t T, float *stats);
 void relora_causal_softmax_grad_row(float *ds, const float *p, int64_t t, int64_t end, float scale);
 void relora_causal_softmax_row_bf16(float *row, int64_t t, int64_t T, float *stats, uint16_t *p);
