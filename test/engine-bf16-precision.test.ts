@@ -17,7 +17,7 @@ import { test } from 'node:test';
 import { setBackend } from '../src/engine/backend.ts';
 import { roundBf16 } from '../src/engine/backends/bf16.ts';
 import { loadNativeKernels, nativeBf16Isa } from '../src/engine/backends/native.ts';
-import { bf16Support } from '../src/engine/ops/bf16.ts';
+import { bf16Copy, bf16RowsCopy, bf16Support, mixedGemm } from '../src/engine/ops/bf16.ts';
 import * as ops from '../src/engine/ops/index.ts';
 import { matmulPrecision, setMatmulPrecision, withPrecision, type Precision } from '../src/engine/ops/precision.ts';
 import { RandomStream } from '../src/engine/rng.ts';
@@ -108,13 +108,14 @@ for (const backend of backends) {
 }
 
 for (const backend of backends) {
-  test(`matmul's gradients in bf16 are the products of the rounded operands, a wide gradient copied with padded rows too (${backend})`, () => {
+  test(`matmul in bf16 is the product of the rounded operands, forward and backward, with wide copies' rows padded too (${backend})`, () => {
     setBackend(backend);
-    // N = 100 is copied 128 apart (bf16RowStride); N = 64 as it is.
-    for (const N of [100, 64]) {
+    // x = a·1 is an activation: its shared copy, 100 wide, and the 70-wide gradient's are padded to
+    // 128 (bf16RowStride); K = N = 64 are copied as they are.
+    for (const [K, N] of [[100, 70], [64, 64]]) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
-          const M = 3, K = 5, label = `${backend} N=${N} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
+          const M = 3, label = `${backend} K=${K} N=${N} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`;
           const a = param(transA ? [K, M] : [M, K], 31), b = param(transB ? [N, K] : [K, N], 32);
           const rounded = (t: Tensor) => {
             const r = param([...t.shape], 0);
@@ -123,20 +124,36 @@ for (const backend of backends) {
           };
           // dC = w, already bf16-exact, so its copy rounds nothing.
           const w = rounded(param([M, N], 33)), ar = rounded(a), br = rounded(b);
-          const grads = (x: Tensor, y: Tensor) => {
-            scope(() => ops.sum(ops.mul(ops.matmul(x, y, { transA, transB }), w)).backward());
-            return [Float32Array.from(x.grad!.data), Float32Array.from(y.grad!.data)];
+          const run = (x: Tensor, y: Tensor) => {
+            const out = scope(() => {
+              const c = ops.matmul(ops.scale(x, 1), y, { transA, transB });
+              ops.sum(ops.mul(c, w)).backward();
+              return Float32Array.from(c.data);
+            });
+            return [out, Float32Array.from(x.grad!.data), Float32Array.from(y.grad!.data)];
           };
-          const [ga, gb] = withPrecision('bf16', () => grads(a, b));
-          const [ea, eb] = grads(ar, br);
-          assert.ok(maxRelDiff(ga, ea) < 1e-6, `${label} dA: ${maxRelDiff(ga, ea)}`);
-          assert.ok(maxRelDiff(gb, eb) < 1e-6, `${label} dB: ${maxRelDiff(gb, eb)}`);
+          const got = withPrecision('bf16', () => run(a, b)), want = run(ar, br);
+          ['C', 'dA', 'dB'].forEach((name, i) => assert.ok(maxRelDiff(got[i], want[i]) < 1e-6, `${label} ${name}: ${maxRelDiff(got[i], want[i])}`));
           for (const t of [a, b, w, ar, br]) t.dispose();
         }
       }
     }
   });
 }
+
+test('mixedGemm reads a padded bf16 copy with its own row stride, and refuses another', () => {
+  setBackend('js');
+  const A = param([3, 100], 41).data, B = param([100, 5], 42).data;
+  const padded = bf16RowsCopy(A, 3, 100), plain = bf16Copy(A, 300);
+  assert.deepEqual(padded.rows, { cols: 100, ld: 128 });
+  const C1 = new Float32Array(15), C2 = new Float32Array(15);
+  mixedGemm(true, false, false, 3, 5, 100, 1, padded, 100, B, 5, 0, C1, 5);
+  mixedGemm(true, false, false, 3, 5, 100, 1, plain, 100, B, 5, 0, C2, 5);
+  assert.deepEqual(C1, C2);
+  assert.throws(() => mixedGemm(true, false, false, 3, 5, 50, 1, padded, 50, B, 5, 0, C1, 5), /A's bf16 copy holds rows of 100 values \(128 apart\), but the product reads it with ld = 50/);
+  padded.packed.dispose();
+  plain.packed.dispose();
+});
 
 test('precision: withPrecision restores the previous setting, bad values are refused by name', () => {
   assert.equal(matmulPrecision(), 'fp32');

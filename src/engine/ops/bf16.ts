@@ -20,6 +20,11 @@ export function bf16Support(): string {
 /** A packed bf16 copy of a matrix (Kernels.toBf16), in a scratch tensor. */
 export interface Bf16Matrix {
   packed: Tensor;
+  /**
+   * Set when the copy's rows lie further apart than the fp32 matrix's (bf16RowsCopy): rows of `cols`
+   * values in fp32, `ld` apart in the copy. mixedGemm reads such a copy with its own stride.
+   */
+  rows?: { cols: number; ld: number };
 }
 
 /** Room for n packed bf16 values, for a kernel to write (a scratch tensor of the current scope). */
@@ -37,13 +42,13 @@ export function bf16RowStride(cols: number): number {
   return cols < 64 || cols % 64 === 0 ? cols : Math.ceil(cols / 64) * 64;
 }
 
-/** A packed bf16 copy of the rows × cols matrix src, its rows `ld` = bf16RowStride(cols) values apart. */
-export function bf16RowsCopy(src: Float32Array, rows: number, cols: number): Bf16Matrix & { ld: number } {
+/** A packed bf16 copy of the rows × cols matrix src, its rows bf16RowStride(cols) values apart. */
+export function bf16RowsCopy(src: Float32Array, rows: number, cols: number): Bf16Matrix {
   const ld = bf16RowStride(cols);
-  if (ld === cols) return { ...bf16Copy(src, rows * cols), ld };
+  if (ld === cols) return bf16Copy(src, rows * cols);
   const packed = Tensor.empty([(rows === 0 ? 0 : (rows - 1) * ld + cols + 1) >> 1], false);
   K().toBf16Rows(src, packed.data, rows, cols, ld);
-  return { packed, ld };
+  return { packed, rows: { cols, ld } };
 }
 
 /** A new packed bf16 copy of src[0..n) (a scratch tensor of the current scope; dispose it when done). */
@@ -61,16 +66,18 @@ export function bf16Copy(src: Float32Array, n: number): Bf16Matrix {
  * training step's) and is made again if that scope freed it while the activation lives on.
  * Parameters (leaves) are never shared this way: the optimizer writes them between steps.
  */
-const activationCopies = new WeakMap<Tensor, Tensor>();
+const activationCopies = new WeakMap<Tensor, Bf16Matrix>();
 
 function sharedActivationCopy(t: Tensor, values: Float32Array): Bf16Matrix | null {
   if (t.node === null) return null;
   let c = activationCopies.get(t);
-  if (!c || c.disposed) {
-    c = bf16Copy(values, t.size).packed;
+  if (!c || c.packed.disposed) {
+    // Rows as the products read them: the last dimension, padded (bf16RowStride).
+    const cols = t.shape.length > 0 ? t.shape[t.shape.length - 1] : 1;
+    c = cols > 0 ? bf16RowsCopy(values, t.size / cols, cols) : bf16Copy(values, t.size);
     activationCopies.set(t, c);
   }
-  return { packed: c };
+  return c;
 }
 
 /**
@@ -136,8 +143,11 @@ export class Bf16Copies {
    */
   constructor(private readonly pastScope = false) {}
 
-  /** `x` itself when !bf16, else its bf16 copy (made on first request). */
-  of(x: Float32Array, bf16: boolean): Operand {
+  /**
+   * `x` itself when !bf16, else its bf16 copy (made on first request); given `cols`, x is a matrix
+   * of rows that long and its copy's rows are padded (bf16RowsCopy).
+   */
+  of(x: Float32Array, bf16: boolean, cols?: number): Operand {
     if (!bf16) return x;
     let c = this.copies.get(x);
     const owner = this.borrowed.get(x);
@@ -146,7 +156,10 @@ export class Bf16Copies {
       c = sharedActivationCopy(owner, x) ?? undefined;
       if (!c) this.borrowed.delete(x);
     }
-    if (!c) c = this.pastScope ? untracked(() => bf16Copy(x, x.length)) : bf16Copy(x, x.length);
+    if (!c) {
+      const copy = (): Bf16Matrix => (cols ? bf16RowsCopy(x, Math.floor(x.length / cols), cols) : bf16Copy(x, x.length));
+      c = this.pastScope ? untracked(copy) : copy();
+    }
     this.copies.set(x, c);
     return c;
   }
@@ -173,6 +186,13 @@ export class Bf16Copies {
   }
 }
 
+/** The row stride to read bf16 copy m with, for a product that reads its fp32 matrix with stride ld. */
+function copyStride(m: Bf16Matrix, ld: number, name: string): number {
+  if (!m.rows) return ld;
+  if (ld !== m.rows.cols) throw new Error(`mixedGemm: ${name}'s bf16 copy holds rows of ${m.rows.cols} values (${m.rows.ld} apart), but the product reads it with ld = ${ld}`);
+  return m.rows.ld;
+}
+
 /** Elements a matrix of rows × cols with row stride ld spans. */
 function span(rows: number, cols: number, ld: number): number {
   return rows === 0 ? 0 : (rows - 1) * ld + cols;
@@ -195,7 +215,7 @@ export function mixedGemm(
   const a = A instanceof Float32Array ? bf16Copy(A, Math.min(A.length, span(transA ? Kd : M, transA ? M : Kd, lda))) : A;
   const b = B instanceof Float32Array ? bf16Copy(B, Math.min(B.length, span(transB ? N : Kd, transB ? Kd : N, ldb))) : B;
   try {
-    k.gemmBf16(transA, transB, M, N, Kd, alpha, a.packed.data, lda, b.packed.data, ldb, beta, C, ldc);
+    k.gemmBf16(transA, transB, M, N, Kd, alpha, a.packed.data, copyStride(a, lda, 'A'), b.packed.data, copyStride(b, ldb, 'B'), beta, C, ldc);
   } finally {
     if (a !== A) a.packed.dispose();
     if (b !== B) b.packed.dispose();

@@ -166,15 +166,15 @@ export function loraLinear(
     if (gx && order === 'merged') {
       // dx = g·(W + s·B·A): the branch's share of dx comes with the frozen product.
       const m = merged ? null : mergedCopy(W, A, Bm, scaling, outF, inF, r);
-      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), merged ?? m!.buf, betaFor(gx), gx.data);
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16, outF), merged ?? m!.buf, betaFor(gx), gx.data);
       m?.dispose();
     } else if (gx) {
-      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16), frozenW(c), betaFor(gx), gx.data);
+      frozenProduct(bf16, false, tok, inF, outF, c.of(g, bf16, outF), frozenW(c), betaFor(gx), gx.data);
     }
     if (merged) releaseOperand(merged);
     merged = null;
     const gW = gradSlot(weight);
-    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed), outF, c.ofTensor(x, x.buf, mixed), inF, betaFor(gW), gW.data, inF);
+    if (gW) mixedGemm(mixed, true, false, outF, inF, tok, 1, c.of(g, mixed, outF), outF, c.ofTensor(x, x.buf, mixed), inF, betaFor(gW), gW.data, inF);
     const needA = loraA.requiresGrad, needB = loraB.requiresGrad;
     if (!needA && !needB && (order === 'merged' || !gx)) return;
     if (!u && !uKept && needB) {
@@ -182,14 +182,14 @@ export function loraLinear(
       mixedGemm(mixed, false, true, tok, r, inF, 1, c.ofTensor(x, x.buf, mixed), inF, factors.of(A, mixed), inF, 0, u.buf, r);
     }
     const gB = gradSlot(loraB);
-    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed), outF, uKept ?? u!.buf, r, betaFor(gB), gB.data, r);
+    if (gB) mixedGemm(mixed, true, false, outF, r, tok, scaling, c.of(g, mixed, outF), outF, uKept ?? u!.buf, r, betaFor(gB), gB.data, r);
     u?.dispose();
     u = null;
     const branchDx = gx !== null && order === 'factored';
     if (!needA && !branchDx) return;
     // t = s·g·B [tok, r]: the gradient of u.
     const t = Tensor.empty([tok, r], false);
-    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed), outF, factors.of(Bm, mixed), r, 0, t.buf, r);
+    mixedGemm(mixed, false, false, tok, r, outF, scaling, c.of(g, mixed, outF), outF, factors.of(Bm, mixed), r, 0, t.buf, r);
     // Rounded once for both products that take it (scratch, so not through `c`).
     const tOp: Operand = mixed ? bf16Copy(t.buf, tok * r) : t.buf;
     const scratch = dropout ? Tensor.empty([n], false) : null;

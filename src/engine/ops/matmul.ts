@@ -81,13 +81,13 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
           try {
             const dA = gradSlot(a);
             if (dA) {
-              if (!transA) mixedGemm(true, false, !transB, M, Kd, N, 1, g, g.ld, copies.of(bBuf, true), ldb, betaFor(dA), dA.data, lda);
-              else mixedGemm(true, transB, true, Kd, M, N, 1, copies.of(bBuf, true), ldb, g, g.ld, betaFor(dA), dA.data, lda);
+              if (!transA) mixedGemm(true, false, !transB, M, Kd, N, 1, g, N, copies.of(bBuf, true), ldb, betaFor(dA), dA.data, lda);
+              else mixedGemm(true, transB, true, Kd, M, N, 1, copies.of(bBuf, true), ldb, g, N, betaFor(dA), dA.data, lda);
             }
             const dB = gradSlot(b);
             if (dB) {
-              if (!transB) mixedGemm(true, !transA, false, Kd, N, M, 1, copies.of(aBuf, true), lda, g, g.ld, betaFor(dB), dB.data, ldb);
-              else mixedGemm(true, true, transA, N, Kd, M, 1, g, g.ld, copies.of(aBuf, true), lda, betaFor(dB), dB.data, ldb);
+              if (!transB) mixedGemm(true, !transA, false, Kd, N, M, 1, copies.of(aBuf, true), lda, g, N, betaFor(dB), dB.data, ldb);
+              else mixedGemm(true, true, transA, N, Kd, M, 1, g, N, copies.of(aBuf, true), lda, betaFor(dB), dB.data, ldb);
             }
           } finally {
             g.packed.dispose();
