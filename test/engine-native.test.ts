@@ -591,9 +591,15 @@ describe('kernels the js backend composes from others', () => {
           assertClose(out, wantOut, 0, 0, `${k.name} dropoutApply n=${n} p=${p}`);
           assertClose(dx, wantDx, 0, 0, `${k.name} dropoutBackwardAdd n=${n} p=${p}`);
           assert.deepEqual(gIn, g, `${k.name} dropoutBackwardAdd leaves g alone`);
+          // bf16: this backend's dropoutApply values, rounded as toBf16 rounds them, packed.
+          const wantBf16 = new Float32Array((n + 1) >> 1), outBf16 = rand((n + 1) >> 1);
+          js.toBf16(out, wantBf16, n);
+          k.dropoutApplyBf16(x, outBf16, n, key, threshold, scale);
+          assert.deepEqual(new Uint16Array(outBf16.buffer, 0, n), new Uint16Array(wantBf16.buffer, 0, n), `${k.name} dropoutApplyBf16 n=${n} p=${p}`);
         }
       }
     }
+    for (const k of [js, nat()]) assert.throws(() => k.dropoutApplyBf16(rand(5), new Float32Array(2), 5, 1, 0, 1), /dropoutApplyBf16: out has 2 elements but ceil\(n\/2\) needs 3/);
   });
 
   it('crossEntropyBackwardWrite overwrites garbage, zeroes ignored rows, and works in place over the logits', () => {

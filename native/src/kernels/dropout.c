@@ -56,6 +56,24 @@ void relora_dropout_apply(const float *x, float *out, int64_t n, uint32_t key, d
   else run_spans(dropout_apply_span, x, out, n, key, bound, scale);
 }
 
+RELORA_CLONES static void dropout_apply_bf16_span(const float *x, uint16_t *out, int64_t i0, int64_t i1, uint32_t key,
+                                                  uint32_t bound, float s) {
+#pragma omp simd
+  for (int64_t i = i0; i < i1; i++) out[i] = relora_bf16_of(hash32(key, (uint32_t)i) >= bound ? x[i] * s : 0.0f);
+}
+
+void relora_dropout_apply_bf16(const float *x, uint16_t *out, int64_t n, uint32_t key, double threshold, float scale) {
+  uint32_t bound;
+  float s = scale;
+  if (!keep_bound(threshold, &bound)) bound = 0u, s = 0.0f;
+  if (n < RELORA_PAR_MIN) {
+    dropout_apply_bf16_span(x, out, 0, n, key, bound, s);
+    return;
+  }
+#pragma omp parallel for
+  for (int64_t i = 0; i < n; i += RELORA_SPAN) dropout_apply_bf16_span(x, out, i, i + RELORA_SPAN < n ? i + RELORA_SPAN : n, key, bound, s);
+}
+
 void relora_dropout_backward_add(const float *g, float *dx, int64_t n, uint32_t key, double threshold, float scale) {
   uint32_t bound;
   if (keep_bound(threshold, &bound)) run_spans(dropout_backward_add_span, g, dx, n, key, bound, scale);

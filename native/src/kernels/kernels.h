@@ -170,6 +170,8 @@ void relora_swiglu_backward(const float *dout, const float *gate, const float *u
 void relora_dropout_mask(float *mask, int64_t n, uint32_t key, double threshold, float scale);
 void relora_dropout_apply(const float *x, float *out, int64_t n, uint32_t key, double threshold, float scale);
 void relora_dropout_backward_add(const float *g, float *dx, int64_t n, uint32_t key, double threshold, float scale);
+/* relora_dropout_apply with out packed bf16, rounded as relora_to_bf16 rounds. */
+void relora_dropout_apply_bf16(const float *x, uint16_t *out, int64_t n, uint32_t key, double threshold, float scale);
 
 /* ---- cross_entropy.c: logits [rows, V]; targets checked to be in [0, V) or the ignore index ---- */
 /* Returns the number of rows whose target is not the ignore index. */

@@ -127,6 +127,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("crossEntropyBackward", napi_cross_entropy_backward),
       FN("adamwStep", napi_adamw_step),
       FN("dropoutApply", napi_dropout_apply),
+      FN("dropoutApplyBf16", napi_dropout_apply_bf16),
       FN("dropoutBackwardAdd", napi_dropout_backward_add),
       FN("gemmBf16", napi_gemm_bf16),
       FN("gemmBf16ToBf16", napi_gemm_bf16_to_bf16),

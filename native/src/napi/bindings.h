@@ -16,6 +16,7 @@ napi_value napi_gemm_bf16(napi_env env, napi_callback_info info);
 napi_value napi_gemm_bf16_to_bf16(napi_env env, napi_callback_info info);
 napi_value napi_to_bf16(napi_env env, napi_callback_info info);
 napi_value napi_to_bf16_rows(napi_env env, napi_callback_info info);
+napi_value napi_dropout_apply_bf16(napi_env env, napi_callback_info info);
 napi_value napi_bf16_available(napi_env env, napi_callback_info info);
 napi_value napi_bf16_isa(napi_env env, napi_callback_info info);
 

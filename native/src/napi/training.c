@@ -24,32 +24,41 @@ napi_value napi_dropout_mask(napi_env env, napi_callback_info info) {
 }
 
 typedef void (*dropout_fn)(const float *, float *, int64_t, uint32_t, double, float);
+typedef void (*dropout_bf16_fn)(const float *, uint16_t *, int64_t, uint32_t, double, float);
 
-/* (a, b, n, key, threshold, scale) with a and b holding at least n elements. */
+/* (a, b, n, key, threshold, scale) with a holding at least n elements and b n, or with `packed`
+ * ceil(n/2) (packed bf16); calls fn, or with `packed` fn_bf16. */
 static napi_value dropout_entry(napi_env env, napi_callback_info info, const char *k, const char *na, const char *nb,
-                                dropout_fn fn) {
+                                dropout_fn fn, dropout_bf16_fn fn_bf16) {
   napi_value a[6];
   float *pa, *pb;
   size_t la, lb;
   int64_t n;
   double key, threshold, scale;
+  const int packed = fn_bf16 != NULL;
   if (args_get(env, info, k, 6, a) && arg_f32(env, a[0], k, na, &pa, &la) && arg_f32(env, a[1], k, nb, &pb, &lb) &&
       arg_size(env, a[2], k, "n", &n) && arg_double(env, a[3], k, "key", &key) &&
       arg_double(env, a[4], k, "threshold", &threshold) && arg_double(env, a[5], k, "scale", &scale) &&
-      require_len(env, k, na, la, n, "n") && require_len(env, k, nb, lb, n, "n")) {
-    fn(pa, pb, n, to_uint32(key), threshold, (float)scale);
+      require_len(env, k, na, la, n, "n") && require_len(env, k, nb, lb, packed ? (n + 1) / 2 : n, packed ? "ceil(n/2)" : "n")) {
+    if (packed) fn_bf16(pa, (uint16_t *)pb, n, to_uint32(key), threshold, (float)scale);
+    else fn(pa, pb, n, to_uint32(key), threshold, (float)scale);
   }
   return NULL;
 }
 
 /* dropoutApply(x, out, n, key, threshold, scale): out = x ∘ dropoutMask(key, threshold, scale). */
 napi_value napi_dropout_apply(napi_env env, napi_callback_info info) {
-  return dropout_entry(env, info, "dropoutApply", "x", "out", relora_dropout_apply);
+  return dropout_entry(env, info, "dropoutApply", "x", "out", relora_dropout_apply, NULL);
+}
+
+/* dropoutApplyBf16(x, out, n, key, threshold, scale): out (packed bf16) = bf16(x ∘ mask). */
+napi_value napi_dropout_apply_bf16(napi_env env, napi_callback_info info) {
+  return dropout_entry(env, info, "dropoutApplyBf16", "x", "out", NULL, relora_dropout_apply_bf16);
 }
 
 /* dropoutBackwardAdd(g, dx, n, key, threshold, scale): dx += g ∘ dropoutMask(key, threshold, scale). */
 napi_value napi_dropout_backward_add(napi_env env, napi_callback_info info) {
-  return dropout_entry(env, info, "dropoutBackwardAdd", "g", "dx", relora_dropout_backward_add);
+  return dropout_entry(env, info, "dropoutBackwardAdd", "g", "dx", relora_dropout_backward_add, NULL);
 }
 
 /* ---- cross-entropy ---- */

@@ -7,6 +7,20 @@ import type { Kernels } from './kernels.ts';
 
 type Parts = Pick<Kernels, 'crossEntropyForward' | 'crossEntropyBackwardWrite' | 'toBf16'>;
 
+/** Kernels.dropoutApplyBf16 as dropoutApply into a scratch buffer, then toBf16. */
+export function composedDropoutApplyBf16(k: Pick<Kernels, 'dropoutApply' | 'toBf16'>): Kernels['dropoutApplyBf16'] {
+  return (x, out, n, key, threshold, scale) => {
+    if (out.length < (n + 1) >> 1) throw new Error(`dropoutApplyBf16: out has ${out.length} elements but ceil(n/2) needs ${(n + 1) >> 1}`);
+    const values = acquire(n, false);
+    try {
+      k.dropoutApply(x, values, n, key, threshold, scale);
+      k.toBf16(values, out, n);
+    } finally {
+      release(values);
+    }
+  };
+}
+
 /**
  * In place, x's non-ignored rows become gradScale·(softmax − onehot) as crossEntropyFused computes
  * it in bf16: from the terms e_j = exp(x_j − max) of the row's sum, k = fp32(gradScale / Σe),

@@ -8,7 +8,7 @@ import { hash32 } from '../rng.ts';
 import { emulatedAttentionBf16 } from './attention-bf16.ts';
 import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, toBf16RowsPacked, widenBf16 } from './bf16.ts';
 import { need, positiveInts } from './checks.ts';
-import { composedCrossEntropyFused } from './composed.ts';
+import { composedCrossEntropyFused, composedDropoutApplyBf16 } from './composed.ts';
 import type { Kernels } from './kernels.ts';
 
 function gemm(
@@ -346,6 +346,7 @@ export const jsKernels: Kernels = {
   },
 
   crossEntropyFused: (...args) => composedCrossEntropyFused(jsKernels, widenBf16)(...args),
+  dropoutApplyBf16: (...args) => composedDropoutApplyBf16(jsKernels)(...args),
 
   toBf16: toBf16Packed,
   toBf16Rows: toBf16RowsPacked,

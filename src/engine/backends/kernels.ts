@@ -151,6 +151,8 @@ export interface Kernels {
   dropoutMask(mask: Float32Array, n: number, key: number, threshold: number, scale: number): void;
   /** out[i] = x[i] · mask[i] with the mask of dropoutMask(key, threshold, scale), never stored (out must not be x). */
   dropoutApply(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
+  /** dropoutApply with `out` packed bf16 (ceil(n / 2) floats): the values toBf16 would round them to. */
+  dropoutApplyBf16(x: Float32Array, out: Float32Array, n: number, key: number, threshold: number, scale: number): void;
   /** dx[i] += g[i] · mask[i], the same mask (the backward of dropoutApply). */
   dropoutBackwardAdd(g: Float32Array, dx: Float32Array, n: number, key: number, threshold: number, scale: number): void;
 

@@ -135,6 +135,7 @@ export function loadNativeKernels(): Kernels | null {
     swigluBackward: a.swigluBackward,
     dropoutMask: a.dropoutMask,
     dropoutApply: a.dropoutApply,
+    dropoutApplyBf16: a.dropoutApplyBf16,
     dropoutBackwardAdd: a.dropoutBackwardAdd,
     crossEntropyForward: a.crossEntropyForward,
     crossEntropyBackward: a.crossEntropyBackward,

@@ -6,6 +6,7 @@
 import { K } from '../backend.ts';
 import { dropThreshold, type RandomStream } from '../rng.ts';
 import { hostArray, recording, Tensor } from '../tensor.ts';
+import { bf16Copy, bf16Scratch, type Bf16Matrix } from './bf16.ts';
 import { copyInto } from './copy.ts';
 import { gradSlot } from './grad.ts';
 
@@ -55,6 +56,23 @@ export function applyDropout(x: Float32Array, out: Float32Array, n: number, d: L
   const apply: MaskKernel = (src, dst, len) => K().dropoutApply(src, dst, len, d.key, dropThreshold(d.p), 1 / (1 - d.p));
   if (d.offset) copyInto(atOffset(x, n, d.offset, apply), out, n);
   else apply(x, out, n);
+}
+
+/**
+ * bf16(x ∘ mask) as a packed copy (a scratch tensor of the current scope): what applyDropout then
+ * bf16Copy give, in one pass that writes no fp32 values.
+ */
+export function applyDropoutBf16(x: Float32Array, n: number, d: LoraDropout): Bf16Matrix {
+  if (d.offset) {
+    const xd = Tensor.empty([n], false);
+    applyDropout(x, xd.buf, n, d);
+    const copy = bf16Copy(xd.buf, n);
+    xd.dispose();
+    return copy;
+  }
+  const copy = bf16Scratch(n);
+  K().dropoutApplyBf16(x, copy.packed.data, n, d.key, dropThreshold(d.p), 1 / (1 - d.p));
+  return copy;
 }
 
 /** dx += g ∘ mask, the same mask: the backward of applyDropout. */

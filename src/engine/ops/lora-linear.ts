@@ -6,7 +6,7 @@
 import { K } from '../backend.ts';
 import { recording, shapeStr, Tensor } from '../tensor.ts';
 import { Bf16Copies, bf16Copy, frozenOperand, frozenProduct, mixedGemm, releaseOperand, type Bf16Matrix, type FrozenBf16Copy, type Operand } from './bf16.ts';
-import { applyDropout, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
+import { applyDropout, applyDropoutBf16, dropoutBackwardAdd, type LoraDropout } from './dropout.ts';
 import { copyInto } from './copy.ts';
 import { betaFor, gradSlot } from './grad.ts';
 import { matmulPrecision } from './precision.ts';
@@ -116,11 +116,13 @@ export function loraLinear(
   } else {
     frozenProduct(bf16, true, tok, outF, inF, fwd.ofTensor(x, x.buf, bf16), frozenW(fwd), 0, y);
     u = Tensor.empty([tok, r], false);
-    if (dropout) {
+    if (dropout && mixed) {
+      xdKept = applyDropoutBf16(x.buf, n, dropout);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, xdKept, inF, factors.of(A, mixed), inF, 0, u.buf, r);
+    } else if (dropout) {
       const xd = Tensor.empty([n], false);
       applyDropout(x.buf, xd.buf, n, dropout);
-      if (mixed) xdKept = bf16Copy(xd.buf, n);
-      mixedGemm(mixed, false, true, tok, r, inF, 1, xdKept ?? xd.buf, inF, factors.of(A, mixed), inF, 0, u.buf, r);
+      mixedGemm(mixed, false, true, tok, r, inF, 1, xd.buf, inF, factors.of(A, mixed), inF, 0, u.buf, r);
       xd.dispose();
     } else {
       mixedGemm(mixed, false, true, tok, r, inF, 1, fwd.ofTensor(x, x.buf, mixed), inF, factors.of(A, mixed), inF, 0, u.buf, r);

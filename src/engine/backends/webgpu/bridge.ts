@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 
 import { emulatedAttentionBf16 } from '../attention-bf16.ts';
 import { emulatedGemmBf16, emulatedGemmBf16ToBf16, toBf16Packed, toBf16RowsPacked, widenBf16 } from '../bf16.ts';
-import { composedCrossEntropyFused } from '../composed.ts';
+import { composedCrossEntropyFused, composedDropoutApplyBf16 } from '../composed.ts';
 import { jsKernels } from '../js.ts';
 import type { Kernels } from '../kernels.ts';
 import { OUTPUTS, REPLY_HEADER_BYTES, STATUS_ERROR, STATUS_PENDING, type BatchMessage } from './bridge-protocol.ts';
@@ -308,6 +308,7 @@ export function loadWebGpuKernels(): Kernels {
       b.mirror.toHostForOverwrite(dst);
       widenBf16(src, dst, n);
     })(...args),
+    dropoutApplyBf16: (...args: Parameters<Kernels['dropoutApplyBf16']>) => composedDropoutApplyBf16(k as Kernels)(...args),
     deviceMirror: b.mirror,
   };
   for (const name of Object.keys(OUTPUTS)) if (!(name in k)) k[name] = via(name);
