@@ -36,7 +36,7 @@ export function bf16Scratch(n: number): Bf16Matrix {
  * The row stride (in bf16 values) of a bf16 copy of a matrix with `cols` columns: a whole number of
  * 64 values (128 bytes). oneDNN's AMX products that read a llama_60m MLP gradient (1,376 wide)
  * transposed ran 15–20 % faster from a copy 1,408 apart than from one 1,376 apart (BENCHMARKS.md,
- * "Padded gradient copies").
+ * "Ninth session": padded gradient copies).
  */
 export function bf16RowStride(cols: number): number {
   return cols < 64 || cols % 64 === 0 ? cols : Math.ceil(cols / 64) * 64;
