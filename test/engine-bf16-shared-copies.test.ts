@@ -17,7 +17,12 @@ const backends = loadNativeKernels() ? (['js', 'native'] as const) : (['js'] as 
 
 /** y1 + y2 + y3 with yi = h·Wiᵀ, h = x·W0ᵀ; `private` gives each product its own leaf copy of h. */
 function threeHeads(x: Tensor, w: Tensor[], privateCopies: boolean, innerScope: boolean): Float32Array[] {
-  for (const t of [x, ...w]) t.grad?.data.fill(0);
+  // Drop the gradients rather than zero them: every run then writes them afresh (beta 0), as
+  // adding into zeros may take a different oneDNN kernel (gemm_bf16.c) that rounds differently.
+  for (const t of [x, ...w]) {
+    t.grad?.dispose();
+    t.grad = null;
+  }
   withPrecision('bf16', () => scope(() => {
     const h = ops.linear(x, w[0]);
     const input = (): Tensor => {

@@ -733,14 +733,15 @@ describe('kernels the js backend composes from others', () => {
     assert.throws(() => roundBf16(src, new Float32Array(3), 4), /roundBf16: .*dst/);
   });
 
+  // Multiples of 1/8 in [-4, 4] are exact in bf16, and their products and sums (to 2¹⁴ terms) exact in fp32.
+  const exactBf16Values = (n: number): Float32Array => rand(n, -4, 4).map((v) => Math.round(v * 8) / 8);
+  const packBf16 = (x: Float32Array): Float32Array => {
+    const p = new Float32Array((x.length + 1) >> 1);
+    js.toBf16(x, p, x.length);
+    return p;
+  };
+
   it('gemmBf16 multiplies packed bf16 operands in every layout (exact on bf16-representable values)', () => {
-    // Multiples of 1/8 in [-4, 4] are exact in bf16, and their products and short sums exact in fp32.
-    const exact = (n: number): Float32Array => rand(n, -4, 4).map((v) => Math.round(v * 8) / 8);
-    const pack = (x: Float32Array): Float32Array => {
-      const p = new Float32Array((x.length + 1) >> 1);
-      js.toBf16(x, p, x.length);
-      return p;
-    };
     const native = nat();
     assert.equal(typeof native.hasBf16Gemm(), 'boolean');
     assert.equal(js.hasBf16Gemm(), false);
@@ -748,18 +749,38 @@ describe('kernels the js backend composes from others', () => {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
           const lda = (transA ? M : K) + 2, ldb = (transB ? K : N) + 1;
-          const A = exact((transA ? K : M) * lda), B = exact((transB ? N : K) * ldb), C0 = exact(M * N);
+          const A = exactBf16Values((transA ? K : M) * lda), B = exactBf16Values((transB ? N : K) * ldb), C0 = exactBf16Values(M * N);
           const want = C0.slice();
           js.gemm(transA, transB, M, N, K, 1, A, lda, 0, B, ldb, 0, 0.5, want, N, 0, 1);
           for (const k of [js, native]) {
             const C = C0.slice();
-            k.gemmBf16(transA, transB, M, N, K, 1, pack(A), lda, pack(B), ldb, 0.5, C, N);
+            k.gemmBf16(transA, transB, M, N, K, 1, packBf16(A), lda, packBf16(B), ldb, 0.5, C, N);
             assertClose(C, want, 0, 0, `${k.name} gemmBf16 ${M}x${N}x${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`);
           }
         }
       }
     }
     assert.throws(() => native.gemmBf16(false, false, 4, 4, 4, 1, new Float32Array(2), 4, new Float32Array(8), 4, 0, new Float32Array(16), 4), /gemmBf16: A \(2 floats\)|gemmBf16: A has/);
+  });
+
+  it('gemmBf16 is exact on dense operands too, whichever oneDNN kernel the shape is steered to', () => {
+    // Dense rows take oneDNN's brgemm unless the shape is one gemm:jit runs faster (gemm_bf16.c:
+    // a transposed A accumulating or with K ≥ 1024, or K > N ≥ 256); each kind is here, with beta 0 and 1.
+    const native = nat();
+    for (const [M, N, K] of [[48, 272, 1040], [272, 40, 1024], [16, 256, 300], [40, 24, 64]]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          for (const beta of [0, 1]) {
+            const A = exactBf16Values(M * K), B = exactBf16Values(K * N), C0 = exactBf16Values(M * N);
+            const want = C0.slice();
+            js.gemm(transA, transB, M, N, K, 1, A, transA ? M : K, 0, B, transB ? K : N, 0, beta, want, N, 0, 1);
+            const C = C0.slice();
+            native.gemmBf16(transA, transB, M, N, K, 1, packBf16(A), transA ? M : K, packBf16(B), transB ? K : N, beta, C, N);
+            assertClose(C, want, 0, 0, `gemmBf16 ${M}x${N}x${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} beta ${beta}`);
+          }
+        }
+      }
+    }
   });
 
   it('gemmBf16ToBf16 writes the product rounded to bf16, leaving the gaps between C\'s rows alone', () => {

@@ -19,7 +19,12 @@ const B = 2, T = 8, H = 2, D = 8, C = H * D, F = 24;
 
 /** A decoder layer's ops (as src/nn/llama.ts composes them) on x = input·W0ᵀ; returns every gradient and the intermediates. */
 function layer(w: Tensor[], input: Tensor, precision: Precision, release: boolean): { grads: Float32Array[]; released: string[] } {
-  for (const t of w) t.grad?.data.fill(0);
+  // Dropped, not zeroed: every run writes its gradients afresh (beta 0), as adding into zeros may
+  // take a different oneDNN kernel (gemm_bf16.c) that rounds differently.
+  for (const t of w) {
+    t.grad?.dispose();
+    t.grad = null;
+  }
   const tables = ops.ropeTables(T, D, 10000);
   let released: string[] = [];
   withPrecision(precision, () => scope(() => {

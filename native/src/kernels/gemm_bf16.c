@@ -61,6 +61,47 @@ static dnnl_status_t matrix_desc(dnnl_memory_desc_t *md, int64_t rows, int64_t c
   return dnnl_memory_desc_init_by_strides(md, 4, dims, dt, strides);
 }
 
+/* oneDNN 2.6 on AMX always dispatches dense matrices to its brgemm kernel and strided ones to its
+ * older gemm:jit, yet gemm:jit is faster for two kinds of product (BENCHMARKS.md, "Tenth session"):
+ * - a transposed A, the weight gradients gᵀ·x: 1376×512×2048 1.94 vs 2.64 ms, the head's
+ *   32100×512×512 accumulated into (beta 1) 12.6 vs 16.3 ms. Written afresh (beta 0) with a short
+ *   reduction it is slower (23 vs 14 ms: it seems to clear C first), so that case stays on brgemm;
+ * - a long reduction into a wide output (K > N ≥ 256): the head's g·W, 512×512×32100, 10.9 vs
+ *   13.0 ms; 2048×512×1376 1.84 vs 1.97 ms.
+ * Skinny outputs (LoRA's rank-r products) and short reductions stay on brgemm, which wins those.
+ * A fixed rule, not a timing, so every run takes the same kernels and rounds the same way. */
+static int prefers_gemm_jit(const bf16_entry *e) {
+  if (e->batch.outer || relora_bf16_isa() != RELORA_BF16_AMX) return 0;
+  if (e->transA) return e->beta != 0.0f || e->K >= 1024;
+  return e->K > e->N && e->N >= 256;
+}
+
+/* The gemm:jit implementation of desc, or oneDNN's first choice when it offers none. */
+static dnnl_status_t create_gemm_jit(dnnl_primitive_desc_t *pd, const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr) {
+  dnnl_primitive_desc_iterator_t it;
+  dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, engine, NULL);
+  if (st != dnnl_success) return st;
+  dnnl_primitive_desc_t first = NULL;
+  do {
+    dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+    if (!cand) break;
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+    if (impl && strncmp(impl, "gemm:jit", 8) == 0) {
+      if (first) dnnl_primitive_desc_destroy(first);
+      *pd = cand;
+      dnnl_primitive_desc_iterator_destroy(it);
+      return dnnl_success;
+    }
+    if (!first) first = cand;
+    else dnnl_primitive_desc_destroy(cand);
+  } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+  dnnl_primitive_desc_iterator_destroy(it);
+  if (!first) return dnnl_unimplemented;
+  *pd = first;
+  return dnnl_success;
+}
+
 static dnnl_status_t build(bf16_entry *e) {
   dnnl_status_t st;
   if (!engine) {
@@ -87,7 +128,7 @@ static dnnl_status_t build(bf16_entry *e) {
     if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, ops);
   }
   dnnl_primitive_desc_t pd = NULL;
-  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
+  if (st == dnnl_success) st = prefers_gemm_jit(e) ? create_gemm_jit(&pd, &desc, attr) : dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL);
   if (st == dnnl_success) st = dnnl_primitive_create(&e->prim, pd);
   if (pd) dnnl_primitive_desc_destroy(pd);
   if (ops) dnnl_post_ops_destroy(ops);
