@@ -34,9 +34,11 @@ export function bf16Scratch(n: number): Bf16Matrix {
 
 /**
  * The row stride (in bf16 values) of a bf16 copy of a matrix with `cols` columns: a whole number of
- * 64 values (128 bytes). oneDNN's AMX products that read a llama_60m MLP gradient (1,376 wide)
- * transposed ran 15–20 % faster from a copy 1,408 apart than from one 1,376 apart (BENCHMARKS.md,
- * "Ninth session": padded gradient copies).
+ * 64 values (128 bytes). Products reading a llama_60m MLP gradient (1,376 wide) ran 15–20 % faster
+ * from a copy 1,408 apart (BENCHMARKS.md, "Ninth session": padded gradient copies) because oneDNN
+ * runs strided matrices on its gemm:jit kernel, not because of the alignment: on AMX, gemm_bf16.c
+ * now picks gemm:jit for those products whatever the stride, and the padding measured neutral
+ * ("Tenth session"). It stays for CPUs without AMX, where that rule is off and it was not measured.
  */
 export function bf16RowStride(cols: number): number {
   return cols < 64 || cols % 64 === 0 ? cols : Math.ceil(cols / 64) * 64;
