@@ -76,30 +76,24 @@ static int prefers_gemm_jit(const bf16_entry *e) {
   return e->K > e->N && e->N >= 256;
 }
 
-/* The gemm:jit implementation of desc, or oneDNN's first choice when it offers none. */
+/* The gemm:jit implementation of desc, or oneDNN's own choice when it offers none. */
 static dnnl_status_t create_gemm_jit(dnnl_primitive_desc_t *pd, const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr) {
   dnnl_primitive_desc_iterator_t it;
   dnnl_status_t st = dnnl_primitive_desc_iterator_create(&it, desc, attr, engine, NULL);
   if (st != dnnl_success) return st;
-  dnnl_primitive_desc_t first = NULL;
   do {
     dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
-    if (!cand) break;
     const char *impl = NULL;
-    dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+    if (cand) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
     if (impl && strncmp(impl, "gemm:jit", 8) == 0) {
-      if (first) dnnl_primitive_desc_destroy(first);
       *pd = cand;
       dnnl_primitive_desc_iterator_destroy(it);
       return dnnl_success;
     }
-    if (!first) first = cand;
-    else dnnl_primitive_desc_destroy(cand);
+    if (cand) dnnl_primitive_desc_destroy(cand);
   } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
   dnnl_primitive_desc_iterator_destroy(it);
-  if (!first) return dnnl_unimplemented;
-  *pd = first;
-  return dnnl_success;
+  return dnnl_primitive_desc_create(pd, desc, attr, engine, NULL);
 }
 
 static dnnl_status_t build(bf16_entry *e) {
