@@ -194,7 +194,7 @@ export function register(program: Command): void {
     // In a data-parallel job (mpirun) rank 0 writes the report and prints; the other ranks only train.
     if (worldCommunicator().rank !== 0) {
       if (summary.interrupted) process.exitCode = SIGNAL_EXIT_CODES[summary.interrupted_by ?? 'SIGINT'];
-      return;
+      return exitAfterRun();
     }
     if (opts.report !== false) {
       const { writeRunReport } = await import('../../report/run-report.ts');
@@ -212,5 +212,18 @@ export function register(program: Command): void {
       // The signal came when no update was left to stop: the run is complete, so it ends as one.
       process.stdout.write(`${stop.requested} received after the last update: the run had already finished, so its summary and report were written\n`);
     }
+    return exitAfterRun();
   });
+}
+
+/**
+ * Ends the process once the run's files are all written. Left to end by itself, Node closes its
+ * signal handles early in its teardown, and a SIGINT / SIGTERM landing in the milliseconds after
+ * that takes the default action: a finished run would end "killed by signal" (exit 130 / 143 to the
+ * shell). process.exit skips that teardown; 'exit' listeners (MPI finalise, the run lock) still
+ * run. Output still queued (stdout / stderr on a pipe are asynchronous on macOS) is flushed first.
+ */
+async function exitAfterRun(): Promise<never> {
+  for (const stream of [process.stdout, process.stderr]) await new Promise<void>((resolve) => stream.write('', () => resolve()));
+  process.exit();
 }
